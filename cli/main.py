@@ -1,0 +1,51 @@
+"""The `edgepack` command: one subcommand per module in this package, mirroring the Python API.
+
+Subcommand modules import only the device runtime at the top; anything from compress/ is
+imported inside the command that needs it, so `edgepack run` works with the base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgepack.runtime import EdgepackError, __version__
+
+# subcommand -> module in edgepack.cli that defines add_arguments(parser) and main(args) -> int
+COMMANDS = {
+    "pack": ("pack_command", "wrap ONNX/TFLite files into a pack"),
+    "info": ("info_command", "show what a pack holds"),
+    "verify": ("verify_command", "check a pack's manifest and every file hash"),
+    "run": ("run_command", "run a pack on text, an image or .npy arrays"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgepack", description="Take a trained model to an edge device and measure it there."
+    )
+    parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"edgepack.cli.{module_name}")
+        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except EdgepackError as exc:
+        print(f"edgepack {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"edgepack {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

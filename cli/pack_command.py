@@ -1,0 +1,126 @@
+"""Wrap existing ONNX/TFLite files, labels and preprocessing assets into a pack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgepack.runtime import InputError
+from edgepack.runtime.assemble import assemble_pack
+from edgepack.runtime.model_info import describe_model_file
+
+TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", help=".onnx and/or .tflite files")
+    parser.add_argument("-o", "--output", required=True, help="pack directory or NAME.edgepack")
+    parser.add_argument("--name", help="pack name (default: the output's name)")
+    parser.add_argument(
+        "--task",
+        default=None,
+        choices=["text-classification", "image-classification", "feature-extraction", "other"],
+    )
+    parser.add_argument("--precision", help="override the precision read from the files")
+    parser.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="TENSOR=NAME",
+        help="name users pass for a file tensor, e.g. serving_default_args_0:0=x",
+    )
+    post = parser.add_argument_group("postprocessing")
+    post.add_argument("--labels", help="labels file (one per line) or a comma-separated list")
+    post.add_argument("--softmax", action="store_true", help="apply softmax to the scores")
+    post.add_argument("--output-name", help="output holding the class scores (default: first)")
+    text = parser.add_argument_group("text preprocessing (BERT WordPiece)")
+    text.add_argument("--vocab", help="vocab.txt of the tokenizer")
+    text.add_argument("--tokenizer-json", help="tokenizer.json, used when tokenizers is installed")
+    text.add_argument("--max-length", type=int, default=128)
+    text.add_argument("--cased", action="store_true", help="do not lower-case")
+    text.add_argument("--padding", choices=["max_length", "longest"], default="max_length")
+    image = parser.add_argument_group("image preprocessing")
+    image.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
+    image.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
+    image.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
+    image.add_argument("--scale", type=float, default=1 / 255)
+    image.add_argument("--mean", type=float, nargs="+", default=[0.0])
+    image.add_argument("--std", type=float, nargs="+", default=[1.0])
+
+
+def main(args: argparse.Namespace) -> int:
+    renames = dict(_pair(item) for item in args.rename)
+    entries = [
+        (path, describe_model_file(path, precision=args.precision, names=renames))
+        for path in args.models
+    ]
+    input_names = [t.name for t in entries[0][1].inputs]
+    assets, preprocessing, task = {}, None, args.task or "other"
+    if args.vocab and args.image_size:
+        raise InputError("give either text (--vocab) or image (--image-size) preprocessing")
+    if args.vocab:
+        assets["vocab.txt"] = (args.vocab, "vocab")
+        preprocessing = {
+            "kind": "text",
+            "tokenizer": "wordpiece",
+            "vocab_file": "vocab.txt",
+            "lowercase": not args.cased,
+            "strip_accents": None,
+            "max_length": args.max_length,
+            "padding": args.padding,
+            "truncation": True,
+            "input_names": {role: role for role in TEXT_ROLES if role in input_names},
+        }
+        if args.tokenizer_json:
+            assets["tokenizer.json"] = (args.tokenizer_json, "tokenizer")
+            preprocessing["tokenizer_file"] = "tokenizer.json"
+        task = args.task or "text-classification"
+    elif args.image_size:
+        preprocessing = {
+            "kind": "image",
+            "input_name": input_names[0],
+            "size": args.image_size,
+            "layout": args.layout,
+            "color": args.color,
+            "scale": args.scale,
+            "mean": args.mean,
+            "std": args.std,
+        }
+        task = args.task or "image-classification"
+    postprocessing = None
+    if args.labels or args.softmax or args.output_name:
+        postprocessing = {
+            "output_name": args.output_name or entries[0][1].outputs[0].name,
+            "softmax": args.softmax,
+        }
+        if args.labels:
+            postprocessing["labels"] = _labels(args.labels)
+    manifest = assemble_pack(
+        args.output,
+        entries,
+        name=args.name,
+        task=task,
+        assets=assets,
+        preprocessing=preprocessing,
+        postprocessing=postprocessing,
+        provenance={
+            "source_model": ", ".join(str(Path(p)) for p in args.models),
+            "stages": [{"name": "pack"}],
+        },
+    )
+    print(f"wrote {args.output}: {len(manifest.models)} model(s), {len(manifest.files)} asset(s)")
+    return 0
+
+
+def _pair(item: str) -> tuple[str, str]:
+    tensor, sep, name = item.rpartition("=")
+    if not sep or not tensor or not name:
+        raise InputError(f"--rename takes TENSOR=NAME, got {item!r}")
+    return tensor, name
+
+
+def _labels(value: str) -> list[str]:
+    path = Path(value)
+    if path.is_file():
+        return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+    return [label.strip() for label in value.split(",")]

@@ -1,0 +1,70 @@
+"""Run a pack on text (--text), images (--image) or raw arrays (--npy NAME=FILE)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.runtime import InputError, load
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pack", help="pack directory or .edgepack archive")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", action="append", help="text to classify (repeatable)")
+    given.add_argument("--image", action="append", help="image file or .npy array (repeatable)")
+    given.add_argument("--npy", action="append", metavar="NAME=FILE", help="raw input array")
+    add_runtime_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load() options, shared by every command that runs a pack."""
+    parser.add_argument("--backend", default="auto", help="onnxruntime, litert or auto")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument(
+        "--provider",
+        action="append",
+        dest="providers",
+        help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider (repeatable)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    model = load(args.pack, backend=args.backend, threads=args.threads, providers=args.providers)
+    if args.npy:
+        outputs = model.run(_read_arrays(args.npy))
+        result = {name: value.tolist() for name, value in outputs.items()}
+        text = "\n".join(f"{n}: shape {v.shape} {v.dtype}\n{v}" for n, v in outputs.items())
+    else:
+        predictions = model.predict(args.text or args.image)
+        result = [p.to_dict() for p in predictions]
+        text = "\n".join(
+            f"{item!s:.60}: {p.label} ({p.score:.3f})"
+            for item, p in zip(args.text or args.image, predictions, strict=True)
+        )
+    if args.json:
+        print(json.dumps({"model": model.describe(), "result": result}, indent=2))
+    else:
+        info = model.describe()
+        print(
+            f"# {info['pack']}: {info['model_file']} ({info['precision']}) on {info['backend']}, "
+            f"{info['threads']} thread(s)"
+        )
+        print(text)
+    return 0
+
+
+def _read_arrays(items: list[str]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--npy takes NAME=FILE, got {item!r}")
+        if not Path(path).is_file():
+            raise InputError(f"--npy {name}: no file {path}")
+        arrays[name] = np.load(path, allow_pickle=False)
+    return arrays

@@ -1,0 +1,1 @@
+"""Workstation-side compression: export, quantization, distillation and pruning into packs."""

@@ -1,0 +1,65 @@
+"""edgepack's device runtime: load a pack and run it with numpy and one interpreter.
+
+>>> import edgepack.runtime as ep  # doctest: +SKIP
+>>> model = ep.load("digits.edgepack", backend="onnxruntime", threads=1)  # doctest: +SKIP
+>>> model.predict(image)  # doctest: +SKIP
+"""
+
+from .errors import (
+    BackendUnavailableError,
+    BenchmarkError,
+    EdgepackError,
+    ExportError,
+    InputError,
+    IntegrityError,
+    ManifestError,
+    PreprocessingError,
+    ProfileError,
+    QuantizationError,
+    SchemaVersionError,
+    UnsafeArchiveError,
+)
+from .manifest import (
+    SCHEMA_VERSION,
+    FileEntry,
+    ModelEntry,
+    PackManifest,
+    Quantization,
+    TensorSpec,
+    parse_manifest,
+)
+from .model import Model, default_threads, load
+from .pack import read_manifest, unpack_pack, verify_pack, write_pack
+from .postprocess import Prediction
+from .version import __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BackendUnavailableError",
+    "BenchmarkError",
+    "EdgepackError",
+    "ExportError",
+    "FileEntry",
+    "InputError",
+    "IntegrityError",
+    "ManifestError",
+    "Model",
+    "ModelEntry",
+    "PackManifest",
+    "Prediction",
+    "PreprocessingError",
+    "ProfileError",
+    "Quantization",
+    "QuantizationError",
+    "SchemaVersionError",
+    "TensorSpec",
+    "UnsafeArchiveError",
+    "__version__",
+    "default_threads",
+    "load",
+    "parse_manifest",
+    "read_manifest",
+    "unpack_pack",
+    "verify_pack",
+    "write_pack",
+]

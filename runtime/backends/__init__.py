@@ -1,0 +1,55 @@
+"""The interpreters a pack can run on, in one table: backend name -> how to make and find it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from ..errors import BackendUnavailableError
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Where a backend lives and what to install when it is missing."""
+
+    module: str
+    factory: str
+    packages: tuple[str, ...]
+    install_hint: str
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "onnxruntime": BackendInfo(
+        "edgepack.runtime.backends.ort_backend",
+        "OnnxRuntimeBackend",
+        ("onnxruntime",),
+        "pip install edgepack (onnxruntime is in the base install)",
+    ),
+    "litert": BackendInfo(
+        "edgepack.runtime.backends.litert_backend",
+        "LiteRTBackend",
+        ("ai_edge_litert", "tflite_runtime"),
+        "pip install 'edgepack[tflite]' (ai-edge-litert)",
+    ),
+}
+
+
+def is_installed(backend: str) -> bool:
+    """True when one of the backend's interpreter packages can be imported."""
+    return any(importlib.util.find_spec(p) is not None for p in BACKENDS[backend].packages)
+
+
+def backend_class(backend: str) -> type:
+    """The class implementing `backend`; raises a clear error for unknown or missing ones."""
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(
+            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or 'auto'"
+        )
+    info = BACKENDS[backend]
+    if not is_installed(backend):
+        raise BackendUnavailableError(
+            f"backend {backend!r} needs {' or '.join(info.packages)}, which is not installed: "
+            f"{info.install_hint}"
+        )
+    return getattr(importlib.import_module(info.module), info.factory)

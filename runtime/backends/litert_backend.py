@@ -1,0 +1,109 @@
+"""LiteRT (TFLite) backend: ai-edge-litert's interpreter, or tflite-runtime as a fallback.
+
+Inputs are bound by tensor name. For int8 I/O the backend quantizes inputs and dequantizes
+outputs with the interpreter's own parameters, so callers always see float32.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputError
+from ..manifest import ModelEntry
+
+
+def _interpreter_class() -> tuple[type, str]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise BackendUnavailableError(
+            "only tflite-runtime is installed, and tflite-runtime 2.14 (its last release) cannot "
+            f"create an interpreter under numpy {np.__version__} ('_ARRAY_API not found'): "
+            "pip install 'edgepack[tflite]' (ai-edge-litert)"
+        )
+    from tflite_runtime.interpreter import Interpreter
+
+    warnings.warn(
+        "using tflite-runtime 2.14: it rejects op versions current converters emit "
+        "(e.g. FULLY_CONNECTED v12) and has returned wrong int8 results; prefer ai-edge-litert",
+        stacklevel=3,
+    )
+    return Interpreter, "tflite-runtime"
+
+
+class LiteRTBackend:
+    """Runs a .tflite model. The interpreter is not thread-safe, so each run holds a lock."""
+
+    name = "litert"
+
+    def __init__(self, model: bytes, entry: ModelEntry, threads: int, providers: Any = None):
+        if providers:
+            raise BackendUnavailableError("the litert backend takes no execution providers")
+        interpreter_class, self.package = _interpreter_class()
+        try:
+            self.interpreter = interpreter_class(model_content=model, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            hint = ""
+            if self.package == "tflite-runtime":
+                hint = " (tflite-runtime is too old for this model: pip install ai-edge-litert)"
+            raise BackendUnavailableError(
+                f"{self.package} cannot load {entry.path}: {exc}{hint}"
+            ) from exc
+        self.threads = threads
+        self.providers = [self.package]
+        self._lock = threading.Lock()
+        inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+        outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
+        self._inputs = {s.file_name: _lookup(inputs, s.file_name, entry.path) for s in entry.inputs}
+        self._outputs = [_lookup(outputs, s.file_name, entry.path) for s in entry.outputs]
+        self._shapes = {name: tuple(d["shape"]) for name, d in self._inputs.items()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            resized = False
+            for name, value in feeds.items():
+                if value.shape != self._shapes[name]:
+                    self.interpreter.resize_tensor_input(self._inputs[name]["index"], value.shape)
+                    self._shapes[name] = value.shape
+                    resized = True
+            if resized:
+                self.interpreter.allocate_tensors()
+            for name, value in feeds.items():
+                detail = self._inputs[name]
+                self.interpreter.set_tensor(detail["index"], _quantize(value, detail))
+            self.interpreter.invoke()
+            return [_dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self._outputs]
+
+
+def _lookup(details: dict[str, dict], name: str, path: str) -> dict:
+    if name not in details:
+        raise InputError(
+            f"{path} has no tensor named {name!r} (it has {sorted(details)}); the manifest's "
+            "tensor_name must name the interpreter's tensor"
+        )
+    return details[name]
+
+
+def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if scale == 0.0 or value.dtype == dtype:
+        return value.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(value / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if scale == 0.0:
+        return value
+    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -1,0 +1,40 @@
+"""ONNX Runtime backend: one InferenceSession, CPU by default, CUDA/TensorRT when asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import BackendUnavailableError
+from ..manifest import ModelEntry
+
+
+class OnnxRuntimeBackend:
+    """Runs an ONNX model. InferenceSession.run is thread-safe, so no lock is taken."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, model: bytes, entry: ModelEntry, threads: int, providers: list[str] | None = None
+    ):
+        available = ort.get_available_providers()
+        wanted = list(providers or ["CPUExecutionProvider"])
+        absent = [p for p in wanted if p not in available]
+        if absent:
+            raise BackendUnavailableError(
+                f"execution provider(s) {absent} are not available in this onnxruntime build "
+                f"(available: {available}); CUDA/TensorRT need the onnxruntime-gpu package"
+            )
+        if "CPUExecutionProvider" not in wanted:
+            wanted.append("CPUExecutionProvider")  # fallback for ops the accelerator lacks
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(model, options, providers=wanted)
+        self.threads = threads
+        self.providers: list[str] = self.session.get_providers()
+        self._outputs = [spec.file_name for spec in entry.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self._outputs, feeds)

@@ -1,0 +1,49 @@
+"""The one exception hierarchy of edgepack: each error says what was wrong and what was expected."""
+
+
+class EdgepackError(Exception):
+    """Base of every error edgepack raises on purpose."""
+
+
+class ManifestError(EdgepackError):
+    """manifest.json is missing, unreadable or does not match the pack schema."""
+
+
+class SchemaVersionError(ManifestError):
+    """The manifest's schema version is one this runtime cannot read."""
+
+
+class IntegrityError(EdgepackError):
+    """A file in the pack is missing or its sha256 does not match the manifest."""
+
+
+class UnsafeArchiveError(EdgepackError):
+    """An archive entry would escape the pack (absolute path, '..', link or device)."""
+
+
+class BackendUnavailableError(EdgepackError):
+    """The interpreter a backend needs is not installed or cannot run here."""
+
+
+class InputError(EdgepackError):
+    """Inputs given to a model do not match what the model expects."""
+
+
+class PreprocessingError(EdgepackError):
+    """Text or image preprocessing could not turn the input into model tensors."""
+
+
+class ExportError(EdgepackError):
+    """A model could not be exported (the message names the op and the module)."""
+
+
+class QuantizationError(EdgepackError):
+    """Quantization could not produce a model within the requested constraints."""
+
+
+class ProfileError(EdgepackError):
+    """A device profile is missing, unknown or malformed."""
+
+
+class BenchmarkError(EdgepackError):
+    """A benchmark could not be run as asked."""

@@ -1,0 +1,248 @@
+"""Loads a pack onto one backend and runs it: `load(path).run(inputs)` and `.predict(x)`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends import BACKENDS, backend_class, is_installed
+from .errors import BackendUnavailableError, InputError
+from .manifest import ModelEntry, PackManifest, TensorSpec
+from .pack import PackReader
+from .postprocess import Prediction, postprocess
+from .version import __version__
+
+
+def default_threads() -> int:
+    """The cores this process may run on (CPU affinity), which is what a benchmark should use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def load(
+    path: str | os.PathLike[str],
+    backend: str = "auto",
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    model_file: str | None = None,
+) -> Model:
+    """Load a pack (directory or .edgepack archive), verifying every file hash.
+
+    backend: "onnxruntime", "litert" or "auto" (ONNX Runtime when the pack has an ONNX model and
+    onnxruntime is installed, else LiteRT). threads: intra-op threads, default all usable cores.
+    providers: ONNX Runtime execution providers, e.g. ["CUDAExecutionProvider"].
+    model_file: which model in the pack to run, when it holds several for the same backend.
+
+    >>> model = load("digits.edgepack", threads=1)  # doctest: +SKIP
+    >>> model.run({"pixels": np.zeros((1, 1, 8, 8), np.float32)})["logits"].shape  # doctest: +SKIP
+    (1, 10)
+    """
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    with PackReader(path) as reader:
+        manifest = reader.manifest
+        _check_requirements(manifest)
+        entry, chosen = _choose_model(manifest, backend, model_file)
+        reader.verify()
+        model_bytes = reader.read(entry.path)
+        assets = {f.path: reader.read(f.path) for f in manifest.files}
+    threads = threads or default_threads()
+    runner = backend_class(chosen)(model_bytes, entry, threads, providers)
+    return Model(manifest, entry, runner, assets)
+
+
+def _choose_model(
+    manifest: PackManifest, backend: str, model_file: str | None
+) -> tuple[ModelEntry, str]:
+    candidates = manifest.models
+    if model_file is not None:
+        candidates = [m for m in candidates if m.path == model_file]
+        if not candidates:
+            known = [m.path for m in manifest.models]
+            raise InputError(
+                f"pack {manifest.name!r} has no model file {model_file!r}; it has {known}"
+            )
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise BackendUnavailableError(
+                f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or 'auto'"
+            )
+        runnable = [m for m in candidates if backend in m.backends]
+        if not runnable:
+            have = sorted({b for m in candidates for b in m.backends})
+            raise BackendUnavailableError(
+                f"pack {manifest.name!r} has no model for backend {backend!r}; "
+                f"its models run on {have}"
+            )
+        return runnable[0], backend
+    for name in BACKENDS:  # table order is the preference order
+        runnable = [m for m in candidates if name in m.backends]
+        if runnable and is_installed(name):
+            return runnable[0], name
+    needed = sorted({b for m in candidates for b in m.backends})
+    hints = "; ".join(BACKENDS[b].install_hint for b in needed)
+    raise BackendUnavailableError(
+        f"no installed backend can run pack {manifest.name!r} (it needs one of {needed}): {hints}"
+    )
+
+
+def _check_requirements(manifest: PackManifest) -> None:
+    wanted = manifest.requirements.get("min_runtime_version")
+    if wanted and _version_tuple(wanted) > _version_tuple(__version__):
+        raise BackendUnavailableError(
+            f"pack {manifest.name!r} needs edgepack >= {wanted}; this is edgepack {__version__}"
+        )
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+_KIND_NAMES = {"f": "floats", "i": "integers", "b": "bools"}
+
+
+@dataclass(frozen=True)
+class _InputCheck:
+    """What one input must look like, precomputed so run() stays cheap."""
+
+    spec: TensorSpec
+    dtype: np.dtype
+    kind: str  # "f" float, "i" integer, "b" bool
+
+    @classmethod
+    def of(cls, spec: TensorSpec) -> _InputCheck:
+        dtype = np.dtype(spec.user_dtype)
+        kind = "i" if dtype.kind in "iu" else dtype.kind
+        return cls(spec, dtype, kind)
+
+
+class Model:
+    """A pack loaded on one backend. `run` is safe to call from several threads at once."""
+
+    def __init__(self, manifest: PackManifest, entry: ModelEntry, runner: Any, assets: dict):
+        self.manifest = manifest
+        self.entry = entry
+        self._runner = runner
+        self._checks = [_InputCheck.of(spec) for spec in entry.inputs]
+        self._names = {c.spec.name for c in self._checks}
+        self._output_names = [spec.name for spec in entry.outputs]
+        self._preprocess = _make_preprocessor(manifest.preprocessing, assets)
+
+    @property
+    def backend(self) -> str:
+        return self._runner.name
+
+    @property
+    def threads(self) -> int:
+        return self._runner.threads
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._runner.providers)
+
+    def describe(self) -> dict[str, Any]:
+        """What is running: pack, model file, precision, backend, providers and threads."""
+        return {
+            "pack": self.manifest.name,
+            "model_file": self.entry.path,
+            "format": self.entry.format,
+            "precision": self.entry.precision,
+            "backend": self.backend,
+            "providers": self.providers,
+            "threads": self.threads,
+        }
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on named inputs; returns named outputs. Checks names, dtypes, shapes."""
+        if not isinstance(inputs, dict):
+            raise InputError(f"inputs must be a dict of name -> array, got {type(inputs).__name__}")
+        if inputs.keys() != self._names:
+            self._raise_name_error(inputs)
+        dims: dict[str, int] = {}
+        feeds = {c.spec.file_name: _checked(inputs[c.spec.name], c, dims) for c in self._checks}
+        outputs = self._runner.run(feeds)
+        return dict(zip(self._output_names, outputs, strict=True))
+
+    def predict(self, item: Any) -> Prediction | list[Prediction]:
+        """Preprocess a text or image (or a list of them), run, and return labelled scores."""
+        if self._preprocess is None:
+            raise InputError(
+                f"pack {self.manifest.name!r} has no preprocessing section; use run() with arrays"
+            )
+        batch = item if isinstance(item, list) else [item]
+        if not batch:
+            raise InputError("predict() got an empty list; expected at least one item")
+        outputs = self.run(self._preprocess(batch))
+        predictions = postprocess(outputs, self.manifest.postprocessing, self._output_names)
+        return predictions if isinstance(item, list) else predictions[0]
+
+    def _raise_name_error(self, inputs: dict) -> None:
+        missing = sorted(self._names - inputs.keys())
+        unknown = sorted(set(inputs) - self._names)
+        expected = ", ".join(
+            f"{c.spec.name} {c.spec.user_dtype}{c.spec.shape}" for c in self._checks
+        )
+        problem = []
+        if missing:
+            problem.append(f"missing input(s) {missing}")
+        if unknown:
+            problem.append(f"unknown input(s) {unknown}")
+        raise InputError(f"{' and '.join(problem)}; {self.entry.path} expects: {expected}")
+
+
+def _checked(value: Any, check: _InputCheck, dims: dict[str, int]) -> np.ndarray:
+    spec = check.spec
+    if not isinstance(value, np.ndarray):
+        value = np.asarray(value)
+    kind = "i" if value.dtype.kind in "iu" else value.dtype.kind
+    if kind != check.kind:
+        raise InputError(
+            f"input {spec.name!r} has dtype {value.dtype}; expected {check.dtype} "
+            f"(an array of {_KIND_NAMES[check.kind]})"
+        )
+    if value.ndim != len(spec.shape):
+        raise InputError(
+            f"input {spec.name!r} has shape {value.shape} (rank {value.ndim}); "
+            f"expected rank {len(spec.shape)}: {spec.shape}"
+        )
+    for axis, (size, want) in enumerate(zip(value.shape, spec.shape, strict=True)):
+        if isinstance(want, int) and want >= 0 and size != want:
+            raise InputError(
+                f"input {spec.name!r} has shape {value.shape}; expected {spec.shape} "
+                f"(axis {axis} must be {want})"
+            )
+        if isinstance(want, str) and dims.setdefault(want, size) != size:
+            raise InputError(
+                f"input {spec.name!r} has {want}={size} on axis {axis}, but another input has "
+                f"{want}={dims[want]}; inputs sharing a named dimension must agree"
+            )
+    if value.dtype != check.dtype:
+        if check.kind == "i":
+            info = np.iinfo(check.dtype)
+            if value.size and (value.min() < info.min or value.max() > info.max):
+                raise InputError(
+                    f"input {spec.name!r} has values outside {check.dtype}'s range "
+                    f"[{info.min}, {info.max}]"
+                )
+        value = value.astype(check.dtype)
+    if check.kind == "f" and not np.isfinite(value).all():
+        raise InputError(f"input {spec.name!r} contains NaN or inf; the model needs finite values")
+    return value
+
+
+def _make_preprocessor(config: dict | None, assets: dict[str, bytes]):
+    if config is None:
+        return None
+    if config["kind"] == "text":
+        from .preprocess.text import TextEncoder
+
+        encoder = TextEncoder.from_config(config, assets.__getitem__)
+        return encoder.encode
+    from .preprocess.image import ImagePreprocessor
+
+    return ImagePreprocessor(config)

@@ -1,0 +1,70 @@
+"""Turns a classifier's output tensor into labelled predictions, as the manifest describes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class Prediction:
+    """The top label of one item, its score, and the score of every label."""
+
+    label: str
+    index: int
+    score: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "index": self.index,
+            "score": self.score,
+            "scores": self.scores,
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by the row maximum so large logits do not overflow."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def postprocess(
+    outputs: dict[str, np.ndarray], config: dict | None, output_names: list[str]
+) -> list[Prediction]:
+    """One Prediction per batch row of the configured output (default: the first output)."""
+    config = config or {}
+    name = config.get("output_name", output_names[0])
+    if name not in outputs:
+        raise InputError(f"postprocessing names output {name!r}; the model has {output_names}")
+    scores = np.asarray(outputs[name], dtype=np.float32)
+    if scores.ndim != 2:
+        raise InputError(
+            f"output {name!r} has shape {scores.shape}; classification needs (batch, classes)"
+        )
+    if config.get("softmax", False):
+        scores = softmax(scores)
+    labels = config.get("labels") or [str(i) for i in range(scores.shape[1])]
+    if len(labels) != scores.shape[1]:
+        raise InputError(
+            f"the manifest lists {len(labels)} labels but output {name!r} has {scores.shape[1]} "
+            "classes"
+        )
+    result = []
+    for row in scores:
+        best = int(row.argmax())
+        result.append(
+            Prediction(
+                labels[best],
+                best,
+                float(row[best]),
+                dict(zip(labels, map(float, row), strict=True)),
+            )
+        )
+    return result

@@ -1,0 +1,1 @@
+"""Preprocessing that runs on the device: text tokenization and image normalisation."""

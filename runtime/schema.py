@@ -1,0 +1,116 @@
+"""Validates a manifest against runtime/pack_schema.json, the one definition of the pack format.
+
+A small interpreter of the JSON Schema keywords the pack schema uses, so the device needs no
+jsonschema package; tests check it agrees with the jsonschema library on valid and broken manifests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+@cache
+def pack_schema() -> dict[str, Any]:
+    """The pack manifest JSON Schema shipped with the runtime."""
+    text = resources.files("edgepack.runtime").joinpath("pack_schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def schema_errors(instance: Any, *, allow_unknown_keys: bool = False) -> list[str]:
+    """Every place where `instance` breaks the pack schema, as 'path: problem' lines."""
+    schema = pack_schema()
+    errors: list[str] = []
+    _check(instance, schema, schema, "manifest", errors, allow_unknown_keys)
+    return errors
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if isinstance(value, bool) and name in ("integer", "number"):
+        return False
+    return isinstance(value, _TYPES[name])
+
+
+def _check(value: Any, node: dict, root: dict, path: str, errors: list[str], lenient: bool) -> None:
+    if "$ref" in node:
+        name = node["$ref"].removeprefix("#/$defs/")
+        _check(value, root["$defs"][name], root, path, errors, lenient)
+        return
+    if "oneOf" in node:
+        matches = [s for s in node["oneOf"] if not _sub_errors(value, s, root, path, lenient)]
+        if len(matches) != 1:
+            # Report the branch whose own errors are fewest: the user most likely meant that one.
+            branches = [_sub_errors(value, s, root, path, lenient) for s in node["oneOf"]]
+            best = min(branches, key=len) if not matches else [f"{path}: matches several forms"]
+            errors.extend(best)
+        return
+    expected = node.get("type")
+    if expected is not None:
+        names = expected if isinstance(expected, list) else [expected]
+        if not any(_is_type(value, n) for n in names):
+            errors.append(f"{path}: expected {' or '.join(names)}, got {_describe(value)}")
+            return
+    if "const" in node and value != node["const"]:
+        errors.append(f"{path}: expected {node['const']!r}, got {value!r}")
+    if "enum" in node and value not in node["enum"]:
+        allowed = ", ".join(repr(v) for v in node["enum"])
+        errors.append(f"{path}: expected one of {allowed}, got {value!r}")
+    if isinstance(value, str):
+        if len(value) < node.get("minLength", 0):
+            errors.append(f"{path}: must not be empty")
+        if "pattern" in node and not re.search(node["pattern"], value):
+            errors.append(f"{path}: {value!r} does not match the pattern {node['pattern']}")
+    if _is_type(value, "number") and "minimum" in node and value < node["minimum"]:
+        errors.append(f"{path}: must be >= {node['minimum']}, got {value}")
+    if isinstance(value, list):
+        if len(value) < node.get("minItems", 0):
+            errors.append(f"{path}: needs at least {node['minItems']} item(s), got {len(value)}")
+        if "maxItems" in node and len(value) > node["maxItems"]:
+            errors.append(f"{path}: takes at most {node['maxItems']} item(s), got {len(value)}")
+        if "items" in node:
+            for i, item in enumerate(value):
+                _check(item, node["items"], root, f"{path}[{i}]", errors, lenient)
+    if isinstance(value, dict):
+        _check_object(value, node, root, path, errors, lenient)
+
+
+def _check_object(value: dict, node: dict, root: dict, path: str, errors: list, lenient: bool):
+    for key in node.get("required", []):
+        if key not in value:
+            errors.append(f"{path}: missing required field {key!r}")
+    properties = node.get("properties", {})
+    extra = node.get("additionalProperties", True)
+    for key, item in value.items():
+        if key in properties:
+            _check(item, properties[key], root, f"{path}.{key}", errors, lenient)
+        elif extra is False and not lenient:
+            known = ", ".join(sorted(properties))
+            errors.append(f"{path}: unknown field {key!r} (known: {known})")
+        elif isinstance(extra, dict):
+            _check(item, extra, root, f"{path}.{key}", errors, lenient)
+
+
+def _sub_errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> list[str]:
+    found: list[str] = []
+    _check(value, node, root, path, found, lenient)
+    return found
+
+
+def _describe(value: Any) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if _is_type(value, name):
+            return f"{name} {value!r}" if name not in ("array", "object") else name
+    return type(value).__name__
