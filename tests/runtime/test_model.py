@@ -182,3 +182,43 @@ def test_image_predict_rejects_bad_images(image_pack):
 def test_predict_without_preprocessing_says_to_use_run(onnx_pack):
     with pytest.raises(ep.InputError, match="no preprocessing section; use run"):
         ep.load(onnx_pack, threads=1).predict(X[0])
+
+
+def test_text_pack_predicts_from_strings(tmp_path):
+    from tests.conftest import text_classifier_onnx
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "film", "##s", "!"]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(tokens) + "\n")
+    text_classifier_onnx(tmp_path / "text.onnx", vocab_size=len(tokens))
+    dest = tmp_path / "text.edgepack"
+    assemble_pack(
+        dest,
+        [tmp_path / "text.onnx"],
+        task="text-classification",
+        assets={"vocab.txt": (vocab, "vocab")},
+        preprocessing={
+            "kind": "text",
+            "tokenizer": "wordpiece",
+            "vocab_file": "vocab.txt",
+            "lowercase": True,
+            "strip_accents": None,
+            "max_length": 8,
+            "padding": "longest",
+            "truncation": True,
+            "input_names": {r: r for r in ("input_ids", "attention_mask", "token_type_ids")},
+        },
+        postprocessing={"output_name": "logits", "softmax": True, "labels": ["neg", "pos"]},
+    )
+    model = ep.load(dest, threads=1)
+    texts = ["Good films!", "BAD film", "unknown words here and there and more"]
+    predictions = model.predict(texts)
+    ids = [[2, 4, 6, 7, 8, 3], [2, 5, 6, 3], [2, 1, 1, 1, 1, 1, 1, 3]]  # truncated to 8
+    for text, p, row in zip(texts, predictions, ids, strict=True):
+        padded = np.array([row + [0] * (8 - len(row))])
+        mask = (padded != 0).astype(np.int64)
+        direct = model.run(
+            {"input_ids": padded, "attention_mask": mask, "token_type_ids": np.zeros_like(padded)}
+        )["logits"][0]
+        assert p.index == int(direct.argmax()), text
+        assert p.score == pytest.approx(float(np.exp(direct).max() / np.exp(direct).sum()), 1e-5)
