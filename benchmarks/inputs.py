@@ -15,14 +15,15 @@ def synthetic_inputs(
 ) -> dict[str, np.ndarray]:
     """Random inputs shaped by the model's specs; named dims come from `dims`, then defaults.
 
-    A dim named like '*batch*' defaults to 1, any other named dim to 64. Integer inputs get
-    values in [0, 100) (valid token ids for any real vocabulary), masks get ones.
+    The first axis and any dim named like '*batch*' default to dims["batch"] (1), any other
+    named dim to 64. Integer inputs get values in [0, 100) (valid token ids for any real
+    vocabulary), masks get ones.
     """
     dims = {**DEFAULT_DIMS, **(dims or {})}
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in entry.inputs:
-        shape = [_size(d, dims) for d in spec.shape]
+        shape = [_size(d, dims, axis) for axis, d in enumerate(spec.shape)]
         dtype = np.dtype(spec.user_dtype)
         if dtype.kind == "f":
             inputs[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -37,10 +38,10 @@ def synthetic_inputs(
     return inputs
 
 
-def _size(dim: int | str, dims: dict[str, int]) -> int:
+def _size(dim: int | str, dims: dict[str, int], axis: int) -> int:
     if isinstance(dim, int) and dim >= 0:
         return dim
     name = str(dim)
     if name in dims:
         return dims[name]
-    return dims["batch"] if "batch" in name.lower() else DEFAULT_DYNAMIC
+    return dims["batch"] if axis == 0 or "batch" in name.lower() else DEFAULT_DYNAMIC

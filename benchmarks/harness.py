@@ -1,0 +1,623 @@
+"""The benchmark harness: time packs on this machine, or on it under a device profile's cores and
+threads, by MLPerf-style rules, and return one BenchResult per pack (the CLI is `edgepack bench`).
+
+>>> result = benchmark("digits.edgepack", min_count=100, min_duration_s=1)  # doctest: +SKIP
+>>> result.label, result.headline  # doctest: +SKIP
+('measured on Intel(R) Xeon(R) CPU @ 2.20GHz', {'metric': 'p90 latency', 'value': 4.1e-05, ...})
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from edgepack.device_profiles import HOST, DeviceProfile, clamp_threads, detect_host, load_profile
+from edgepack.runtime import (
+    BenchmarkError,
+    EdgepackError,
+    Model,
+    ModelEntry,
+    PackManifest,
+    __version__,
+    load,
+    read_manifest,
+)
+
+from .cold_start import measure_cold_start
+from .conditions import Conditions, read_conditions
+from .inputs import synthetic_inputs
+from .scenarios import Progress, measure, progress_bar, search_rate, serve
+from .stats import summarize
+
+PathLike = str | os.PathLike[str]
+SCENARIOS = ("single-stream", "offline", "server")
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+TAIL_SAMPLES = 10  # a percentile is trusted when at least this many queries lie beyond it
+SERVER_UTILIZATION = 0.5  # the server rate when none is given: half of one stream's capacity
+MAX_SAMPLES_KEPT = 10_000  # raw latencies kept in a result for plots; statistics use them all
+AFTER_RUN_SIGNS = ("°C", "throttl", "MHz")  # the conditions warnings about heat and clocks
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How to run: the scenario and its minimums. Validated here, recorded in every result."""
+
+    scenario: str = "single-stream"
+    warmup: int = 10
+    min_count: int = 200
+    min_duration_s: float = 5.0
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    rate: float | None = None
+    p99_bound_ms: float | None = None
+    dims: Mapping[str, int] = field(default_factory=dict)
+    cold_starts: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise BenchmarkError(
+                f"unknown scenario {self.scenario!r}; expected one of {', '.join(SCENARIOS)}"
+            )
+        checks = (
+            ("warmup", self.warmup, 0),
+            ("min_count", self.min_count, 1),
+            ("min_duration_s", self.min_duration_s, 0),
+            ("cold_starts", self.cold_starts, 0),
+        )
+        for name, value, least in checks:
+            if not isinstance(value, int | float) or value < least:
+                raise BenchmarkError(f"{name} must be a number >= {least}, got {value!r}")
+        for name, value in (("rate", self.rate), ("p99_bound_ms", self.p99_bound_ms)):
+            if value is not None and not value > 0:
+                raise BenchmarkError(f"{name} must be greater than 0, got {value!r}")
+        if not self.batch_sizes or any(int(b) != b or b < 1 for b in self.batch_sizes):
+            raise BenchmarkError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
+        object.__setattr__(self, "batch_sizes", tuple(sorted({int(b) for b in self.batch_sizes})))
+        object.__setattr__(self, "dims", dict(self.dims))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["batch_sizes"] = list(self.batch_sizes)
+        return data
+
+
+@dataclass
+class BenchResult:
+    """One pack's benchmark, JSON-ready (times in seconds). `label` says where it was measured:
+    "measured on <host>" or "host (<host>) under profile <P>", never "measured on <P>"."""
+
+    pack: str
+    name: str
+    model_file: str
+    format: str
+    precision: str
+    backend: str
+    providers: list[str]
+    threads: int
+    label: str
+    host: str
+    profile: str | None
+    emulation: dict[str, Any] | None  # profile cores emulated by affinity and threads
+    cpus: list[int]  # the CPUs the timed run was allowed on, read back during the run
+    scenario: str
+    settings: dict[str, Any]
+    input_shapes: dict[str, list[int]]  # per query (offline: at the chosen batch size)
+    latency: dict[str, Any]  # stats.LatencySummary.to_dict() of the timed queries
+    duration_s: float  # measured time (the blocks of this pack's queries, or the server run)
+    items_per_query: int  # batch size
+    throughput_per_s: float  # items per second
+    headline: dict[str, Any]  # {"metric", "value", "unit"}: p90 / throughput / server p99
+    model_size_bytes: int
+    cold_start: dict[str, Any] | None
+    details: dict[str, Any]  # offline: the batch sweep; server: rate, queueing, rate search
+    prediction: dict[str, Any] | None
+    conditions: dict[str, Any]  # read_conditions() readings before and after the run
+    warnings: list[str]
+    metrics: dict[str, Any]  # the pack manifest's quality metrics, per compression stage
+    samples_s: list[float]  # up to MAX_SAMPLES_KEPT of the latencies, evenly strided, for plots
+    edgepack_version: str
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchResult:
+        """The inverse of to_dict (e.g. of a saved --json output); ignores unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def benchmark(
+    pack: PathLike,
+    *,
+    profile: PathLike | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    scenario: str = "single-stream",
+    warmup: int = 10,
+    min_count: int = 200,
+    min_duration_s: float = 5.0,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    rate: float | None = None,
+    p99_bound_ms: float | None = None,
+    dims: Mapping[str, int] | None = None,
+    cold_starts: int = 3,
+    seed: int = 0,
+    predict: bool = False,
+    progress: bool = False,
+) -> BenchResult:
+    """Benchmark one pack; `edgepack bench PACK` with the same options.
+
+    profile: a profile name or .toml path. Other than 'host', its core count is emulated by CPU
+    affinity and its default backend and threads are used unless given (threads are clamped to
+    its cores with a warning). backend "auto" means the profile's default, else the runtime's.
+    scenario: "single-stream" (headline p90), "offline" (throughput at the best of
+    `batch_sizes` the model accepts) or "server" (Poisson arrivals at `rate` per second, default
+    half of capacity; with `p99_bound_ms`, also the highest rate whose p99 stays within it).
+    Every timed phase runs at least `min_count` queries AND `min_duration_s` seconds after
+    `warmup` queries. dims: sizes of named input dims (default batch 1, others 64).
+    cold_starts: new processes timed for import + load + first inference (0: skip).
+    predict: also predict the latency on the profile (on this host without one) with
+    edgepack.benchmarks.predict, from the pack's cost summary; labelled "predicted", and the
+    reason when there is none (no cost summary, predictor missing) instead of a number.
+    """
+    return compare(
+        [pack],
+        profile=profile,
+        backend=backend,
+        threads=threads,
+        providers=providers,
+        scenario=scenario,
+        warmup=warmup,
+        min_count=min_count,
+        min_duration_s=min_duration_s,
+        batch_sizes=batch_sizes,
+        rate=rate,
+        p99_bound_ms=p99_bound_ms,
+        dims=dims,
+        cold_starts=cold_starts,
+        seed=seed,
+        predict=predict,
+        progress=progress,
+    )[0]
+
+
+def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
+    """Benchmark several packs under the same conditions (`edgepack bench A B --compare`); takes
+    benchmark()'s keyword options. Single-stream and offline queries of the packs are
+    interleaved in blocks of ~0.1 s, in alternating order, so drift hits all packs alike; the
+    server scenario, being timed by the clock, runs the packs one after another."""
+    if not packs:
+        raise BenchmarkError("no packs to benchmark; give at least one pack path")
+    profile = options.pop("profile", None)
+    backend = options.pop("backend", "auto")
+    threads = options.pop("threads", None)
+    providers = options.pop("providers", None)
+    predict = options.pop("predict", False)
+    show = options.pop("progress", False)
+    dims = options.pop("dims", None) or {}
+    settings = BenchSettings(dims=dims, **options)
+    setup = _setup(profile, threads)
+    manifests = [read_manifest(p) for p in packs]
+    backends = [_backend_for(m, backend, setup) for m in manifests]
+    names = ", ".join(m.name for m in manifests)
+
+    def bar(phase: str) -> Progress | None:
+        return progress_bar(f"{names}: {phase}") if show else None
+
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    before = read_conditions(cpus=setup.cpus)
+    with _pinned(setup.cpus if setup.emulation else None):
+        cpus_seen = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        models = [
+            load(p, backend=b, threads=setup.threads, providers=providers)
+            for p, b in zip(packs, backends, strict=True)
+        ]
+        query_dims = [{**dict.fromkeys(_batch_names(m.entry), 1), **settings.dims} for m in models]
+        progress = bar("cold start") if settings.cold_starts else None
+        colds = []
+        for i, (path, model) in enumerate(zip(packs, models, strict=True)):
+            colds.append(_cold_start(path, model, query_dims[i], setup, settings.cold_starts))
+            if progress:
+                progress((i + 1) / len(models), f"{i + 1}/{len(models)} packs")
+        runs = SCENARIO_RUNNERS[settings.scenario](models, query_dims, settings, bar)
+    after = read_conditions(cpus=setup.cpus, sample_s=0)
+    conditions = {"before": before.readings, "after": after.readings}
+    results = []
+    for path, manifest, model, cold, run in zip(packs, manifests, models, colds, runs, strict=True):
+        notes = [
+            *setup.warnings,
+            *_backend_notes(manifest, model, backend, setup),
+            *run.warnings,
+            *_tail_warnings(run.latencies),
+        ]
+        notes += [w for w in before.warnings if w not in notes]
+        notes += [f"after the run: {w}" for w in after.warnings if _changes_in_run(w, before)]
+        summary = summarize(run.latencies, batch_size=run.items, seed=settings.seed).to_dict()
+        info = model.describe()
+        result = BenchResult(
+            pack=os.fspath(path),
+            name=manifest.name,
+            model_file=info["model_file"],
+            format=info["format"],
+            precision=info["precision"],
+            backend=info["backend"],
+            providers=info["providers"],
+            threads=info["threads"],
+            label=setup.label,
+            host=setup.host,
+            profile=setup.profile.name if setup.profile else None,
+            emulation=setup.emulation,
+            cpus=cpus_seen,
+            scenario=settings.scenario,
+            settings=settings.to_dict(),
+            input_shapes={k: list(v.shape) for k, v in run.feeds.items()},
+            latency=summary,
+            duration_s=run.duration_s,
+            items_per_query=run.items,
+            throughput_per_s=run.items * summary["count"] / run.duration_s,
+            headline=_headline(settings.scenario, summary, run),
+            model_size_bytes=model.entry.size_bytes,
+            cold_start=cold,
+            details=run.details,
+            prediction=None,
+            conditions=conditions,
+            warnings=notes,
+            metrics=dict(manifest.metrics),
+            samples_s=_kept(run.latencies),
+            edgepack_version=__version__,
+            created=created,
+        )
+        if predict:
+            result.prediction = _predict(manifest, result.backend, setup)
+            result.warnings += [f"prediction: {n}" for n in result.prediction.get("notes", [])]
+        results.append(result)
+    return results
+
+
+def _cold_start(
+    path: PathLike, model: Model, dims: dict[str, int], setup: _Setup, repeats: int
+) -> dict[str, Any] | None:
+    if not repeats:
+        return None
+    return measure_cold_start(
+        path,
+        backend=model.backend,  # what "auto" resolved to here, so both processes run the same
+        threads=setup.threads,
+        dims=dims,
+        cpus=setup.cpus if setup.emulation else None,
+        repeats=repeats,
+    )
+
+
+# --- where and how to run -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setup:
+    profile: DeviceProfile | None  # None: plain host
+    label: str
+    host: str
+    cpus: list[int]
+    threads: int
+    emulation: dict[str, Any] | None
+    warnings: list[str]
+
+
+def _available_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: no affinity control
+        return list(range(os.cpu_count() or 1))
+
+
+def _setup(profile: PathLike | None, threads: int | None) -> _Setup:
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise BenchmarkError(f"threads must be a positive integer, got {threads!r}")
+    host = detect_host()
+    available = _available_cpus()
+    plain = _Setup(None, f"measured on {host.soc}", host.soc, available, 1, None, [])
+    if profile is None:
+        return replace(plain, threads=threads or host.defaults.threads)
+    chosen = load_profile(profile)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        requested = count = clamp_threads(chosen, threads)
+    notes = [str(w.message) for w in caught]
+    if chosen.detected:  # 'host': this machine as it is
+        return replace(plain, profile=chosen, threads=count, warnings=notes)
+    cores = chosen.cpu.cores
+    cpus = available[:cores]
+    if cores > len(available):
+        notes.append(
+            f"profile '{chosen.name}' has {cores} cores but this process may use only "
+            f"{len(available)} CPUs: the emulation is partial"
+            + (f"; running {len(available)} threads, not {count}" if count > len(available) else "")
+        )
+        count = min(count, len(available))
+    if not hasattr(os, "sched_setaffinity"):
+        notes.append("this OS has no CPU affinity control: only the thread count is emulated")
+    return _Setup(
+        profile=chosen,
+        label=f"host ({host.soc}) under profile {chosen.name}",
+        host=host.soc,
+        cpus=cpus,
+        threads=count,
+        emulation={
+            "profile": chosen.name,
+            "profile_cores": cores,
+            "profile_threads": requested,
+            "cpus": cpus,
+            "threads": count,
+            "complete": cores <= len(available),
+        },
+        warnings=notes,
+    )
+
+
+@contextmanager
+def _pinned(cpus: list[int] | None) -> Iterator[None]:
+    """Run on `cpus` only, then restore. Affinity is per thread on Linux and inherited by the
+    threads started meanwhile, so the runtime's thread pool (made at load) stays on them."""
+    if cpus is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _backend_for(manifest: PackManifest, requested: str, setup: _Setup) -> str:
+    """The backend to load: as asked, or under a profile the profile's default when the pack
+    has a model for it (else the runtime's choice, with a note added by _backend_notes)."""
+    if requested != "auto" or setup.emulation is None or setup.profile is None:
+        return requested
+    preferred = setup.profile.defaults.backend
+    return preferred if manifest.model_for(preferred) else "auto"
+
+
+def _backend_notes(
+    manifest: PackManifest, model: Model, requested: str, setup: _Setup
+) -> list[str]:
+    if requested != "auto" or setup.emulation is None or setup.profile is None:
+        return []
+    preferred = setup.profile.defaults.backend
+    if model.backend == preferred:
+        return []
+    return [
+        f"profile '{setup.profile.name}' runs {preferred} by default, but pack "
+        f"'{manifest.name}' has no model for it; measured with {model.backend}"
+    ]
+
+
+def _batch_names(entry: ModelEntry) -> list[str]:
+    """The named first-axis dims of the inputs (the batch), or [] when any input's batch is
+    fixed (such a model runs at its own batch only)."""
+    firsts = [spec.shape[0] if spec.shape else None for spec in entry.inputs]
+    if not firsts or not all(isinstance(d, str) for d in firsts):
+        return []
+    return sorted(set(firsts))
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    latencies: np.ndarray
+    duration_s: float
+    items: int
+    feeds: dict[str, np.ndarray]
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+Bar = Callable[[str], Progress | None]
+
+
+def _single_stream(
+    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
+) -> list[_Run]:
+    feeds = [synthetic_inputs(m.entry, d, seed=s.seed) for m, d in zip(models, dims, strict=True)]
+    calls = [_caller(m, f) for m, f in zip(models, feeds, strict=True)]
+    latencies, spent = measure(
+        calls,
+        warmup=s.warmup,
+        min_count=s.min_count,
+        min_duration_s=s.min_duration_s,
+        progress=bar("single-stream"),
+    )
+    return [_Run(x, t, 1, f) for x, t, f in zip(latencies, spent, feeds, strict=True)]
+
+
+def _offline(
+    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
+) -> list[_Run]:
+    """Sweep the batch sizes each model accepts briefly, then time every model at its best
+    batch with the full minimums, interleaved like single-stream."""
+    best_feeds, best_sizes, sweeps, notes = [], [], [], []
+    for model, base in zip(models, dims, strict=True):
+        names = _batch_names(model.entry)
+        sizes = list(s.batch_sizes) if names else [1]
+        note = [] if names else [f"{model.entry.path} has a fixed batch: offline runs batch 1"]
+        sweep = []
+        progress = bar(f"offline sweep {model.manifest.name}")
+        for index, size in enumerate(sizes):
+            feeds = synthetic_inputs(model.entry, {**base, **dict.fromkeys(names, size)}, s.seed)
+            (latencies,), (spent,) = measure(
+                [_caller(model, feeds)],
+                warmup=min(s.warmup, 2),
+                min_count=max(3, s.min_count // 10),
+                min_duration_s=s.min_duration_s / len(sizes),
+            )
+            sweep.append(
+                {
+                    "batch_size": size,
+                    "throughput_per_s": size * latencies.size / spent,
+                    "p50_s": float(np.median(latencies)),
+                    "queries": int(latencies.size),
+                }
+            )
+            if progress:
+                progress((index + 1) / len(sizes), f"batch {size}")
+        best = max(sweep, key=lambda row: row["throughput_per_s"])
+        size = best["batch_size"]
+        best_sizes.append(size)
+        best_feeds.append(
+            synthetic_inputs(model.entry, {**base, **dict.fromkeys(names, size)}, s.seed)
+        )
+        sweeps.append(sweep)
+        notes.append(note)
+    latencies, spent = measure(
+        [_caller(m, f) for m, f in zip(models, best_feeds, strict=True)],
+        warmup=s.warmup,
+        min_count=s.min_count,
+        min_duration_s=s.min_duration_s,
+        progress=bar("offline"),
+    )
+    return [
+        _Run(x, t, b, f, {"batch_size": b, "sweep": sweep}, note)
+        for x, t, b, f, sweep, note in zip(
+            latencies, spent, best_sizes, best_feeds, sweeps, notes, strict=True
+        )
+    ]
+
+
+def _server(
+    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
+) -> list[_Run]:
+    """Per model: measure the service time briefly, serve Poisson arrivals at the rate, and
+    with a p99 bound search for the highest rate that keeps p99 within it."""
+    runs = []
+    for model, base in zip(models, dims, strict=True):
+        feeds = synthetic_inputs(model.entry, base, seed=s.seed)
+        call = _caller(model, feeds)
+        (service,), _ = measure(
+            [call],
+            warmup=s.warmup,
+            min_count=max(10, s.min_count // 10),
+            min_duration_s=s.min_duration_s / 10,
+        )
+        capacity = 1.0 / float(service.mean())
+        rate = s.rate or SERVER_UTILIZATION * capacity
+        run = serve(
+            call,
+            rate,
+            min_count=s.min_count,
+            min_duration_s=s.min_duration_s,
+            seed=s.seed,
+            progress=bar(f"server {model.manifest.name}"),
+        )
+        notes = []
+        if run["overloaded"]:
+            notes.append(
+                f"server run overloaded at {rate:.4g}/s (capacity ~{capacity:.4g}/s): "
+                f"{run['unserved']} queries were still waiting when it stopped; the percentiles "
+                "cover the served ones only and understate the latency"
+            )
+        details = {
+            "rate_per_s": rate,
+            "rate_source": "given" if s.rate else "default",
+            "capacity_per_s": capacity,
+            "utilization": rate / capacity,
+            "service_p50_s": float(np.median(service)),
+            "served": run["served"],
+            "unserved": run["unserved"],
+            "overloaded": run["overloaded"],
+            "search": None,
+        }
+        if s.p99_bound_ms:
+            details["search"] = search_rate(
+                call,
+                p99_bound_s=s.p99_bound_ms / 1000,
+                capacity_per_s=capacity,
+                min_count=s.min_count,
+                min_duration_s=s.min_duration_s,
+                seed=s.seed,
+                progress=bar(f"rate search {model.manifest.name}"),
+            )
+        # The run's duration is its wall time, so its throughput is the served rate.
+        runs.append(_Run(run["latencies_s"], run["wall_s"], 1, feeds, details, notes))
+    return runs
+
+
+SCENARIO_RUNNERS: dict[str, Callable[..., list[_Run]]] = {
+    "single-stream": _single_stream,
+    "offline": _offline,
+    "server": _server,
+}
+
+
+def _caller(model: Model, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+    run = model.run
+    return lambda: run(feeds)
+
+
+# --- result pieces --------------------------------------------------------------------------
+
+
+def _headline(scenario: str, latency: dict[str, Any], run: _Run) -> dict[str, Any]:
+    if scenario == "offline":
+        value = run.items * latency["count"] / run.duration_s
+        return {"metric": f"throughput at batch {run.items}", "value": value, "unit": "items/s"}
+    if scenario == "server":
+        rate = run.details["rate_per_s"]
+        value = latency["percentiles_s"]["p99"]
+        return {"metric": f"p99 latency at {rate:.4g}/s", "value": value, "unit": "s"}
+    return {"metric": "p90 latency", "value": latency["percentiles_s"]["p90"], "unit": "s"}
+
+
+def _tail_warnings(latencies: np.ndarray, qs: Sequence[float] = (90.0, 99.0)) -> list[str]:
+    short = [q for q in qs if latencies.size * (1 - q / 100) < TAIL_SAMPLES]
+    if not short:
+        return []
+    need = math.ceil(TAIL_SAMPLES / (1 - max(short) / 100))
+    listed = ", ".join(f"p{q:g}" for q in short)
+    return [
+        f"only {latencies.size} queries: {listed} rest on fewer than {TAIL_SAMPLES} queries "
+        f"beyond them, so their values and intervals are rough; run at least {need} queries "
+        "(min_count) for them"
+    ]
+
+
+def _changes_in_run(warning: str, before: Conditions) -> bool:
+    """Heat, throttling and clock caps can set in during a run; the load average afterwards
+    counts the benchmark itself, so only those other warnings are repeated after the run."""
+    return warning not in before.warnings and any(s in warning for s in AFTER_RUN_SIGNS)
+
+
+def _kept(latencies: np.ndarray) -> list[float]:
+    stride = max(1, math.ceil(latencies.size / MAX_SAMPLES_KEPT))
+    return [float(x) for x in latencies[::stride]]
+
+
+def _predict(manifest: PackManifest, backend: str, setup: _Setup) -> dict[str, Any]:
+    """The predictor's latency for the profile (the host without one), or why there is none.
+    Imported here: the prediction is optional and its module may be absent."""
+    profile = setup.profile or load_profile(HOST)
+    threads = setup.emulation["profile_threads"] if setup.emulation else setup.threads
+    try:
+        from .predict import predict_manifest
+    except ImportError as exc:
+        return _no_prediction(profile.name, f"the latency predictor is not available ({exc})")
+    try:
+        return predict_manifest(manifest, profile, backend=backend, threads=threads)
+    except EdgepackError as exc:
+        return _no_prediction(profile.name, str(exc))
+
+
+def _no_prediction(profile: str, reason: str) -> dict[str, Any]:
+    return {"kind": "none", "profile": profile, "error": reason}

@@ -1,0 +1,120 @@
+"""Benchmark packs on this machine, or on it under a device profile's cores and threads
+(MLPerf-style: warm-up, minimum count and duration; p50/p90/p99 with confidence intervals)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgepack.benchmarks.harness import DEFAULT_BATCH_SIZES, SCENARIOS, benchmark, compare
+from edgepack.benchmarks.report import format_table, require_matplotlib, write_csv, write_report
+from edgepack.runtime import InputError
+
+from .run_command import add_runtime_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("packs", nargs="+", metavar="PACK", help="pack directories or archives")
+    parser.add_argument(
+        "--profile", help="device profile name or .toml path (see `edgepack profiles`)"
+    )
+    add_runtime_arguments(parser)
+    parser.add_argument("--scenario", choices=SCENARIOS, default="single-stream")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed queries first (10)")
+    parser.add_argument(
+        "--min-count", type=int, default=200, help="at least this many queries (200)"
+    )
+    parser.add_argument(
+        "--min-duration", type=float, default=5.0, help="and at least this many seconds (5)"
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BATCH_SIZES),
+        help="offline: batch sizes to try, where the model's batch is not fixed",
+    )
+    parser.add_argument("--rate", type=float, help="server: Poisson arrivals per second")
+    parser.add_argument(
+        "--p99-bound-ms", type=float, help="server: find the highest rate whose p99 stays within"
+    )
+    parser.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a named input dim, e.g. sequence=128 (default: batch 1, others 64)",
+    )
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="new processes timed for cold start (0: skip)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compare", action="store_true", help="run the packs interleaved, in one table"
+    )
+    parser.add_argument(
+        "--predict",
+        action="store_true",
+        help="also predict the latency on the profile from the pack's cost summary",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per pack")
+    parser.add_argument("--report", metavar="DIR", help="also write report.md/.html with plots")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.report:
+        require_matplotlib()  # before minutes of measuring, not after
+    options = {
+        "profile": args.profile,
+        "backend": args.backend,
+        "threads": args.threads,
+        "providers": args.providers,
+        "scenario": args.scenario,
+        "warmup": args.warmup,
+        "min_count": args.min_count,
+        "min_duration_s": args.min_duration,
+        "batch_sizes": args.batch_sizes,
+        "rate": args.rate,
+        "p99_bound_ms": args.p99_bound_ms,
+        "dims": dict(_dim(item) for item in args.dim),
+        "cold_starts": args.cold_starts,
+        "seed": args.seed,
+        "predict": args.predict,
+        "progress": sys.stderr.isatty() if args.progress is None else args.progress,
+    }
+    if args.compare:
+        groups = [compare(args.packs, **options)]
+    else:
+        groups = [[benchmark(pack, **options)] for pack in args.packs]
+    results = [r for group in groups for r in group]
+    if args.json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, indent=1))
+    else:
+        print("\n".join(format_table(group) for group in groups), end="")
+        profile = results[0].profile
+        if results[0].emulation and not args.predict:
+            print(
+                f"note: measured on this host under {profile}'s cores and threads, not on "
+                f"{profile} itself; add --predict for a predicted {profile} latency"
+            )
+    if args.csv:
+        print(f"wrote {write_csv(results, args.csv)}", file=sys.stderr)
+    if args.report:
+        written = write_report(results, args.report)
+        print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def _dim(item: str) -> tuple[str, int]:
+    name, sep, size = item.partition("=")
+    if not sep or not name or not size.isdigit() or int(size) < 1:
+        raise InputError(f"--dim takes NAME=SIZE with a positive size, got {item!r}")
+    return name, int(size)
