@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """The load() options, shared by every command that runs a pack."""
-    parser.add_argument("--backend", default="auto", help="onnxruntime, litert or auto")
+    parser.add_argument(
+        "--backend", default="auto", help="onnxruntime (onnx), litert (tflite) or auto"
+    )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument(
         "--provider",

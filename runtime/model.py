@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import BACKENDS, backend_class, is_installed
+from .backends import ALIASES, BACKENDS, backend_class, is_installed
 from .errors import BackendUnavailableError, InputError
 from .manifest import ModelEntry, PackManifest, TensorSpec
 from .pack import PackReader
@@ -33,8 +33,9 @@ def load(
 ) -> Model:
     """Load a pack (directory or .edgepack archive), verifying every file hash.
 
-    backend: "onnxruntime", "litert" or "auto" (ONNX Runtime when the pack has an ONNX model and
-    onnxruntime is installed, else LiteRT). threads: intra-op threads, default all usable cores.
+    backend: "onnxruntime" (alias "onnx"), "litert" (alias "tflite") or "auto" (ONNX Runtime when
+    the pack has an ONNX model and onnxruntime is installed, else LiteRT).
+    threads: intra-op threads, default all usable cores.
     providers: ONNX Runtime execution providers, e.g. ["CUDAExecutionProvider"].
     model_file: which model in the pack to run, when it holds several for the same backend.
 
@@ -44,6 +45,7 @@ def load(
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
+    backend = ALIASES.get(backend, backend)
     with PackReader(path) as reader:
         manifest = reader.manifest
         _check_requirements(manifest)

@@ -45,7 +45,7 @@ def describe_model_file(
     """A manifest entry for a model file: I/O specs from the interpreter, opset/schema, precision.
 
     names maps the file's tensor names to the names users should pass (e.g. TFLite's
-    'serving_default_args_0:0' -> 'input_ids'); by default users pass the file's own names.
+    'serving_default_args_0' -> 'input_ids'); by default users pass the file's own names.
     precision defaults to what the file's ops and tensor types show.
     """
     path = Path(path)
@@ -67,7 +67,7 @@ def describe_model_file(
         interp = runner.interpreter
         inputs = [_tflite_tensor(d, names) for d in interp.get_input_details()]
         outputs = [_tflite_tensor(d, names) for d in interp.get_output_details()]
-        guessed = _tflite_precision(interp, inputs)
+        guessed = _tflite_precision(interp, inputs + outputs)
         extra = {"tflite_schema": tflite_schema_version(data)}
     return ModelEntry(
         path=pack_path or path.name,
@@ -109,8 +109,9 @@ def _onnx_precision(op_types: set[str]) -> str:
     return "fp32"
 
 
-def _tflite_precision(interp, inputs: list[TensorSpec]) -> str:
-    if any(t.quantization is not None for t in inputs):
+def _tflite_precision(interp, tensors: list[TensorSpec]) -> str:
+    # Full int8 quantizes float I/O; integer inputs such as token ids stay int32 even then.
+    if any(t.quantization is not None for t in tensors):
         return "int8-full"
     kinds = {str(d["dtype"]) for d in interp.get_tensor_details()}
     return "int8-dynamic" if any("int8" in k for k in kinds) else "fp32"

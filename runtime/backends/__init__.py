@@ -35,6 +35,10 @@ BACKENDS: dict[str, BackendInfo] = {
 }
 
 
+# What users may also call a backend: the format it runs.
+ALIASES = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
 def is_installed(backend: str) -> bool:
     """True when one of the backend's interpreter packages can be imported."""
     return any(importlib.util.find_spec(p) is not None for p in BACKENDS[backend].packages)

@@ -116,6 +116,8 @@ def test_both_backends_run_a_dual_pack_by_name(dual_pack, classifier, classifier
         tflite_model.run({"x": x})["logits"], classifier_tflite[1](x), rtol=1e-4, atol=1e-5
     )
     assert ep.load(dual_pack).backend == "onnxruntime"
+    assert ep.load(dual_pack, backend="tflite").backend == "litert"
+    assert ep.load(dual_pack, backend="onnx").backend == "onnxruntime"
 
 
 def test_litert_static_batch_is_enforced_by_name(dual_pack):
