@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -115,12 +116,17 @@ class _InputCheck:
     spec: TensorSpec
     dtype: np.dtype
     kind: str  # "f" float, "i" integer, "b" bool
+    fixed: tuple[tuple[int, int], ...]  # (axis, size) of fixed dims
+    named: tuple[tuple[int, str], ...]  # (axis, name) of named dynamic dims
 
     @classmethod
     def of(cls, spec: TensorSpec) -> _InputCheck:
         dtype = np.dtype(spec.user_dtype)
         kind = "i" if dtype.kind in "iu" else dtype.kind
-        return cls(spec, dtype, kind)
+        dims = list(enumerate(spec.shape))
+        fixed = tuple((a, d) for a, d in dims if isinstance(d, int) and d >= 0)
+        named = tuple((a, d) for a, d in dims if isinstance(d, str))
+        return cls(spec, dtype, kind, fixed, named)
 
 
 class Model:
@@ -198,43 +204,54 @@ class Model:
 
 
 def _checked(value: Any, check: _InputCheck, dims: dict[str, int]) -> np.ndarray:
+    """The input as the model's dtype, or an InputError naming what is wrong."""
     spec = check.spec
-    if not isinstance(value, np.ndarray):
+    if type(value) is not np.ndarray:
         value = np.asarray(value)
+    if value.dtype != check.dtype:
+        value = _converted(value, check)
+    shape = value.shape
+    if len(shape) != len(spec.shape):
+        raise InputError(
+            f"input {spec.name!r} has shape {shape} (rank {len(shape)}); "
+            f"expected rank {len(spec.shape)}: {spec.shape}"
+        )
+    for axis, want in check.fixed:
+        if shape[axis] != want:
+            raise InputError(
+                f"input {spec.name!r} has shape {shape}; expected {spec.shape} "
+                f"(axis {axis} must be {want})"
+            )
+    for axis, name in check.named:
+        if dims.setdefault(name, shape[axis]) != shape[axis]:
+            raise InputError(
+                f"input {spec.name!r} has {name}={shape[axis]} on axis {axis}, but another input "
+                f"has {name}={dims[name]}; inputs sharing a named dimension must agree"
+            )
+    # One float64 reduction: NaN or inf anywhere makes the sum non-finite, and float32 values
+    # cannot overflow it. Cheaper than isfinite().all(), which builds a bool array first.
+    if check.kind == "f" and not math.isfinite(np.add.reduce(value, axis=None, dtype=np.float64)):
+        raise InputError(f"input {spec.name!r} contains NaN or inf; the model needs finite values")
+    return value
+
+
+def _converted(value: np.ndarray, check: _InputCheck) -> np.ndarray:
+    """Cast within a kind (int64 ids to int32, float64 to float32); refuse across kinds."""
+    spec = check.spec
     kind = "i" if value.dtype.kind in "iu" else value.dtype.kind
     if kind != check.kind:
         raise InputError(
             f"input {spec.name!r} has dtype {value.dtype}; expected {check.dtype} "
             f"(an array of {_KIND_NAMES[check.kind]})"
         )
-    if value.ndim != len(spec.shape):
-        raise InputError(
-            f"input {spec.name!r} has shape {value.shape} (rank {value.ndim}); "
-            f"expected rank {len(spec.shape)}: {spec.shape}"
-        )
-    for axis, (size, want) in enumerate(zip(value.shape, spec.shape, strict=True)):
-        if isinstance(want, int) and want >= 0 and size != want:
+    if check.kind == "i" and value.size:
+        info = np.iinfo(check.dtype)
+        if value.min() < info.min or value.max() > info.max:
             raise InputError(
-                f"input {spec.name!r} has shape {value.shape}; expected {spec.shape} "
-                f"(axis {axis} must be {want})"
+                f"input {spec.name!r} has values outside {check.dtype}'s range "
+                f"[{info.min}, {info.max}]"
             )
-        if isinstance(want, str) and dims.setdefault(want, size) != size:
-            raise InputError(
-                f"input {spec.name!r} has {want}={size} on axis {axis}, but another input has "
-                f"{want}={dims[want]}; inputs sharing a named dimension must agree"
-            )
-    if value.dtype != check.dtype:
-        if check.kind == "i":
-            info = np.iinfo(check.dtype)
-            if value.size and (value.min() < info.min or value.max() > info.max):
-                raise InputError(
-                    f"input {spec.name!r} has values outside {check.dtype}'s range "
-                    f"[{info.min}, {info.max}]"
-                )
-        value = value.astype(check.dtype)
-    if check.kind == "f" and not np.isfinite(value).all():
-        raise InputError(f"input {spec.name!r} contains NaN or inf; the model needs finite values")
-    return value
+    return value.astype(check.dtype)
 
 
 def _make_preprocessor(config: dict | None, assets: dict[str, bytes]):
