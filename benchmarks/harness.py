@@ -280,6 +280,10 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
         )
         if predict:
             result.prediction = _predict(manifest, result.backend, setup)
+            if setup.emulation is None and settings.scenario == "single-stream":
+                result.prediction = _recorded(
+                    result.prediction, summary["percentiles_s"]["p50"] * 1e3
+                )
             result.warnings += [f"prediction: {n}" for n in result.prediction.get("notes", [])]
         results.append(result)
     return results
@@ -336,6 +340,10 @@ def _setup(profile: PathLike | None, threads: int | None) -> _Setup:
     notes = [str(w.message) for w in caught]
     if chosen.detected:  # 'host': this machine as it is
         return replace(plain, profile=chosen, threads=count, warnings=notes)
+    if _is_this_device(chosen, host, available):
+        return replace(
+            plain, profile=chosen, label=f"measured on {chosen.name}", threads=count, warnings=notes
+        )
     cores = chosen.cpu.cores
     cpus = available[:cores]
     if cores > len(available):
@@ -363,6 +371,11 @@ def _setup(profile: PathLike | None, threads: int | None) -> _Setup:
         },
         warnings=notes,
     )
+
+
+def _is_this_device(profile: DeviceProfile, host: DeviceProfile, cpus: list[int]) -> bool:
+    """True when this machine is the profile's device: same core type and core count."""
+    return profile.cpu.core == host.cpu.core and profile.cpu.cores == len(cpus)
 
 
 @contextmanager
@@ -617,6 +630,19 @@ def _predict(manifest: PackManifest, backend: str, setup: _Setup) -> dict[str, A
         return predict_manifest(manifest, profile, backend=backend, threads=threads)
     except EdgepackError as exc:
         return _no_prediction(profile.name, str(exc))
+
+
+def _recorded(prediction: dict[str, Any], measured_ms: float) -> dict[str, Any]:
+    """Measured on the device itself: the measurement replaces the prediction, and the
+    prediction's error is kept in the history so later predictions for the device improve."""
+    if prediction.get("kind") != "predicted":
+        return prediction
+    from .predict import record_measurement
+
+    try:
+        return record_measurement(prediction, measured_ms)
+    except EdgepackError as exc:
+        return {**prediction, "notes": [*prediction.get("notes", []), str(exc)]}
 
 
 def _no_prediction(profile: str, reason: str) -> dict[str, Any]:

@@ -202,6 +202,12 @@ def _prediction_cell(r: BenchResult) -> str:
         return "-"
     if p.get("error"):
         return f"none for {p['profile']}: {p['error']}"
+    if p["kind"] == "measured":  # measured on the device: the prediction's error is recorded
+        before = p["prediction"]
+        return (
+            f"was {_ms(before['latency_ms'] / 1e3)} ms ({before['error_pct']:+.0f}% off the "
+            f"measured p50; recorded in {p['history_file']})"
+        )
     low, high = p["range_ms"]
     text = f"{_ms(p['latency_ms'] / 1e3)} ms (likely {_ms(low / 1e3)}-{_ms(high / 1e3)}), "
     energy = p.get("energy") or {}

@@ -18,6 +18,7 @@ COMMANDS = {
     "info": ("info_command", "show what a pack holds"),
     "verify": ("verify_command", "check a pack's manifest and every file hash"),
     "run": ("run_command", "run a pack on text, an image or .npy arrays"),
+    "predict": ("predict_command", "predict a pack's latency on a device profile"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
 }

@@ -54,6 +54,8 @@ def main(args: argparse.Namespace) -> int:
         (path, describe_model_file(path, precision=args.precision, names=renames))
         for path in args.models
     ]
+    for path, entry in entries:
+        entry.cost = _cost(path, entry.format)
     input_names = [t.name for t in entries[0][1].inputs]
     assets, preprocessing, task = {}, None, args.task or "other"
     if args.vocab and args.image_size:
@@ -110,6 +112,18 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.output}: {len(manifest.models)} model(s), {len(manifest.files)} asset(s)")
     return 0
+
+
+def _cost(path: str, fmt: str) -> dict | None:
+    """The cost summary the latency predictor reads; needs onnx (the compress extra)."""
+    if fmt != "onnx":
+        return None
+    try:
+        from edgepack.compress.cost import cost_summary
+    except ImportError:
+        print("note: no cost summary (needs the compress extra): no latency prediction for it")
+        return None
+    return cost_summary(path)
 
 
 def _pair(item: str) -> tuple[str, str]:

@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep microbenchmark caches and prediction histories out of the user's ~/.cache."""
+    os.environ["EDGEPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def require(module: str):
     """Import an optional package; skip without it, but fail under EDGEPACK_REQUIRE_ALL=1 (CI)."""
     try:

@@ -1,0 +1,513 @@
+"""The cost of an ONNX model per op class and precision (parameters, FLOPs, bytes moved), written to
+the manifest's `cost` field so the device side can predict latency without the onnx package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import TensorProto, helper, shape_inference
+
+from edgepack.runtime.errors import EdgepackError
+
+# What a symbolic dim is bound to when the caller does not say: a single request of 128 tokens.
+DEFAULT_ASSUMPTIONS = {"batch": 1, "sequence": 128}
+# Exporters name dims freely ("batch_size", "sequence_length", "seq_len"); a substring of the
+# name picks the default it takes.
+DIM_ROLES = (("batch", "batch"), ("seq", "sequence"), ("len", "sequence"), ("token", "sequence"))
+
+# The one table from op type to op class (any other op is "other"). Depthwise convolution is told
+# apart from convolution by its group, in _op_class.
+_CLASS_OPS = {
+    "gemm": """MatMul Gemm MatMulInteger QLinearMatMul DynamicQuantizeMatMul MatMulIntegerToFloat
+        QGemm FusedMatMul FusedGemm""",
+    "conv": "Conv ConvInteger QLinearConv FusedConv ConvTranspose",
+    "elementwise": """Add Sub Mul Div Pow Sqrt Exp Log Abs Neg Reciprocal Relu LeakyRelu PRelu
+        Elu Selu Celu Sigmoid HardSigmoid Tanh Erf Gelu FastGelu BiasGelu QuickGelu HardSwish Mish
+        Softplus Clip Min Max Sum Mean Where Equal Less LessOrEqual Greater GreaterOrEqual Not And
+        Or Xor Cast Floor Ceil Round Sign IsNaN IsInf Mod BiasAdd QLinearAdd QLinearMul
+        QLinearSigmoid QLinearLeakyRelu""",
+    "normalization": """BatchNormalization LayerNormalization InstanceNormalization
+        GroupNormalization SkipLayerNormalization SimplifiedLayerNormalization
+        SkipSimplifiedLayerNormalization RMSNormalization LpNormalization""",
+    "softmax": "Softmax LogSoftmax",
+    "pooling": """MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool QLinearAveragePool
+        QLinearGlobalAveragePool ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL2
+        ReduceSumSquare""",
+    "gather": """Gather GatherElements GatherND EmbedLayerNormalization ScatterND
+        ScatterElements""",
+    "layout": """Reshape Transpose Flatten Squeeze Unsqueeze Concat Split Slice Expand Tile Pad
+        Identity Shape Size ConstantOfShape Range DepthToSpace SpaceToDepth QLinearConcat""",
+    "quantize": "QuantizeLinear DequantizeLinear DynamicQuantizeLinear",
+}
+OP_CLASSES: dict[str, str] = {op: cls for cls, ops in _CLASS_OPS.items() for op in ops.split()}
+CLASS_ORDER = (
+    "gemm",
+    "conv",
+    "depthwise_conv",
+    "elementwise",
+    "normalization",
+    "softmax",
+    "pooling",
+    "gather",
+    "layout",
+    "quantize",
+    "other",
+)
+# ONNX Runtime folds Q/DQ pairs around these classes into int8 kernels (QLinearConv, QLinearMatMul,
+# QLinearAdd, ...), so in a QDQ graph they run on int8 data and the pairs cost nothing.
+QDQ_FUSED_CLASSES = {"gemm", "conv", "depthwise_conv", "elementwise", "pooling", "layout"}
+Q_DQ = ("QuantizeLinear", "DequantizeLinear")
+# Ops whose output ONNX Runtime lets alias the input buffer: they cost a dispatch, not a copy.
+VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+# ONNX Runtime's CPU fusions that remove whole ops, as (ops, longest chain) per root op type: ops
+# that read the root's output (or a folded op's) as its only reader fold into it: FusedConv,
+# MatMulIntegerToFloat (cast, scales, bias), Gelu (Erf, Add, Mul, Mul), FusedMatMul (scale).
+EPILOGUES: dict[str, tuple[frozenset[str], int]] = {
+    "Conv": (frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"}), 1),
+    "MatMulInteger": (frozenset({"Cast", "Mul", "Add"}), 4),
+    "Erf": (frozenset({"Add", "Mul"}), 3),
+    "MatMul": (frozenset({"Div", "Mul"}), 1),
+}
+# Ops that fold into the one op reading their (first) output: DynamicQuantizeMatMul, Gelu's Div.
+PROLOGUES: dict[str, frozenset[str]] = {
+    "MatMulInteger": frozenset({"DynamicQuantizeLinear"}),
+    "Erf": frozenset({"Div"}),
+}
+# Which input holds the weight of a convolution (QLinearConv puts scale and zero point first).
+CONV_WEIGHT_INPUT = {"QLinearConv": 3}
+TENSOR = onnx.AttributeProto.TENSOR
+QUANTIZED_TYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
+PRECISIONS = {TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
+# Integer index and shape tensors say nothing about the precision an op computes in.
+INDEX_TYPES = {TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL}
+WEIGHT_TYPES = QUANTIZED_TYPES | {
+    TensorProto.FLOAT,
+    TensorProto.FLOAT16,
+    TensorProto.BFLOAT16,
+    TensorProto.DOUBLE,
+}
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    elem_type: int
+    shape: tuple[int, ...] | None  # None when shape inference could not tell
+
+    @property
+    def elements(self) -> int | None:
+        return None if self.shape is None else math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int | None:
+        if self.shape is None or self.elem_type == TensorProto.UNDEFINED:
+            return None
+        if self.elem_type in (TensorProto.INT4, TensorProto.UINT4):
+            return (math.prod(self.shape) + 1) // 2
+        if self.elem_type == TensorProto.STRING:
+            return 0
+        itemsize = helper.tensor_dtype_to_np_dtype(self.elem_type).itemsize
+        return math.prod(self.shape) * itemsize
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _gemm_flops(node: onnx.NodeProto, ins: list[_Tensor | None], out: _Tensor | None) -> float:
+    """2 * output elements * inner dimension (a multiply and an add per MAC)."""
+    a = ins[0] if ins else None
+    if a is None or a.shape is None or out is None or out.elements is None:
+        return 0.0
+    if len(a.shape) == 1:
+        inner = a.shape[0]
+    elif node.op_type in ("Gemm", "QGemm", "FusedGemm"):
+        inner = a.shape[0] if _attr(node, "transA", 0) else a.shape[1]
+    else:
+        inner = a.shape[-2] if _attr(node, "transA", 0) else a.shape[-1]
+    return 2.0 * out.elements * inner
+
+
+def _conv_flops(node: onnx.NodeProto, ins: list[_Tensor | None], out: _Tensor | None) -> float:
+    """2 * output elements * (input channels / group) * kernel size (ConvTranspose: per input)."""
+    index = CONV_WEIGHT_INPUT.get(node.op_type, 1)
+    weight = ins[index] if index < len(ins) else None
+    if weight is None or weight.shape is None:
+        return 0.0
+    per_point = math.prod(weight.shape[1:])
+    spread = ins[0] if node.op_type == "ConvTranspose" else out
+    if spread is None or spread.elements is None:
+        return 0.0
+    return 2.0 * spread.elements * per_point
+
+
+def _pool_flops(node: onnx.NodeProto, ins: list[_Tensor | None], out: _Tensor | None) -> float:
+    kernel = _attr(node, "kernel_shape", None)
+    if kernel and out is not None and out.elements is not None:
+        return float(out.elements * math.prod(kernel))
+    x = ins[0] if ins else None
+    return float(x.elements or 0) if x is not None else 0.0
+
+
+def _per_output_element(flops: float) -> Callable[..., float]:
+    def count(node: onnx.NodeProto, ins: list[_Tensor | None], out: _Tensor | None) -> float:
+        return flops * (out.elements or 0) if out is not None else 0.0
+
+    return count
+
+
+# FLOPs per op class; the per-element figures are rough (an exp or a divide counts as one) because
+# those classes are bound by memory traffic, not arithmetic.
+CLASS_FLOPS: dict[str, Callable[[onnx.NodeProto, list[_Tensor | None], _Tensor | None], float]] = {
+    "gemm": _gemm_flops,
+    "conv": _conv_flops,
+    "depthwise_conv": _conv_flops,
+    "elementwise": _per_output_element(1),
+    "normalization": _per_output_element(5),
+    "softmax": _per_output_element(5),
+    "pooling": _pool_flops,
+    "gather": _per_output_element(0),
+    "layout": _per_output_element(0),
+    "quantize": _per_output_element(2),
+    "other": _per_output_element(1),
+}
+
+
+def _bind_dims(model: onnx.ModelProto, assumptions: Mapping[str, int]) -> dict[str, int]:
+    """Give each symbolic dim of the graph's inputs and outputs a size; return the binding."""
+    bound: dict[str, int] = {}
+    unbound: list[str] = []
+    graph = model.graph
+    values = [(v, False) for v in graph.input] + [(v, True) for v in graph.output]
+    for value, is_output in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_param"):
+                continue
+            name = dim.dim_param
+            role = next((r for key, r in DIM_ROLES if key in name.lower()), None)
+            if name in assumptions:
+                size = assumptions[name]
+            elif role is not None:
+                size = assumptions.get(role, DEFAULT_ASSUMPTIONS[role])
+            elif is_output:
+                dim.Clear()  # an output dim shape inference will work out
+                continue
+            else:
+                unbound.append(f"{name!r} (input {value.name!r})")
+                continue
+            dim.Clear()
+            dim.dim_value = int(size)
+            bound[name] = int(size)
+    if unbound:
+        raise EdgepackError(
+            f"cannot size symbolic dim(s) {', '.join(sorted(set(unbound)))}: pass "
+            "shape_assumptions={name: size} (or --assume name=size); names containing "
+            f"'batch', 'seq', 'len' or 'token' default to {DEFAULT_ASSUMPTIONS}"
+        )
+    return bound
+
+
+def _tensor_table(model: onnx.ModelProto) -> dict[str, _Tensor]:
+    table: dict[str, _Tensor] = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        shape = None
+        if tensor_type.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+            shape = tuple(dims) if all(d is not None for d in dims) else None
+        known = table.get(value.name)
+        if known is None or known.shape is None:
+            table[value.name] = _Tensor(tensor_type.elem_type, shape)
+    for init in graph.initializer:
+        table[init.name] = _Tensor(init.data_type, tuple(init.dims))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == TENSOR:
+            value = node.attribute[0].t
+            table[node.output[0]] = _Tensor(value.data_type, tuple(value.dims))
+    return table
+
+
+def _parameters(model: onnx.ModelProto) -> int:
+    """Weight elements; quantization scales and zero points are not parameters."""
+    graph = model.graph
+    quant_params = {name for n in graph.node if n.op_type in Q_DQ for name in n.input[1:]}
+    tensors = [(t.name, t) for t in graph.initializer]
+    tensors += [
+        (n.output[0], a.t)
+        for n in graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.type == TENSOR
+    ]
+    return sum(
+        math.prod(t.dims)
+        for name, t in tensors
+        if t.data_type in WEIGHT_TYPES and name not in quant_params
+    )
+
+
+def _op_class(node: onnx.NodeProto, tensors: Mapping[str, _Tensor | None]) -> str:
+    op_class = OP_CLASSES.get(node.op_type, "other")
+    if op_class == "conv" and node.op_type != "ConvTranspose":
+        group = _attr(node, "group", 1)
+        x = tensors.get(node.input[0])
+        if group > 1 and x is not None and x.shape is not None and x.shape[1] == group:
+            return "depthwise_conv"
+    return op_class
+
+
+def _fused_away(
+    nodes: list[onnx.NodeProto],
+    consumers: Mapping[str, list[onnx.NodeProto]],
+    graph_outputs: set[str],
+) -> set[int]:
+    """ids of the nodes ONNX Runtime fuses into a neighbour (EPILOGUES and PROLOGUES)."""
+    fused: set[int] = set()
+    chains: dict[str, tuple[str, int]] = {}  # tensor -> (root op type, ops folded so far)
+    for node in nodes:
+        readers = consumers.get(node.output[0], []) if node.output else []
+        sole = readers[0] if len(readers) == 1 else None
+        if (
+            sole is not None
+            and node.op_type in PROLOGUES.get(sole.op_type, ())
+            and not graph_outputs.intersection(node.output)
+        ):
+            fused.add(id(node))
+        if node.op_type in EPILOGUES:
+            chains[node.output[0]] = (node.op_type, 0)
+            continue
+        for name in node.input:
+            root, length = chains.get(name, ("", 0))
+            ops, longest = EPILOGUES.get(root, (frozenset(), 0))
+            alone = len(consumers.get(name, [])) == 1 and name not in graph_outputs
+            if node.op_type in ops and length < longest and alone:
+                fused.add(id(node))
+                chains[node.output[0]] = (root, length + 1)
+                break
+    return fused
+
+
+def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    inferred = shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    tensors = _tensor_table(inferred)
+    if all(
+        name in tensors and tensors[name].shape is not None
+        for n in inferred.graph.node
+        for name in n.output
+        if name
+    ):
+        return inferred
+    # ONNX's inference cannot use a Slice bound computed from Shape (BERT's position ids, for
+    # one); ONNX Runtime's symbolic inference, written for transformer exports, can.
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+    except Exception:  # it raises many kinds of error on graphs it cannot follow
+        return inferred
+
+
+def _load(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    return onnx.load(os.fspath(model))
+
+
+def cost_summary(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    shape_assumptions: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
+    precision), op count, FLOPs and bytes read and written (weights and activations).
+
+    Symbolic dims are bound by name from shape_assumptions (a dim named like 'batch_size' or
+    'seq_len' takes the 'batch' or 'sequence' entry, default batch=1, sequence=128) and the binding
+    is recorded. The graph is costed as ONNX Runtime's CPU provider runs it, not as the file lists
+    it: constant subgraphs are folded; in a QDQ graph the Q/DQ pairs around convolutions, matmuls
+    and elementwise ops fold into int8 kernels (those ops count as int8 and move int8); the fusions
+    in EPILOGUES and PROLOGUES remove ops; views (Reshape, ...) copy nothing; a lookup reads only
+    the rows it returns.
+
+    >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
+    600000000.0
+    """
+    proto = _load(model)
+    if proto.functions:
+        proto = onnx.inliner.inline_local_functions(proto)
+    assumptions = {**DEFAULT_ASSUMPTIONS, **(shape_assumptions or {})}
+    bound = _bind_dims(proto, assumptions)
+    del proto.graph.value_info[:]  # exporters record symbolic shapes there; infer them afresh
+    proto = _infer_shapes(proto)
+    tensors = _tensor_table(proto)
+    graph = proto.graph
+    # A session folds every node whose inputs are all constant (Constant nodes, Identity or
+    # DequantizeLinear of a weight) before the first run: those nodes never run.
+    constant = {init.name for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" or (
+            node.input and all(not n or n in constant for n in node.input)
+        ):
+            constant.update(node.output)
+    producer = {out: node for node in graph.node for out in node.output}
+    nodes = [n for n in graph.node if not all(out in constant for out in n.output)]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    classes = {id(n): _op_class(n, tensors) for n in nodes}
+    graph_outputs = {o.name for o in graph.output}
+
+    def fused_dq(name: str) -> onnx.NodeProto | None:
+        """The DequantizeLinear making `name`, if ORT folds it into every op that reads it."""
+        node = producer.get(name)
+        if node is None or node.op_type != "DequantizeLinear" or name in graph_outputs:
+            return None
+        readers = consumers.get(name, [])
+        folded = readers and all(classes[id(r)] in QDQ_FUSED_CLASSES for r in readers)
+        return node if folded else None
+
+    def runs_int8(node: onnx.NodeProto) -> bool:
+        return classes[id(node)] in QDQ_FUSED_CLASSES and any(
+            fused_dq(name) is not None for name in node.input
+        )
+
+    def fused_q(node: onnx.NodeProto) -> bool:
+        source = producer.get(node.input[0])
+        return node.op_type == "QuantizeLinear" and source is not None and runs_int8(source)
+
+    fused = _fused_away(nodes, consumers, graph_outputs)
+    totals: dict[tuple[str, str], list[float]] = {}
+    unknown: set[str] = set()
+    for node in nodes:
+        dq_folded = node.op_type == "DequantizeLinear" and fused_dq(node.output[0])
+        if dq_folded or fused_q(node) or id(node) in fused:
+            continue  # fused into the kernel next to it
+        op_class = classes[id(node)]
+        ins = [tensors.get(name) if name else None for name in node.input]
+        # What the op reads: a folded DQ's int8 input in place of its float output.
+        read = [
+            tensors.get(dq.input[0]) if (dq := fused_dq(name)) else tensors.get(name)
+            for name in node.input
+            if name
+        ]
+        # A quantizer's uint8 zero point does not make it an int8 op: only its data input counts.
+        data = read[:1] if node.op_type in Q_DQ else read
+        quantized = any(t.elem_type in QUANTIZED_TYPES for t in data if t is not None)
+        int8 = quantized or runs_int8(node)
+        written = []
+        for name in node.output:
+            if not name:
+                continue
+            readers = consumers.get(name, [])
+            if int8 and readers and all(fused_q(r) for r in readers):
+                written.append(tensors.get(readers[0].output[0]))
+            else:
+                written.append(tensors.get(name))
+        if node.op_type in VIEW_OPS:
+            read, written = [], []  # the output aliases the input's buffer
+        elif op_class == "gather":
+            read = [written[0], *read[1:]]  # a lookup reads the rows it returns, not the table
+        moved = [t.nbytes if t is not None else None for t in (*read, *written)]
+        if any(b is None for b in moved):
+            unknown.add(node.op_type)
+        out = tensors.get(node.output[0]) if node.output else None
+        flops = CLASS_FLOPS[op_class](node, ins, out)
+        types = [t.elem_type for t in data if t is not None and t.elem_type not in INDEX_TYPES]
+        precision = "int8" if int8 else PRECISIONS.get(next(iter(types), 0), "fp32")
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry[0] += 1
+        entry[1] += flops
+        entry[2] += sum(b for b in moved if b is not None)
+    if unknown:
+        warnings.warn(
+            f"shape inference could not size some tensors of {', '.join(sorted(unknown))} ops; "
+            "their FLOPs and bytes are undercounted",
+            UserWarning,
+            stacklevel=2,
+        )
+    order = {name: i for i, name in enumerate(CLASS_ORDER)}
+    ops = [
+        {
+            "op_class": op_class,
+            "precision": precision,
+            "count": int(count),
+            "flops": float(flops),
+            "bytes": int(moved),
+        }
+        for (op_class, precision), (count, flops, moved) in sorted(
+            totals.items(), key=lambda item: (order[item[0][0]], item[0][1])
+        )
+    ]
+    return {
+        "parameters": _parameters(proto),
+        "flops": float(sum(op["flops"] for op in ops)),
+        "shape_assumptions": bound,
+        "ops": ops,
+    }
+
+
+def format_cost(cost: Mapping[str, Any]) -> str:
+    """A human table of a cost summary."""
+    lines = [
+        f"parameters {cost['parameters']:,}   FLOPs {cost['flops'] / 1e9:.3f} G   "
+        f"assuming {cost.get('shape_assumptions') or 'static shapes'}",
+        f"{'op class':<16}{'precision':<10}{'count':>7}{'MFLOPs':>14}{'MB moved':>12}",
+    ]
+    for op in cost["ops"]:
+        lines.append(
+            f"{op['op_class']:<16}{op['precision']:<10}{op['count']:>7}"
+            f"{op['flops'] / 1e6:>14.2f}{op['bytes'] / 1e6:>12.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _assumption(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=SIZE (e.g. sequence=256), got {text!r}")
+    return name.strip(), int(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m edgepack.compress.cost",
+        description="Print the per-op-class cost (FLOPs, bytes) of an ONNX model.",
+    )
+    parser.add_argument("model", type=Path, help="an .onnx file")
+    parser.add_argument(
+        "--assume",
+        type=_assumption,
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a symbolic dim (default batch=1, sequence=128)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the manifest JSON only")
+    args = parser.parse_args(argv)
+    try:
+        cost = cost_summary(args.model, dict(args.assume))
+    except (EdgepackError, OSError, DecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(cost, indent=2) if args.json else format_cost(cost))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

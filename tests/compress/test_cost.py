@@ -1,0 +1,251 @@
+"""The cost summary on tiny ONNX graphs whose FLOPs and bytes are worked out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import require
+
+onnx = require("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgepack.compress.cost import OP_CLASSES, cost_summary, main  # noqa: E402
+from edgepack.runtime.errors import EdgepackError  # noqa: E402
+from edgepack.runtime.schema import schema_errors  # noqa: E402
+
+F = TensorProto.FLOAT
+
+
+def _model(nodes, inputs, outputs, initializers):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _ops(cost):
+    return {(op["op_class"], op["precision"]): op for op in cost["ops"]}
+
+
+def _array(*shape, dtype=np.float32):
+    return np.arange(np.prod(shape)).reshape(shape).astype(dtype)
+
+
+def test_matmul_binds_symbolic_batch_and_counts_macs_twice():
+    model = _model(
+        [helper.make_node("MatMul", ["a", "w"], ["y"])],
+        [helper.make_tensor_value_info("a", F, ["batch", 4, 8])],
+        [helper.make_tensor_value_info("y", F, ["batch", 4, 16])],
+        [numpy_helper.from_array(_array(8, 16), "w")],
+    )
+    cost = cost_summary(model, {"batch": 2})
+    # 2 x (2*4 rows) x 8 inner x 16 columns; bytes: a 2*4*8, w 8*16, y 2*4*16 floats.
+    assert cost["flops"] == 2 * 2 * 4 * 8 * 16
+    assert cost["ops"] == [
+        {
+            "op_class": "gemm",
+            "precision": "fp32",
+            "count": 1,
+            "flops": 2048.0,
+            "bytes": 4 * (64 + 128 + 128),
+        }
+    ]
+    assert cost["parameters"] == 128
+    assert cost["shape_assumptions"] == {"batch": 2}
+
+
+def test_dim_names_take_defaults_by_role_and_unknown_names_are_refused():
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", F, ["batch_size", "seq_len"])],
+        [helper.make_tensor_value_info("y", F, ["batch_size", "seq_len"])],
+        [],
+    )
+    cost = cost_summary(model)
+    assert cost["shape_assumptions"] == {"batch_size": 1, "seq_len": 128}
+    assert _ops(cost)[("elementwise", "fp32")]["bytes"] == 2 * 128 * 4
+    assert cost_summary(model, {"sequence": 16})["shape_assumptions"]["seq_len"] == 16
+
+    odd = _model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", F, ["s0"])],
+        [helper.make_tensor_value_info("y", F, ["s0"])],
+        [],
+    )
+    with pytest.raises(EdgepackError, match="'s0'.*shape_assumptions"):
+        cost_summary(odd)
+    assert cost_summary(odd, {"s0": 5})["ops"][0]["bytes"] == 40
+
+
+def test_conv_and_depthwise_conv():
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
+    dw = helper.make_node("Conv", ["y", "dw"], ["z"], pads=[1, 1, 1, 1], group=4)
+    model = _model(
+        [conv, dw],
+        [helper.make_tensor_value_info("x", F, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("z", F, [1, 4, 8, 8])],
+        [
+            numpy_helper.from_array(_array(4, 3, 3, 3), "w"),
+            numpy_helper.from_array(_array(4), "b"),
+            numpy_helper.from_array(_array(4, 1, 3, 3), "dw"),
+        ],
+    )
+    ops = _ops(cost_summary(model))
+    # 4x8x8 outputs, each 3 channels x 3x3 MACs; depthwise: 1 channel x 3x3 MACs.
+    assert ops[("conv", "fp32")]["flops"] == 2 * 256 * 27
+    assert ops[("conv", "fp32")]["bytes"] == 4 * (192 + 108 + 4 + 256)
+    assert ops[("depthwise_conv", "fp32")]["flops"] == 2 * 256 * 9
+    assert ops[("depthwise_conv", "fp32")]["bytes"] == 4 * (256 + 36 + 256)
+
+
+def test_qdq_graph_runs_int8_where_ort_folds_the_pairs():
+    """x -> Q -> DQ -> MatMul(DQ(w int8)) -> Q -> DQ -> y: ONNX Runtime runs one int8 MatMul
+    between a quantize at the input and a dequantize at the output."""
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.uint8), "z")
+    wzero = numpy_helper.from_array(np.array(0, np.int8), "wz")
+    weight = numpy_helper.from_array(_array(8, 4, dtype=np.int8), "wq")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "s", "wz"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+        helper.make_node("QuantizeLinear", ["y", "s", "z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["out"]),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", F, [1, 8])],
+        [helper.make_tensor_value_info("out", F, [1, 4])],
+        [scale, zero, wzero, weight],
+    )
+    cost = cost_summary(model)
+    ops = _ops(cost)
+    assert set(ops) == {("gemm", "int8"), ("quantize", "fp32"), ("quantize", "int8")}
+    # int8 reads x (8) and w (32 bytes), writes y (4 bytes); scales and zero points are not
+    # parameters.
+    assert ops[("gemm", "int8")] | {"bytes": 0} == {
+        "op_class": "gemm",
+        "precision": "int8",
+        "count": 1,
+        "flops": 2 * 8 * 4,
+        "bytes": 0,
+    }
+    assert ops[("gemm", "int8")]["bytes"] == 8 + 32 + 4
+    assert ops[("quantize", "fp32")]["count"] == 1  # Q(x): reads floats, writes uint8
+    assert ops[("quantize", "fp32")]["bytes"] == 32 + 4 + 1 + 8
+    assert ops[("quantize", "int8")]["bytes"] == 4 + 4 + 1 + 16  # DQ(y)
+    assert cost["parameters"] == 32
+
+
+def test_dynamic_quantization_consumes_quantized_tensors():
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "wq", "xz", "wz"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "ws"], ["y"]),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", F, [2, 8])],
+        [helper.make_tensor_value_info("y", F, [2, 4])],
+        [
+            numpy_helper.from_array(_array(8, 4, dtype=np.int8), "wq"),
+            numpy_helper.from_array(np.array(0, np.int8), "wz"),
+            numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+        ],
+    )
+    ops = _ops(cost_summary(model))
+    assert ops[("gemm", "int8")]["flops"] == 2 * 2 * 8 * 4
+    # ONNX Runtime fuses the quantizer, the cast and the scale into one op
+    # (DynamicQuantizeMatMul).
+    assert set(ops) == {("gemm", "int8")} and ops[("gemm", "int8")]["count"] == 1
+
+
+def test_summary_matches_the_manifest_schema_and_cli_prints_it(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    model = _model(
+        [
+            helper.make_node("MatMul", ["a", "w"], ["h"]),
+            helper.make_node("Softmax", ["h"], ["y"], axis=-1),
+        ],
+        [helper.make_tensor_value_info("a", F, ["batch", 8])],
+        [helper.make_tensor_value_info("y", F, ["batch", 16])],
+        [numpy_helper.from_array(_array(8, 16), "w")],
+    )
+    onnx.save(model, str(path))
+    cost = cost_summary(path)
+    manifest = {
+        "schema_version": "1.0",
+        "name": "m",
+        "edgepack_version": "0",
+        "task": "other",
+        "created": "",
+        "files": [],
+        "models": [
+            {
+                "path": "m.onnx",
+                "format": "onnx",
+                "precision": "fp32",
+                "size_bytes": 1,
+                "sha256": "0" * 64,
+                "backends": ["onnxruntime"],
+                "inputs": [{"name": "a", "dtype": "float32", "shape": ["batch", 8]}],
+                "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 16]}],
+                "cost": cost,
+            }
+        ],
+    }
+    assert schema_errors(manifest) == []
+    assert main([str(path), "--json", "--assume", "batch=4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["shape_assumptions"] == {"batch": 4}
+    assert main([str(path)]) == 0
+    assert "softmax" in capsys.readouterr().out
+
+
+def test_every_class_in_the_table_has_a_flop_rule():
+    from edgepack.compress.cost import CLASS_FLOPS, CLASS_ORDER
+
+    assert set(OP_CLASSES.values()) <= set(CLASS_FLOPS) == set(CLASS_ORDER)
+
+
+def test_costs_what_onnx_runtime_runs_not_what_the_file_lists():
+    """Constant subgraphs are folded, a conv's activation fuses into it, views copy nothing and
+    a lookup reads only the rows it returns."""
+    nodes = [
+        helper.make_node("Identity", ["w0"], ["w"]),  # the exporter's shared-weight alias
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+        helper.make_node("Gather", ["table", "ids"], ["rows"]),
+        helper.make_node("Add", ["flat", "rows"], ["y"]),
+    ]
+    model = _model(
+        nodes,
+        [
+            helper.make_tensor_value_info("x", F, [1, 2, 4, 4]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", F, [2, 16])],
+        [
+            numpy_helper.from_array(_array(2, 2, 3, 3), "w0"),
+            numpy_helper.from_array(np.array([2, 16], np.int64), "shape"),
+            numpy_helper.from_array(_array(1000, 16), "table"),
+        ],
+    )
+    ops = _ops(cost_summary(model))
+    assert set(ops) == {
+        ("conv", "fp32"),
+        ("layout", "fp32"),
+        ("gather", "fp32"),
+        ("elementwise", "fp32"),
+    }
+    assert ops[("conv", "fp32")]["count"] == 1  # Relu fused, Identity folded
+    assert ops[("layout", "fp32")]["bytes"] == 0
+    # Gather: two 16-float rows read and written, plus the two int64 ids.
+    assert ops[("gather", "fp32")]["bytes"] == 2 * (2 * 16 * 4) + 2 * 8
+    assert ops[("elementwise", "fp32")]["count"] == 1
