@@ -35,9 +35,8 @@ model.run(feeds)
 done = time.perf_counter()
 for _ in range(int(sys.argv[6])):
     model.run(feeds)
-import resource
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+from edgepack.benchmarks.memory import peak_rss_bytes
+peak_bytes = peak_rss_bytes()
 cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 print(json.dumps({
     "import_s": imported - start, "load_s": loaded - imported, "first_run_s": done - ready,

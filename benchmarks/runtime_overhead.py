@@ -27,7 +27,7 @@ from edgepack.runtime.pack import PackReader
 COLD_SCRIPT = """
 import time
 start = time.perf_counter()
-import resource, sys
+import sys
 import numpy as np
 if sys.argv[1] == "edgepack":
     import edgepack.runtime as ep
@@ -43,7 +43,8 @@ else:
 feeds = dict(np.load(sys.argv[4]))
 run(feeds)
 elapsed = time.perf_counter() - start
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+from edgepack.benchmarks.memory import peak_rss_bytes
+print(elapsed, peak_rss_bytes() // 1024)
 """
 
 
