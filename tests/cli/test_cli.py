@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,8 +91,9 @@ def test_errors_are_one_line_and_exit_1(tmp_path, capsys, classifier, monkeypatc
 
 
 def test_entry_point_runs_without_compress(tmp_path, classifier):
+    edgepack = str(Path(sys.executable).parent / "edgepack")  # the script pip installed
     pack = tmp_path / "p.edgepack"
-    subprocess.run(["edgepack", "pack", str(classifier[0]), "-o", str(pack)], check=True)
-    result = subprocess.run(["edgepack", "verify", str(pack)], capture_output=True, text=True)
+    subprocess.run([edgepack, "pack", str(classifier[0]), "-o", str(pack)], check=True)
+    result = subprocess.run([edgepack, "verify", str(pack)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK:")
