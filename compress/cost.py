@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -313,12 +314,19 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         return inferred
     # ONNX's inference cannot use a Slice bound computed from Shape (BERT's position ids, for
     # one); ONNX Runtime's symbolic inference, written for transformer exports, can.
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
-    except Exception:  # it raises many kinds of error on graphs it cannot follow
-        return inferred
+    # On large models it saves 'sym_shape_infer_temp.onnx' and its weights into the current
+    # folder and leaves them there: run it inside a temporary folder instead.
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="edgepack-shapes-") as tmp:
+        os.chdir(tmp)
+        try:
+            return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+        except Exception:  # it raises many kinds of error on graphs it cannot follow
+            return inferred
+        finally:
+            os.chdir(previous)
 
 
 def _load(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelProto:
