@@ -19,6 +19,9 @@ COMMANDS = {
     "verify": ("verify_command", "check a pack's manifest and every file hash"),
     "run": ("run_command", "run a pack on text, an image or .npy arrays"),
     "predict": ("predict_command", "predict a pack's latency on a device profile"),
+    "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
+    "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
+    "demo": ("demo_command", "the main job: digits CNN to a benchmarked int8 pack"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
 }

@@ -1,0 +1,390 @@
+"""Evaluation and calibration data: labelled text, .npz arrays, image folders, sklearn datasets.
+
+Every loader returns model-ready arrays (`ArrayDataset`) or raw texts (`TextDataset`) to tokenize.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack.runtime.errors import InputError
+
+PathLike = str | os.PathLike[str]
+Classes = Sequence[str] | int | None
+
+_TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content")
+_LABEL_COLUMNS = ("label", "labels", "target", "class", "y")
+_NPZ_LABEL_KEYS = ("labels", "label", "y", "targets")
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Named input arrays sharing a first (sample) axis, with optional integer labels."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise InputError("a dataset needs at least one input array; got none")
+        lengths = {name: len(a) for name, a in self.inputs.items()}
+        if len(set(lengths.values())) != 1:
+            raise InputError(f"input arrays disagree on the number of samples: {lengths}")
+        if next(iter(lengths.values())) == 0:
+            raise InputError("the dataset is empty; expected at least one sample")
+        if self.labels is not None:
+            if self.labels.ndim != 1 or len(self.labels) != len(self):
+                raise InputError(
+                    f"labels have shape {self.labels.shape}; expected ({len(self)},), "
+                    "one integer class index per sample"
+                )
+            if self.labels.dtype.kind not in "iu":
+                raise InputError(f"labels have dtype {self.labels.dtype}; expected integers")
+            _check_label_range(self.labels, len(self.classes) or None)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def subset(self, indices: Sequence[int] | np.ndarray | slice) -> ArrayDataset:
+        """The samples at `indices`, as a new dataset."""
+        labels = None if self.labels is None else self.labels[indices]
+        return ArrayDataset({k: v[indices] for k, v in self.inputs.items()}, labels, self.classes)
+
+    def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """Consecutive feed dicts of up to `batch_size` samples."""
+        for start in range(0, len(self), batch_size):
+            yield {k: v[start : start + batch_size] for k, v in self.inputs.items()}
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Raw texts with optional labels; `tokenize` turns them into an ArrayDataset."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise InputError("the text dataset is empty; expected at least one row")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def tokenize(self, tokenizer: Any, max_length: int = 128) -> ArrayDataset:
+        """Encode with a Hugging Face tokenizer (object or folder), padded to the longest text.
+
+        Padding to the longest text rather than to max_length keeps evaluation fast; every array
+        is int64, which is what exported transformer models take.
+        """
+        if isinstance(tokenizer, str | os.PathLike):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+        encoded = tokenizer(
+            list(self.texts),
+            padding="longest",
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        inputs = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
+        return ArrayDataset(inputs, self.labels, self.classes)
+
+
+def load_dataset(source: PathLike, **options: Any) -> ArrayDataset | TextDataset:
+    """Load by kind: "sklearn:NAME", .csv/.tsv/.jsonl text, .npz arrays, or an image folder.
+
+    Keyword options go to the matching loader (see load_text, load_npz, load_image_folder,
+    load_sklearn).
+
+    >>> load_dataset("sklearn:digits", sample_shape=(1, 8, 8)).inputs["input"].shape
+    (1797, 1, 8, 8)
+    """
+    text = str(source)
+    if text.startswith("sklearn:"):
+        return load_sklearn(text.removeprefix("sklearn:"), **options)
+    path = Path(source)
+    if path.is_dir():
+        return load_image_folder(path, **options)
+    loader = _LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(
+            f"cannot tell what kind of data {source} is; expected 'sklearn:NAME', a .csv, .tsv, "
+            ".jsonl or .npz file, or a folder of images in class subfolders"
+        )
+    if not path.is_file():
+        raise InputError(f"data file {path} does not exist")
+    return loader(path, **options)
+
+
+def load_text(
+    path: PathLike,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    classes: Classes = None,
+) -> TextDataset:
+    """Texts and labels from CSV, TSV (by suffix) or JSONL, columns found by common names.
+
+    Labels may be class indices or class names; names map to indices in `classes` order (sorted
+    names when `classes` is not given). A text dataset without a label column is unlabelled.
+    """
+    path = Path(path)
+    rows = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else _read_table(path)
+    if not rows:
+        raise InputError(f"{path} has no data rows; expected a header and at least one row")
+    columns = list(rows[0])
+    text_column = text_column or _pick_column(columns, _TEXT_COLUMNS, "text", path)
+    if text_column not in columns:
+        raise InputError(f"{path} has no column {text_column!r}; its columns are {columns}")
+    if label_column is None:
+        label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
+    elif label_column not in columns:
+        raise InputError(f"{path} has no column {label_column!r}; its columns are {columns}")
+    texts = tuple(str(row[text_column]) for row in rows)
+    if label_column is None:
+        return TextDataset(texts, None, _class_names(classes))
+    labels, names = _encode_labels([row[label_column] for row in rows], classes, path)
+    return TextDataset(texts, labels, names)
+
+
+def load_npz(
+    path: PathLike, *, label_key: str | None = None, classes: Classes = None
+) -> ArrayDataset:
+    """Arrays from an .npz file: each array is a model input, except the labels array.
+
+    The labels array is `label_key`, or the first of labels/label/y/targets present.
+    """
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if label_key is None:
+        label_key = next((k for k in _NPZ_LABEL_KEYS if k in arrays), None)
+    elif label_key not in arrays:
+        raise InputError(f"{path} has no array {label_key!r}; it has {sorted(arrays)}")
+    labels = arrays.pop(label_key) if label_key else None
+    if not arrays:
+        raise InputError(f"{path} holds only labels; expected at least one input array")
+    if labels is not None:
+        labels = _integer_labels(labels, path)
+    return ArrayDataset(arrays, labels, _class_names(classes))
+
+
+def load_image_folder(
+    path: PathLike,
+    *,
+    size: tuple[int, int] = (224, 224),
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+    input_name: str = "pixel_values",
+    classes: Sequence[str] | None = None,
+) -> ArrayDataset:
+    """RGB images in `path/<class>/*.png` as float32 NCHW, resized and normalized.
+
+    Class indices follow `classes` when given (the model's label order), else sorted folder names.
+    """
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise InputError("loading an image folder needs Pillow: pip install pillow") from exc
+    root = Path(path)
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    names = tuple(classes) if classes is not None else tuple(p.name for p in folders)
+    unknown = [p.name for p in folders if p.name not in names]
+    if unknown:
+        raise InputError(
+            f"image folders {unknown} in {root} are not among the classes {list(names)}"
+        )
+    images, labels = [], []
+    for folder in folders:
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            with Image.open(file) as image:
+                rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            images.append(np.asarray(rgb, dtype=np.float32) / 255.0)
+            labels.append(names.index(folder.name))
+    if not images:
+        raise InputError(
+            f"no images found in class subfolders of {root}; expected e.g. {root}/cat/1.png"
+        )
+    pixels = (np.stack(images) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
+    return ArrayDataset({input_name: pixels}, np.asarray(labels, np.int64), names)
+
+
+def _sklearn_loaders() -> dict[str, Callable[[], Any]]:
+    from sklearn import datasets
+
+    return {
+        "digits": datasets.load_digits,
+        "iris": datasets.load_iris,
+        "wine": datasets.load_wine,
+        "breast_cancer": datasets.load_breast_cancer,
+    }
+
+
+def load_sklearn(
+    name: str, *, input_name: str = "input", sample_shape: Sequence[int] | None = None
+) -> ArrayDataset:
+    """A classification dataset bundled with scikit-learn (no download), as float32 features.
+
+    sample_shape reshapes each sample, e.g. (1, 8, 8) to feed digits to a CNN.
+    """
+    loaders = _sklearn_loaders()
+    if name not in loaders:
+        raise InputError(f"unknown scikit-learn dataset {name!r}; expected one of {list(loaders)}")
+    bunch = loaders[name]()
+    features = np.asarray(bunch.data, dtype=np.float32)
+    if sample_shape is not None:
+        features = features.reshape(len(features), *sample_shape)
+    names = tuple(str(n) for n in bunch.target_names)
+    return ArrayDataset({input_name: features}, np.asarray(bunch.target, np.int64), names)
+
+
+_LOADERS: dict[str, Callable[..., ArrayDataset | TextDataset]] = {
+    ".csv": load_text,
+    ".tsv": load_text,
+    ".jsonl": load_text,
+    ".npz": load_npz,
+}
+
+
+def _read_table(path: Path) -> list[dict[str, str]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(newline="", encoding="utf-8") as f:
+        # SST-2 style TSVs contain bare quotes inside sentences, so quoting is off for TSV.
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        return list(csv.DictReader(f, delimiter=delimiter, quoting=quoting))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number} is not valid JSON: {exc}") from exc
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{number} is not a JSON object; expected one per line")
+            rows.append(row)
+    return rows
+
+
+def _pick_column(columns: list[str], candidates: Sequence[str], what: str, path: Path) -> str:
+    found = next((c for c in candidates if c in columns), None)
+    if found is None:
+        raise InputError(
+            f"{path} has no {what} column among {columns}; name it one of {list(candidates)} "
+            f"or pass {what}_column="
+        )
+    return found
+
+
+def _encode_labels(
+    raw: list[Any], classes: Classes, path: Path
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    values = [str(v).strip() for v in raw]
+    if all(_is_int(v) for v in values):
+        labels = np.asarray([int(v) for v in values], np.int64)
+        names = _class_names(classes)
+        _check_label_range(labels, len(names) if classes is not None else None, path)
+        return labels, names
+    names = tuple(sorted(set(values))) if classes is None else _class_names(classes)
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise InputError(f"{path} has labels {unknown} that are not among the classes {names}")
+    return np.asarray([names.index(v) for v in values], np.int64), names
+
+
+def _class_names(classes: Classes) -> tuple[str, ...]:
+    if isinstance(classes, int):
+        return tuple(str(i) for i in range(classes))
+    if classes is not None:
+        return tuple(str(c) for c in classes)
+    return ()
+
+
+def _integer_labels(labels: np.ndarray, path: PathLike) -> np.ndarray:
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+        return labels.astype(np.int64)
+    raise InputError(f"labels in {path} have dtype {labels.dtype}; expected class indices")
+
+
+def _check_label_range(labels: np.ndarray, num_classes: int | None, source: Any = None) -> None:
+    where = f" in {source}" if source is not None else ""
+    if labels.size and labels.min() < 0:
+        raise InputError(f"labels{where} include {int(labels.min())}; class indices start at 0")
+    if num_classes is not None and labels.size and labels.max() >= num_classes:
+        bad = sorted({int(v) for v in labels[labels >= num_classes]})[:5]
+        raise InputError(
+            f"labels{where} include {bad}, outside the {num_classes} classes (0..{num_classes - 1})"
+        )
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def as_dataset(data: ArrayDataset | Mapping[str, np.ndarray]) -> ArrayDataset:
+    """Accept a dataset or a plain mapping of named arrays (unlabelled)."""
+    return data if isinstance(data, ArrayDataset) else ArrayDataset(dict(data))
+
+
+def match_inputs(data: ArrayDataset, specs: Sequence[Any], what: str = "data") -> ArrayDataset:
+    """Fit a dataset to a model's inputs (runtime TensorSpecs), or say exactly what is wrong.
+
+    A single array feeds a single-input model whatever its name; arrays the model does not take
+    (e.g. token_type_ids for DistilBERT) are dropped. Dtypes must match exactly and ranks and
+    fixed dimensions must agree: this runs before calibration or evaluation starts.
+    """
+    wanted = [s.name for s in specs]
+    inputs = dict(data.inputs)
+    if len(specs) == 1 and len(inputs) == 1 and wanted[0] not in inputs:
+        inputs = {wanted[0]: next(iter(inputs.values()))}
+    missing = [n for n in wanted if n not in inputs]
+    if missing:
+        raise InputError(
+            f"{what} has no array for model input(s) {missing}; it has {sorted(inputs)}, "
+            f"the model takes {_describe(specs)}"
+        )
+    for spec in specs:
+        array = inputs[spec.name]
+        expected = np.dtype(spec.user_dtype)
+        if array.dtype != expected:
+            raise InputError(
+                f"{what} input {spec.name!r} has dtype {array.dtype}; the model expects "
+                f"{expected}. Convert it first, e.g. array.astype(np.{expected.name})"
+            )
+        if array.ndim != len(spec.shape):
+            raise InputError(
+                f"{what} input {spec.name!r} has shape {array.shape} (rank {array.ndim}); the "
+                f"model expects rank {len(spec.shape)}: {spec.shape} with samples on axis 0"
+            )
+        for axis, (size, want) in enumerate(zip(array.shape, spec.shape, strict=True)):
+            # Axis 0 is the sample axis; a model with a fixed batch is fed in slices of it.
+            if axis and isinstance(want, int) and want >= 0 and size != want:
+                raise InputError(
+                    f"{what} input {spec.name!r} has shape {array.shape}; the model expects "
+                    f"{spec.shape} (axis {axis} must be {want})"
+                )
+    return ArrayDataset({n: inputs[n] for n in wanted}, data.labels, data.classes)
+
+
+def _describe(specs: Sequence[Any]) -> str:
+    return ", ".join(f"{s.name} {s.user_dtype}{list(s.shape)}" for s in specs)

@@ -1,0 +1,215 @@
+"""Scores an exported or quantized model by running it through edgepack.runtime, as shipped.
+
+Metrics are percentages (0-100), so an accuracy budget of 1.0 means one point.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgepack.runtime import InputError, Model, load
+from edgepack.runtime.assemble import assemble_pack
+
+from .data import ArrayDataset, as_dataset, match_inputs
+
+PathLike = str | os.PathLike[str]
+LABEL_METRICS = ("accuracy", "macro_f1", "precision", "recall")
+REFERENCE_METRICS = ("agreement", "cosine")
+METRICS = LABEL_METRICS + REFERENCE_METRICS
+
+
+def _open_model(path: PathLike, threads: int | None = None) -> Model:
+    """Load a bare model file the way a device would: as a pack, through the runtime.
+
+    The only place compress/ creates an inference session, so that what is evaluated is what
+    ships. The runtime keeps the model bytes in memory, so the temporary pack can go at once.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgepack-eval-") as tmp:
+        pack = Path(tmp) / "eval"
+        assemble_pack(pack, [path], name="eval")
+        return load(pack, backend="onnxruntime", threads=threads)
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-averaged F1, precision and recall, in percent.
+
+    Macro averages run over the classes present in labels or predictions, as scikit-learn
+    does by default; a class with no predicted (or no true) samples scores 0 there.
+    """
+    labels = np.asarray(labels).ravel()
+    predictions = np.asarray(predictions).ravel()
+    if labels.shape != predictions.shape or labels.size == 0:
+        raise InputError(
+            f"need as many predictions as labels (at least one); got {predictions.size} "
+            f"predictions for {labels.size} labels"
+        )
+    classes = np.union1d(labels, predictions)
+    hit = (labels[:, None] == classes) & (predictions[:, None] == classes)
+    true_pos = hit.sum(0).astype(np.float64)
+    predicted = (predictions[:, None] == classes).sum(0)
+    actual = (labels[:, None] == classes).sum(0)
+    precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos), where=predicted > 0)
+    recall = np.divide(true_pos, actual, out=np.zeros_like(true_pos), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return {
+        "accuracy": 100.0 * float(np.mean(labels == predictions)),
+        "macro_f1": 100.0 * float(f1.mean()),
+        "precision": 100.0 * float(precision.mean()),
+        "recall": 100.0 * float(recall.mean()),
+    }
+
+
+def agreement_metrics(outputs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How closely outputs track reference (fp32) outputs: argmax agreement and mean cosine.
+
+    Both in percent; cosine is the mean per-sample cosine similarity times 100.
+    """
+    if outputs.shape != reference.shape:
+        raise InputError(
+            f"outputs have shape {outputs.shape} but the reference has {reference.shape}"
+        )
+    a = outputs.reshape(len(outputs), -1).astype(np.float64)
+    b = reference.reshape(len(reference), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.divide((a * b).sum(1), norms, out=np.ones(len(a)), where=norms > 0)
+    agree = outputs.argmax(-1) == reference.argmax(-1)
+    return {"agreement": 100.0 * float(agree.mean()), "cosine": 100.0 * float(cosine.mean())}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one model on one dataset, and its raw outputs for later comparison."""
+
+    metrics: dict[str, float]
+    outputs: np.ndarray
+
+
+def predict(
+    model: PathLike | Model,
+    data: ArrayDataset | Mapping[str, np.ndarray],
+    *,
+    output: str | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+    progress: bool = True,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Run a model over a dataset in batches and stack one output (the first by default)."""
+    runner = model if isinstance(model, Model) else _open_model(model, threads)
+    data = match_inputs(as_dataset(data), runner.entry.inputs, "evaluation data")
+    names = [s.name for s in runner.entry.outputs]
+    output = output or names[0]
+    if output not in names:
+        raise InputError(f"the model has no output {output!r}; it has {names}")
+    fixed = runner.entry.inputs[0].shape[0]
+    step = fixed if isinstance(fixed, int) and fixed > 0 else batch_size
+    chunks = [
+        runner.run(feeds)[output]
+        for feeds in tqdm(
+            data.batches(step), desc=desc, total=-(-len(data) // step), disable=not progress
+        )
+    ]
+    return np.concatenate(chunks)
+
+
+def evaluate(
+    model: PathLike | Model,
+    data: ArrayDataset | Mapping[str, np.ndarray],
+    *,
+    reference: np.ndarray | None = None,
+    output: str | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> Evaluation:
+    """Score a model: label metrics when the data has labels, agreement when given reference.
+
+    >>> fp32 = evaluate("model.onnx", data)  # doctest: +SKIP
+    >>> int8 = evaluate("model.int8.onnx", data, reference=fp32.outputs)  # doctest: +SKIP
+    >>> int8.metrics["accuracy"], int8.metrics["agreement"]  # doctest: +SKIP
+    """
+    data = as_dataset(data)
+    if data.labels is None and reference is None:
+        raise InputError(
+            "the evaluation data has no labels and no reference outputs were given; "
+            "pass labels, or reference= the fp32 model's outputs to measure agreement"
+        )
+    runner = model if isinstance(model, Model) else _open_model(model, threads)
+    classes = runner.entry.outputs[0].shape[-1] if output is None else None
+    if data.labels is not None and isinstance(classes, int):
+        _check_labels(data.labels, classes)  # before a long run, when the file says the count
+    outputs = predict(
+        runner,
+        data,
+        output=output,
+        batch_size=batch_size,
+        threads=threads,
+        progress=progress,
+        desc=desc,
+    )
+    metrics: dict[str, float] = {}
+    if data.labels is not None:
+        _check_labels(data.labels, outputs.shape[-1])
+        metrics |= classification_metrics(data.labels, outputs.argmax(-1))
+    if reference is not None:
+        metrics |= agreement_metrics(outputs, reference)
+    return Evaluation(metrics, outputs)
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> None:
+    outside = labels[(labels < 0) | (labels >= num_classes)]
+    if outside.size:
+        raise InputError(
+            f"labels {sorted({int(v) for v in outside})[:5]} are outside the model's "
+            f"{num_classes} classes (0..{num_classes - 1}); check the label column or the model"
+        )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Wall time of single runs: median and 90th percentile in milliseconds."""
+
+    p50_ms: float
+    p90_ms: float
+    runs: int
+
+
+def measure_latency(
+    models: Sequence[PathLike | Model],
+    feeds: Mapping[str, np.ndarray],
+    *,
+    threads: int | None = 1,
+    warmup: int = 5,
+    min_runs: int = 20,
+    min_seconds: float = 0.5,
+) -> list[Latency]:
+    """p50/p90 of each model on the same feeds, measured side by side.
+
+    Runs alternate between models in short rounds so that a change in machine load (another
+    process, frequency scaling) hits all of them alike instead of biasing one.
+    """
+    runners = [m if isinstance(m, Model) else _open_model(m, threads) for m in models]
+    for runner in runners:
+        for _ in range(warmup):
+            runner.run(dict(feeds))
+    times: list[list[float]] = [[] for _ in runners]
+    start = time.perf_counter()
+    while min(len(t) for t in times) < min_runs or time.perf_counter() - start < min_seconds:
+        for runner, series in zip(runners, times, strict=True):
+            for _ in range(5):
+                begin = time.perf_counter()
+                runner.run(dict(feeds))
+                series.append((time.perf_counter() - begin) * 1000.0)
+    return [
+        Latency(float(np.percentile(t, 50)), float(np.percentile(t, 90)), len(t)) for t in times
+    ]
