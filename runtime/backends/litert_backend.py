@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,12 +45,15 @@ class LiteRTBackend:
 
     name = "litert"
 
-    def __init__(self, model: bytes, entry: ModelEntry, threads: int, providers: Any = None):
+    def __init__(self, model: bytes | Path, entry: ModelEntry, threads: int, providers: Any = None):
         if providers:
             raise BackendUnavailableError("the litert backend takes no execution providers")
         interpreter_class, self.package = _interpreter_class()
         try:
-            self.interpreter = interpreter_class(model_content=model, num_threads=threads)
+            source = (
+                {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
+            )
+            self.interpreter = interpreter_class(**source, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             hint = ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 
@@ -15,7 +17,11 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(
-        self, model: bytes, entry: ModelEntry, threads: int, providers: list[str] | None = None
+        self,
+        model: bytes | Path,
+        entry: ModelEntry,
+        threads: int,
+        providers: list[str] | None = None,
     ):
         available = ort.get_available_providers()
         wanted = list(providers or ["CPUExecutionProvider"])
@@ -31,7 +37,10 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(model, options, providers=wanted)
+        # A path lets onnxruntime read the file itself, 0.1-0.2 s faster than parsing bytes
+        # for a 90 MB model.
+        source = str(model) if isinstance(model, Path) else model
+        self.session = ort.InferenceSession(source, options, providers=wanted)
         self.threads = threads
         self.providers: list[str] = self.session.get_providers()
         self._outputs = [spec.file_name for spec in entry.outputs]
