@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -26,8 +26,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 @cache
 def pack_schema() -> dict[str, Any]:
     """The pack manifest JSON Schema shipped with the runtime."""
-    text = resources.files("edgepack.runtime").joinpath("pack_schema.json").read_text("utf-8")
-    return json.loads(text)
+    # Beside this module in every install; importlib.resources would cost the device's import.
+    return json.loads(Path(__file__).with_name("pack_schema.json").read_text("utf-8"))
 
 
 def schema_errors(instance: Any, *, allow_unknown_keys: bool = False) -> list[str]:
