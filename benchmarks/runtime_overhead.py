@@ -4,8 +4,8 @@
 
 Both sides run the same model bytes, session options and inputs, interleaved in blocks so
 that machine noise hits both alike. Run it from a regular install, as a device has: an editable
-install's import finder adds 10-50 ms to every `import edgepack`. Targets (issue 2): run overhead <= 3% or 20 us at p50;
-import + load + first run <= 1.2x bare onnxruntime.
+install's import finder adds 10-50 ms to every `import edgepack`. Targets (issue 2): run
+overhead <= 3% or 20 us at p50; import + load + first run <= 1.2x bare onnxruntime.
 """
 
 from __future__ import annotations
