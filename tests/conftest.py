@@ -101,6 +101,23 @@ def text_classifier_onnx(path, vocab_size: int, classes: int = 2, seed: int = 0)
     onnx.save(model, str(path))
 
 
+def tiny_bert_classifier(num_labels: int = 2):
+    """A randomly initialised 2-layer BERT classifier (hidden 32, vocab 100), seeded."""
+    torch = require("torch")
+    transformers = require("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
+    return transformers.BertForSequenceClassification(config).eval()
+
+
 @pytest.fixture(scope="session")
 def classifier(tmp_path_factory):
     """(path to a tiny ONNX classifier, numpy reference function)."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from edgepack.compress.export_onnx import export_hf, export_onnx
 from edgepack.runtime import ExportError, InputError
+from tests.conftest import tiny_bert_classifier
 
 
 @torch.library.custom_op("edgepack_test::mystery", mutates_args=())
@@ -39,22 +40,6 @@ def small_cnn() -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * 8 * 8, 10),
     ).eval()
-
-
-def tiny_bert_classifier():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config).eval()
 
 
 def test_cnn_export_is_checked_on_another_batch_size(tmp_path):

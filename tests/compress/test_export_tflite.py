@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from tests.conftest import require
+from tests.conftest import require, tiny_bert_classifier
 
 # Argmax agreement with the fp32 torch module on held-out inputs, run in a bare LiteRT
 # interpreter. Measured on these fixtures (litert-torch 0.10, ai-edge-quantizer 0.10): digits
@@ -65,18 +65,7 @@ def digits_cnn():
 def tiny_bert():
     """A randomly initialised BERT classifier and padded token batches of varying length."""
     torch = require("torch")
-    transformers = require("transformers")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    module = transformers.BertForSequenceClassification(config).eval()
+    module = tiny_bert_classifier()
     rng = np.random.default_rng(0)
 
     def sample() -> dict[str, np.ndarray]:

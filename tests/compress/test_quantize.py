@@ -325,7 +325,7 @@ def test_no_temp_files_left_anywhere_even_when_onnxruntime_fails(tmp_path, monke
 
 @pytest.mark.slow
 def test_tiny_bert_static_matmul_only_within_agreement_budget(tmp_path):
-    from tests.compress.test_export_onnx import tiny_bert_classifier
+    from tests.conftest import tiny_bert_classifier
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 100, (48, 16)).astype(np.int64)
