@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ class Model:
         self._checks = [_InputCheck.of(spec) for spec in entry.inputs]
         self._names = {c.spec.name for c in self._checks}
         self._output_names = [spec.name for spec in entry.outputs]
-        self._preprocess = _make_preprocessor(manifest.preprocessing, assets)
+        self._assets = assets
+        self._preprocess = None  # built on the first predict(): run() users never pay for it
+        self._preprocess_lock = threading.Lock()
 
     @property
     def backend(self) -> str:
@@ -191,10 +194,14 @@ class Model:
 
     def predict(self, item: Any) -> Prediction | list[Prediction]:
         """Preprocess a text or image (or a list of them), run, and return labelled scores."""
-        if self._preprocess is None:
+        if self.manifest.preprocessing is None:
             raise InputError(
                 f"pack {self.manifest.name!r} has no preprocessing section; use run() with arrays"
             )
+        if self._preprocess is None:
+            with self._preprocess_lock:
+                if self._preprocess is None:
+                    self._preprocess = _make_preprocessor(self.manifest.preprocessing, self._assets)
         batch = item if isinstance(item, list) else [item]
         if not batch:
             raise InputError("predict() got an empty list; expected at least one item")
@@ -267,9 +274,7 @@ def _converted(value: np.ndarray, check: _InputCheck) -> np.ndarray:
     return value.astype(check.dtype)
 
 
-def _make_preprocessor(config: dict | None, assets: dict[str, bytes]):
-    if config is None:
-        return None
+def _make_preprocessor(config: dict, assets: dict[str, bytes]):
     if config["kind"] == "text":
         from .preprocess.text import TextEncoder
 
