@@ -133,6 +133,7 @@ def export_tflite(
     module.eval()
     try:
         wrapped = _PositionalModule(module, list(example_inputs))
+        wrapped.training = False  # the wrapper only: the user's module keeps its own mode
         args = tuple(example_inputs.values())
         with torch.no_grad():
             names = _output_names(wrapped.call(*args), output_names)

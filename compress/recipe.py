@@ -337,9 +337,12 @@ def _export_tflite(work: Workspace, quantization: str) -> None:
     entry.path = "model.tflite" if quantization == "none" else f"model.{result.precision}.tflite"
     entry.checks = [result.check]
     work.models.append((result.path, entry))
-    work.metrics[f"export_tflite_{quantization}"] = {
-        k: v for k, v in result.check.items() if k != "reference"
-    }
+    figures = {k: v for k, v in result.check.items() if k != "reference"}
+    if result.full_int8_method is not None:  # which full-int8 method won, and on what figures
+        figures["full_int8_method"] = result.full_int8_method
+        for method, agreement in (result.full_int8_agreement or {}).items():
+            figures[f"{method}_agreement"] = agreement
+    work.metrics[f"export_tflite_{quantization}"] = figures
 
 
 def _quantize_stage(work: Workspace, options: dict[str, Any]) -> None:

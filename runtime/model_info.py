@@ -102,10 +102,11 @@ def _tflite_tensor(detail: dict, names: dict[str, str]) -> TensorSpec:
 
 
 def _onnx_precision(op_types: set[str]) -> str:
-    if op_types & _STATIC_QUANT_OPS:
-        return "int8-static"
+    # Dynamic first: dynamic quantization of Gather adds DequantizeLinear nodes too.
     if op_types & _DYNAMIC_QUANT_OPS:
         return "int8-dynamic"
+    if op_types & _STATIC_QUANT_OPS:
+        return "int8-static"
     return "fp32"
 
 

@@ -103,7 +103,12 @@ def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
     if scale == 0.0 or value.dtype == dtype:
         return value.astype(dtype, copy=False)
     info = np.iinfo(dtype)
-    return np.clip(np.round(value / scale) + zero_point, info.min, info.max).astype(dtype)
+    # In place on one temporary: this runs on every call, and for a 20 us model it is the cost.
+    scaled = np.multiply(value, np.float32(1.0 / scale), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    scaled += zero_point
+    np.clip(scaled, info.min, info.max, out=scaled)
+    return scaled.astype(dtype)
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
