@@ -613,6 +613,7 @@ def _quantizer(
                 _onnxruntime_quantize(
                     source, out, opts, list(only or []), exclude, feeds, cache, progress
                 )
+            _drop_inferred_shapes(out)
         except Exception as exc:
             raise QuantizationError(
                 f"onnxruntime could not quantize {source.name} ({opts.method}, {opts.to_dict()}): "
@@ -621,6 +622,18 @@ def _quantizer(
         return out
 
     return quantize_into
+
+
+def _drop_inferred_shapes(model: Path) -> None:
+    """Remove the value_info onnxruntime's quantizer writes (530 shapes on MiniLM, none in the
+    export). With them, session optimization fuses Add + LayerNormalization into
+    SkipLayerNormalization, whose CPU kernel took 180 us against 31 us at 64x384 on one thread:
+    MiniLM int8 at sequence 64 ran 5.06 ms with them and 4.03 ms without, at equal accuracy."""
+    proto = onnx.load(str(model))
+    if not proto.graph.value_info:
+        return
+    del proto.graph.value_info[:]
+    onnx.save(proto, str(model))
 
 
 def _onnxruntime_quantize(
