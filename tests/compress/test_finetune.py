@@ -1,0 +1,124 @@
+"""Fine-tuning a sequence classifier: a tiny random BERT on a 20-row TSV, in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgepack.runtime import InputError
+from tests.conftest import require, tiny_bert_classifier
+
+POSITIVE = ["good film", "a good plot", "good good", "the film is good", "good fun"]
+NEGATIVE = ["bad film", "a bad plot", "bad bad", "the plot is bad", "bad fun"]
+
+
+def save_tiny_bert(folder, labels=None):
+    """A random 2-layer BERT classifier and its WordPiece tokenizer, saved as an HF folder;
+    labels: class names for its id2label."""
+    transformers = require("transformers")
+    folder.mkdir(parents=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot"]
+    words += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (folder / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(100 - len(words))]))
+    transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
+    model = tiny_bert_classifier()
+    if labels:
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {name: i for i, name in enumerate(labels)}
+    model.save_pretrained(folder)
+    return folder
+
+
+def write_tsv(path, rows):
+    path.write_text("sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    return path
+
+
+@pytest.fixture
+def sst_like(tmp_path):
+    """20 labelled rows: 'good' sentences are positive (1), 'bad' ones negative (0)."""
+    rows = [(t, 1) for t in POSITIVE * 2] + [(t, 0) for t in NEGATIVE * 2]
+    return write_tsv(tmp_path / "train.tsv", rows)
+
+
+@pytest.fixture
+def tiny_bert(tmp_path):
+    return save_tiny_bert(tmp_path / "base")
+
+
+def test_cli_fine_tunes_saves_and_reports_dev_accuracy(tmp_path, tiny_bert, sst_like, capsys):
+    from edgepack.compress.finetune import main
+
+    out = tmp_path / "teacher"
+    argv = ["--model", str(tiny_bert), "--train", str(sst_like), "--out", str(out)]
+    argv += ["--eval", str(sst_like), "--labels", "negative", "positive", "--samples", "0"]
+    argv += ["--epochs", "15", "--batch-size", "8", "--lr", "3e-3", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "fine-tuned on 20 samples, 45 steps" in printed
+    assert "dev accuracy" in printed
+
+    transformers = require("transformers")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert (out / "tokenizer.json").is_file() and (out / "vocab.txt").is_file()
+    result = json.loads((out / "finetune.json").read_text())
+    assert result["config"]["epochs"] == 15 and result["labels"] == ["negative", "positive"]
+    # One word decides the class: a tiny BERT learns that from 20 rows.
+    assert result["eval"]["accuracy"] >= 90.0
+    assert result["eval"]["samples"] == 20
+
+
+def test_same_seed_same_model(tmp_path, tiny_bert, sst_like):
+    from edgepack.compress.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(samples=12, epochs=2, batch_size=4, seed=3)
+    first = finetune(tiny_bert, sst_like, tmp_path / "a", config, progress=False)
+    second = finetune(tiny_bert, sst_like, tmp_path / "b", config, progress=False)
+    assert first.train_samples == 12 and first.steps == 6
+    assert first.final_loss == second.final_loss
+    a = (tmp_path / "a" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert first.labels == ["0", "1"]  # integer labels without names: named by index
+
+
+def test_eval_subset_is_the_first_rows(tmp_path, tiny_bert, sst_like):
+    from edgepack.compress.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(samples=4, batch_size=4)
+    result = finetune(
+        tiny_bert, sst_like, tmp_path / "t", config, eval_data=sst_like, eval_samples=5
+    )
+    assert result.eval["samples"] == 5
+
+
+def test_missing_files_are_named(tmp_path, tiny_bert, sst_like, capsys):
+    from edgepack.compress.finetune import main
+
+    argv = ["--train", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o")]
+    assert main(["--model", str(tiny_bert), *argv]) == 2
+    assert "training data" in capsys.readouterr().err
+    argv = ["--train", str(sst_like), "--out", str(tmp_path / "o")]
+    assert main(["--model", str(tmp_path), *argv]) == 2
+    assert "not a Hugging Face model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rows", "config", "message"),
+    [
+        ([("good", "")], {}, "no label column"),
+        ([("good film", 1)] * 3, {}, "single class"),
+        ([("good film", 1), ("bad", 0)], {"batch_size": 0}, "batch_size must be a positive"),
+    ],
+)
+def test_bad_input_is_rejected(tmp_path, tiny_bert, rows, config, message):
+    from edgepack.compress.finetune import FinetuneConfig, finetune
+
+    train = tmp_path / "train.tsv"
+    if rows[0][1] == "":
+        train.write_text("sentence\n" + "".join(f"{t}\n" for t, _ in rows))
+    else:
+        write_tsv(train, rows)
+    with pytest.raises(InputError, match=message):
+        finetune(tiny_bert, train, tmp_path / "out", FinetuneConfig(**config), progress=False)
