@@ -118,6 +118,23 @@ def tiny_bert_classifier(num_labels: int = 2):
     return transformers.BertForSequenceClassification(config).eval()
 
 
+def save_tiny_bert(folder, labels=None):
+    """A random 2-layer BERT classifier and its WordPiece tokenizer, saved as an HF folder;
+    labels: class names for its id2label."""
+    transformers = require("transformers")
+    folder.mkdir(parents=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot"]
+    words += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (folder / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(100 - len(words))]))
+    transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
+    model = tiny_bert_classifier()
+    if labels:
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {name: i for i, name in enumerate(labels)}
+    model.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def classifier(tmp_path_factory):
     """(path to a tiny ONNX classifier, numpy reference function)."""

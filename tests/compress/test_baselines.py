@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import edgepack.runtime as ep
-from tests.compress.test_finetune import save_tiny_bert
-from tests.conftest import require
+from tests.conftest import require, save_tiny_bert
 
 TEXTS = ["good film", "bad plot", "a good plot", "the film is bad"]
 

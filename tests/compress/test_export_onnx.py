@@ -9,7 +9,7 @@ from torch import nn
 
 from edgepack.compress.export_onnx import export_hf, export_onnx
 from edgepack.runtime import ExportError, InputError
-from tests.conftest import tiny_bert_classifier
+from tests.conftest import save_tiny_bert, tiny_bert_classifier
 
 
 @torch.library.custom_op("edgepack_test::mystery", mutates_args=())
@@ -102,19 +102,8 @@ def test_unsupported_aten_op_names_op_and_module(tmp_path):
         export_onnx(Model().eval(), {"x": torch.randn(2, 4)}, tmp_path / "m.onnx")
 
 
-def _save_tiny_bert(folder):
-    from transformers import BertTokenizerFast
-
-    folder.mkdir()
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "plot"]
-    words += [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    (folder / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(100 - len(words))]))
-    BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
-    tiny_bert_classifier().save_pretrained(folder)
-
-
 def test_export_hf_text_classification(tmp_path):
-    _save_tiny_bert(tmp_path / "hf")
+    save_tiny_bert(tmp_path / "hf")
     result = export_hf(tmp_path / "hf", tmp_path / "onnx", check_inputs=["good film", "bad plot"])
     assert result.path == tmp_path / "onnx" / "model.onnx"
     assert result.check.max_abs_diff < 1e-4
