@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import EdgepackError, PackManifest
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 from edgepack.runtime.pack import PackReader
 
 from .cost import cost_summary

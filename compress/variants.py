@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgepack.packing import assemble_pack
 from edgepack.runtime import ModelEntry, QuantizationError, read_manifest
-from edgepack.runtime.assemble import assemble_pack
 
 from . import demo
 from .data import TextDataset, load_text

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepack.runtime.assemble import assemble_pack
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime.errors import EdgepackError
-from edgepack.runtime.model_info import describe_model_file
 
 from .cost import cost_summary
 

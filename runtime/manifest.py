@@ -6,7 +6,7 @@ docs/pack-format.md describes each field; runtime/pack_schema.json is the schema
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ManifestError, SchemaVersionError
@@ -148,50 +148,32 @@ def _check_version(version: Any, source: str) -> bool:
     return int(minor_text) > int(SCHEMA_VERSION.split(".")[1])
 
 
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `data` that `cls` has: a newer minor version may add others."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
 def _tensor(data: dict[str, Any]) -> TensorSpec:
     quant = data.get("quantization")
-    return TensorSpec(
-        name=data["name"],
-        dtype=data["dtype"],
-        shape=list(data["shape"]),
-        tensor_name=data.get("tensor_name"),
-        quantization=Quantization(**quant) if quant else None,
-    )
+    quantization = Quantization(**_known(Quantization, quant)) if quant else None
+    return TensorSpec(**_known(TensorSpec, data) | {"quantization": quantization})
 
 
 def _from_dict(data: dict[str, Any]) -> PackManifest:
+    """The manifest's objects from schema-checked JSON data."""
     models = [
         ModelEntry(
-            path=m["path"],
-            format=m["format"],
-            precision=m["precision"],
-            backends=list(m["backends"]),
-            inputs=[_tensor(t) for t in m["inputs"]],
-            outputs=[_tensor(t) for t in m["outputs"]],
-            size_bytes=m["size_bytes"],
-            sha256=m["sha256"],
-            opset=m.get("opset"),
-            tflite_schema=m.get("tflite_schema"),
-            checks=list(m.get("checks", [])),
-            cost=m.get("cost"),
+            **_known(ModelEntry, m)
+            | {
+                "inputs": [_tensor(t) for t in m["inputs"]],
+                "outputs": [_tensor(t) for t in m["outputs"]],
+            }
         )
         for m in data["models"]
     ]
-    files = [FileEntry(f["path"], f["role"], f["size_bytes"], f["sha256"]) for f in data["files"]]
-    return PackManifest(
-        name=data["name"],
-        task=data["task"],
-        models=models,
-        files=files,
-        preprocessing=data.get("preprocessing"),
-        postprocessing=data.get("postprocessing"),
-        provenance=data.get("provenance", {}),
-        metrics=data.get("metrics", {}),
-        requirements=data.get("requirements", {}),
-        schema_version=data["schema_version"],
-        edgepack_version=data["edgepack_version"],
-        created=data["created"],
-    )
+    files = [FileEntry(**_known(FileEntry, f)) for f in data["files"]]
+    return PackManifest(**_known(PackManifest, data) | {"models": models, "files": files})
 
 
 def _format_errors(source: str, errors: list[str]) -> str:

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .backends import ALIASES, BACKENDS, backend_class, is_installed
+from .backends import BACKENDS, Backend, backend_class, backend_name, is_installed
 from .errors import BackendUnavailableError, InputError
 from .manifest import ModelEntry, PackManifest, TensorSpec
 from .pack import PackReader
 from .postprocess import Prediction, postprocess
-from .version import __version__
+from .requirements import check_requirements
 
 
 def default_threads() -> int:
@@ -48,10 +48,10 @@ def load(
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads must be a positive integer, got {threads!r}")
-    backend = ALIASES.get(backend, backend)
+    backend = backend if backend == "auto" else backend_name(backend)
     with PackReader(path) as reader:
         manifest = reader.manifest
-        _check_requirements(manifest)
+        check_requirements(manifest)
         entry, chosen = _choose_model(manifest, backend, model_file)
         factory = backend_class(chosen)
         threads = threads or default_threads()
@@ -85,10 +85,6 @@ def _choose_model(
                 f"pack {manifest.name!r} has no model file {model_file!r}; it has {known}"
             )
     if backend != "auto":
-        if backend not in BACKENDS:
-            raise BackendUnavailableError(
-                f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or 'auto'"
-            )
         runnable = [m for m in candidates if backend in m.backends]
         if not runnable:
             have = sorted({b for m in candidates for b in m.backends})
@@ -106,18 +102,6 @@ def _choose_model(
     raise BackendUnavailableError(
         f"no installed backend can run pack {manifest.name!r} (it needs one of {needed}): {hints}"
     )
-
-
-def _check_requirements(manifest: PackManifest) -> None:
-    wanted = manifest.requirements.get("min_runtime_version")
-    if wanted and _version_tuple(wanted) > _version_tuple(__version__):
-        raise BackendUnavailableError(
-            f"pack {manifest.name!r} needs edgepack >= {wanted}; this is edgepack {__version__}"
-        )
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
 
 
 _KIND_NAMES = {"f": "floats", "i": "integers", "b": "bools"}
@@ -146,7 +130,9 @@ class _InputCheck:
 class Model:
     """A pack loaded on one backend. `run` is safe to call from several threads at once."""
 
-    def __init__(self, manifest: PackManifest, entry: ModelEntry, runner: Any, assets: dict):
+    def __init__(
+        self, manifest: PackManifest, entry: ModelEntry, runner: Backend, assets: dict[str, bytes]
+    ):
         self.manifest = manifest
         self.entry = entry
         self._runner = runner

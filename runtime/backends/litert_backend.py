@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -45,7 +44,13 @@ class LiteRTBackend:
 
     name = "litert"
 
-    def __init__(self, model: bytes | Path, entry: ModelEntry, threads: int, providers: Any = None):
+    def __init__(
+        self,
+        model: bytes | Path,
+        entry: ModelEntry,
+        threads: int,
+        providers: list[str] | None = None,
+    ):
         if providers:
             raise BackendUnavailableError("the litert backend takes no execution providers")
         interpreter_class, self.package = _interpreter_class()

@@ -11,6 +11,22 @@ from ..errors import BackendUnavailableError
 from ..manifest import ModelEntry
 
 
+def session_options(threads: int) -> ort.SessionOptions:
+    """edgepack's session settings: `threads` intra-op threads, ops run one after another.
+
+    One inter-op thread and sequential execution: edge models are chains of ops, and a second
+    pool only competes for the same few cores. Whatever times bare onnxruntime against edgepack
+    uses this too, so that both run the same settings.
+
+    >>> ort.InferenceSession("model.onnx", session_options(1))  # doctest: +SKIP
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
 class OnnxRuntimeBackend:
     """Runs an ONNX model. InferenceSession.run is thread-safe, so no lock is taken."""
 
@@ -33,12 +49,8 @@ class OnnxRuntimeBackend:
             )
         if "CPUExecutionProvider" not in wanted:
             wanted.append("CPUExecutionProvider")  # fallback for ops the accelerator lacks
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         source = str(model) if isinstance(model, Path) else model
-        self.session = ort.InferenceSession(source, options, providers=wanted)
+        self.session = ort.InferenceSession(source, session_options(threads), providers=wanted)
         self.threads = threads
         self.providers: list[str] = self.session.get_providers()
         self._outputs = [spec.file_name for spec in entry.outputs]

@@ -7,8 +7,7 @@ import onnxruntime as ort
 import pytest
 
 import edgepack.runtime as ep
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
+from edgepack.packing import assemble_pack, describe_model_file
 
 X = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
 
