@@ -34,14 +34,14 @@ def check_requirements(manifest: PackManifest) -> None:
             f"pack {manifest.name!r} needs edgepack >= {wanted}; this is edgepack {__version__}"
         )
     # A warning, not an error: both interpreters pick their kernels at run time, so the pack
-    # runs, but the speed (and for int8 without VNNI or dotprod, the exact results) that were
-    # measured on a core with the feature may not hold here.
+    # runs; but speed, and for int8 without VNNI or dotprod the exact results, measured on a core
+    # with the feature may not hold here.
     missing = missing_cpu_features(manifest.requirements.get("cpu_features", []))
     if missing:
+        message = f"pack {manifest.name!r} needs CPU feature(s) {missing}, which this CPU lacks"
         warnings.warn(
-            f"pack {manifest.name!r} was built for CPUs with {missing}, which this CPU lacks "
-            f"(it has {sorted(host_cpu_flags() or [])}); it runs, but its recorded speed and "
-            "int8 results may not hold here",
+            f"{message} (/proc/cpuinfo); it runs, but its measured speed and int8 results may not "
+            "hold here: run it on such a CPU, or build the pack for this one",
             CpuFeatureWarning,
             stacklevel=3,
         )

@@ -97,13 +97,6 @@ def test_bad_load_arguments(onnx_pack):
         ep.load(onnx_pack, model_file="other.onnx")
 
 
-def test_pack_needing_a_newer_runtime_is_refused(tmp_path, classifier):
-    dest = tmp_path / "future"
-    assemble_pack(dest, [classifier[0]], requirements={"min_runtime_version": "99.0"})
-    with pytest.raises(ep.BackendUnavailableError, match="needs edgepack >= 99.0"):
-        ep.load(dest)
-
-
 def test_both_backends_run_a_dual_pack_by_name(dual_pack, classifier, classifier_tflite):
     onnx_model = ep.load(dual_pack, backend="onnxruntime", threads=1)
     tflite_model = ep.load(dual_pack, backend="litert", threads=1)
