@@ -92,9 +92,9 @@ class PackManifest:
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        fields = asdict(self)
+        values = asdict(self)
         first = ("schema_version", "name", "edgepack_version", "task", "created")
-        data = {key: fields.pop(key) for key in first} | fields
+        data = {key: values.pop(key) for key in first} | values
         for model in data["models"]:
             for tensor in model["inputs"] + model["outputs"]:
                 if tensor["tensor_name"] is None:
@@ -132,14 +132,13 @@ def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManife
 
 
 def _check_version(version: Any, source: str) -> bool:
-    if not isinstance(version, str) or version.count(".") != 1:
+    """Whether `version` is a newer minor of the major this runtime reads; raise otherwise."""
+    major_text, dot, minor_text = version.partition(".") if isinstance(version, str) else ("",) * 3
+    if not (dot and major_text.isdigit() and minor_text.isdigit()):
         raise SchemaVersionError(
             f"{source} has no valid schema_version (got {version!r}); "
-            f"expected a string like {SCHEMA_VERSION!r}"
+            f"expected a MAJOR.MINOR string like {SCHEMA_VERSION!r}"
         )
-    major_text, minor_text = version.split(".")
-    if not (major_text.isdigit() and minor_text.isdigit()):
-        raise SchemaVersionError(f"{source}: schema_version {version!r} is not MAJOR.MINOR")
     if int(major_text) != SUPPORTED_MAJOR:
         raise SchemaVersionError(
             f"{source} uses pack schema version {version}; this runtime (edgepack {__version__}) "

@@ -76,31 +76,22 @@ def load(
 def _choose_model(
     manifest: PackManifest, backend: str, model_file: str | None
 ) -> tuple[ModelEntry, str]:
-    candidates = manifest.models
-    if model_file is not None:
-        candidates = [m for m in candidates if m.path == model_file]
-        if not candidates:
-            known = [m.path for m in manifest.models]
-            raise InputError(
-                f"pack {manifest.name!r} has no model file {model_file!r}; it has {known}"
-            )
-    if backend != "auto":
-        runnable = [m for m in candidates if backend in m.backends]
-        if not runnable:
-            have = sorted({b for m in candidates for b in m.backends})
-            raise BackendUnavailableError(
-                f"pack {manifest.name!r} has no model for backend {backend!r}; "
-                f"its models run on {have}"
-            )
-        return runnable[0], backend
-    for name in BACKENDS:  # table order is the preference order
+    candidates = [m for m in manifest.models if model_file in (None, m.path)]
+    if not candidates:
+        known = [m.path for m in manifest.models]
+        raise InputError(f"pack {manifest.name!r} has no model file {model_file!r}; it has {known}")
+    for name in BACKENDS if backend == "auto" else [backend]:  # table order is the preference
         runnable = [m for m in candidates if name in m.backends]
-        if runnable and is_installed(name):
+        if runnable and (backend != "auto" or is_installed(name)):
             return runnable[0], name
-    needed = sorted({b for m in candidates for b in m.backends})
-    hints = "; ".join(BACKENDS[b].install_hint for b in needed)
+    have = sorted({b for m in candidates for b in m.backends})
+    if backend != "auto":
+        raise BackendUnavailableError(
+            f"pack {manifest.name!r} has no model for backend {backend!r}; its models run on {have}"
+        )
+    hints = "; ".join(BACKENDS[b].install_hint for b in have)
     raise BackendUnavailableError(
-        f"no installed backend can run pack {manifest.name!r} (it needs one of {needed}): {hints}"
+        f"no installed backend can run pack {manifest.name!r} (it needs one of {have}): {hints}"
     )
 
 
@@ -135,6 +126,8 @@ class Model:
     ):
         self.manifest = manifest
         self.entry = entry
+        self.backend, self.threads = runner.name, runner.threads
+        self.providers = list(runner.providers)
         self._runner = runner
         self._checks = [_InputCheck.of(spec) for spec in entry.inputs]
         self._names = {c.spec.name for c in self._checks}
@@ -142,18 +135,6 @@ class Model:
         self._assets = assets
         self._preprocess = None  # built on the first predict(): run() users never pay for it
         self._preprocess_lock = threading.Lock()
-
-    @property
-    def backend(self) -> str:
-        return self._runner.name
-
-    @property
-    def threads(self) -> int:
-        return self._runner.threads
-
-    @property
-    def providers(self) -> list[str]:
-        return list(self._runner.providers)
 
     def describe(self) -> dict[str, Any]:
         """What is running: pack, model file, precision, backend, providers and threads."""
@@ -196,17 +177,12 @@ class Model:
         return predictions if isinstance(item, list) else predictions[0]
 
     def _raise_name_error(self, inputs: dict) -> None:
-        missing = sorted(self._names - inputs.keys())
-        unknown = sorted(set(inputs) - self._names)
+        wrong = {"missing": self._names - inputs.keys(), "unknown": set(inputs) - self._names}
+        problem = " and ".join(f"{k} input(s) {sorted(v)}" for k, v in wrong.items() if v)
         expected = ", ".join(
             f"{c.spec.name} {c.spec.user_dtype}{c.spec.shape}" for c in self._checks
         )
-        problem = []
-        if missing:
-            problem.append(f"missing input(s) {missing}")
-        if unknown:
-            problem.append(f"unknown input(s) {unknown}")
-        raise InputError(f"{' and '.join(problem)}; {self.entry.path} expects: {expected}")
+        raise InputError(f"{problem}; {self.entry.path} expects: {expected}")
 
 
 def _checked(value: Any, check: _InputCheck, dims: dict[str, int]) -> np.ndarray:
@@ -261,11 +237,11 @@ def _converted(value: np.ndarray, check: _InputCheck) -> np.ndarray:
 
 
 def _make_preprocessor(config: dict, assets: dict[str, bytes]):
+    # Imported here: run() users never load the tokenizer's tables.
     if config["kind"] == "text":
         from .preprocess.text import TextEncoder
 
-        encoder = TextEncoder.from_config(config, assets.__getitem__)
-        return encoder.encode
+        return TextEncoder.from_config(config, assets.__getitem__).encode
     from .preprocess.image import ImagePreprocessor
 
     return ImagePreprocessor(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,7 @@ class Prediction:
     scores: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "index": self.index,
-            "score": self.score,
-            "scores": self.scores,
-        }
+        return asdict(self)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -56,15 +51,8 @@ def postprocess(
             f"the manifest lists {len(labels)} labels but output {name!r} has {scores.shape[1]} "
             "classes"
         )
-    result = []
-    for row in scores:
-        best = int(row.argmax())
-        result.append(
-            Prediction(
-                labels[best],
-                best,
-                float(row[best]),
-                dict(zip(labels, map(float, row), strict=True)),
-            )
-        )
-    return result
+    best = scores.argmax(axis=1).tolist()
+    return [
+        Prediction(labels[i], i, float(row[i]), dict(zip(labels, row.tolist(), strict=True)))
+        for i, row in zip(best, scores, strict=True)
+    ]

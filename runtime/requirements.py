@@ -10,19 +10,11 @@ from .errors import BackendUnavailableError, CpuFeatureWarning
 from .manifest import PackManifest
 from .version import __version__
 
-# Linux /proc/cpuinfo flag -> edgepack's ISA feature name (the names device profiles use). ARM
-# 'Features': asimddp is dot product, asimdhp fp16 arithmetic (not just conversion); x86 'flags':
-# either VNNI encoding counts, AVX-512 VNNI or the VEX AVX-VNNI.
+# Linux /proc/cpuinfo flag -> edgepack's ISA feature name (the names device profiles use). Arm:
+# asimddp is dot product, asimdhp fp16 arithmetic; x86: either VNNI encoding counts.
 FLAG_FEATURES = {
-    "asimd": "neon",
-    "neon": "neon",
-    "asimddp": "dotprod",
-    "i8mm": "i8mm",
-    "asimdhp": "fp16",
-    "avx2": "avx2",
-    "avx512f": "avx512",
-    "avx512_vnni": "vnni",
-    "avx_vnni": "vnni",
+    **{"asimd": "neon", "neon": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "asimdhp": "fp16"},
+    **{"avx2": "avx2", "avx512f": "avx512", "avx512_vnni": "vnni", "avx_vnni": "vnni"},
 }
 
 
@@ -33,29 +25,28 @@ def check_requirements(manifest: PackManifest) -> None:
         raise BackendUnavailableError(
             f"pack {manifest.name!r} needs edgepack >= {wanted}; this is edgepack {__version__}"
         )
-    # A warning, not an error: both interpreters pick their kernels at run time, so the pack
-    # runs; but speed, and for int8 without VNNI or dotprod the exact results, measured on a core
-    # with the feature may not hold here.
+    # A warning: both interpreters pick their kernels at run time, so the pack runs; but speed,
+    # and for int8 without VNNI or dotprod the exact results, measured with the feature may not.
     missing = missing_cpu_features(manifest.requirements.get("cpu_features", []))
     if missing:
-        message = f"pack {manifest.name!r} needs CPU feature(s) {missing}, which this CPU lacks"
         warnings.warn(
-            f"{message} (/proc/cpuinfo); it runs, but its measured speed and int8 results may not "
-            "hold here: run it on such a CPU, or build the pack for this one",
+            f"pack {manifest.name!r} needs CPU feature(s) {missing}, which this CPU lacks "
+            "(/proc/cpuinfo); it runs, but its measured speed and int8 results may not hold "
+            "here: run it on such a CPU, or build the pack for this one",
             CpuFeatureWarning,
             stacklevel=3,
         )
 
 
 def missing_cpu_features(required: list[str], flags: frozenset[str] | None = None) -> list[str]:
-    """The required features this CPU lacks; each is an ISA name ("dotprod", "vnni") or a raw
-    /proc/cpuinfo flag ("avx512_vnni"). Empty when the flags cannot be read (not Linux).
+    """The required features this CPU (or one with `flags`) lacks, each an ISA name ("dotprod")
+    or a raw /proc/cpuinfo flag ("avx512_vnni"). Empty when there are no flags to read.
 
     >>> missing_cpu_features(["dotprod", "neon"], frozenset({"asimd", "fp"}))
     ['dotprod']
     """
     flags = host_cpu_flags() if flags is None else flags
-    if not required or flags is None:
+    if not flags:
         return []
     have = flags | {FLAG_FEATURES[f] for f in flags if f in FLAG_FEATURES}
     return [name for name in required if name not in have]
@@ -65,14 +56,10 @@ def missing_cpu_features(required: list[str], flags: frozenset[str] | None = Non
 def host_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
     """The flags every processor in /proc/cpuinfo has (big.LITTLE cores can differ), or None."""
     try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
+        lines = [line.partition(":") for line in cpuinfo.read_text(errors="replace").splitlines()]
+    except OSError:  # not Linux
         return None
-    per_cpu = [
-        set(value.split())
-        for key, _, value in (line.partition(":") for line in text.splitlines())
-        if key.strip().lower() in ("flags", "features")
-    ]
+    per_cpu = [set(v.split()) for k, _, v in lines if k.strip().lower() in ("flags", "features")]
     return frozenset(set.intersection(*per_cpu)) if per_cpu else None
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from ..errors import BackendUnavailableError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    import numpy as np
-
-    from ..manifest import ModelEntry
+from ..manifest import ModelEntry
 
 
 class Backend(Protocol):
@@ -30,7 +27,6 @@ class Backend(Protocol):
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs in the order of `entry.outputs`, for feeds keyed by the file's tensor names."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "litert": BackendInfo(
         "edgepack.runtime.backends.litert_backend",
         "LiteRTBackend",
-        ("ai_edge_litert", "tflite_runtime"),
+        ("ai_edge_litert",),
         "pip install 'edgepack[tflite]' (ai-edge-litert)",
     ),
 }

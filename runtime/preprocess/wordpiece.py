@@ -18,6 +18,8 @@ from ..errors import PreprocessingError
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]")
 REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]")
 
+PREFIX = "##"  # marks a piece that continues a word
+MAX_WORD_CHARS = 100  # a longer word is one [UNK]
 # Bounds memory on a long-running device; the working set of words in real text is far smaller.
 _CACHE_SIZE = 100_000
 
@@ -56,13 +58,7 @@ class WordPieceTokenizer:
     """
 
     def __init__(
-        self,
-        vocab: Mapping[str, int],
-        *,
-        lowercase: bool = True,
-        strip_accents: bool | None = None,
-        continuing_subword_prefix: str = "##",
-        max_input_chars_per_word: int = 100,
+        self, vocab: Mapping[str, int], *, lowercase: bool = True, strip_accents: bool | None = None
     ):
         missing = [token for token in REQUIRED_TOKENS if token not in vocab]
         if missing:
@@ -74,12 +70,9 @@ class WordPieceTokenizer:
         self.lowercase = lowercase
         # None follows lowercase, as in BertNormalizer (uncased models strip accents).
         self.strip_accents = lowercase if strip_accents is None else strip_accents
-        self.prefix = continuing_subword_prefix
-        self.max_input_chars_per_word = max_input_chars_per_word
-        self.unk_id = self.vocab["[UNK]"]
-        self.cls_id = self.vocab["[CLS]"]
-        self.sep_id = self.vocab["[SEP]"]
-        self.pad_id = self.vocab["[PAD]"]
+        self.unk_id, self.cls_id, self.sep_id, self.pad_id = (
+            self.vocab[t] for t in REQUIRED_TOKENS
+        )
         self._special = {token: self.vocab[token] for token in SPECIAL_TOKENS if token in vocab}
         # Longest first, so that at one position the longest special token wins.
         alternatives = sorted(self._special, key=len, reverse=True)
@@ -131,7 +124,7 @@ class WordPieceTokenizer:
     def _encode_ordinary(self, text: str) -> list[int]:
         ids: list[int] = []
         cache = self._cache
-        for word in _WORD_RE.findall(self.normalize(text)):
+        for word in self.pre_tokenize(text):
             pieces = cache.get(word)
             if pieces is None:
                 pieces = self._wordpiece(word)
@@ -143,7 +136,7 @@ class WordPieceTokenizer:
 
     def _wordpiece(self, word: str) -> tuple[int, ...]:
         """Greedy longest-match-first split; a word with any unmatched rest is one [UNK]."""
-        if len(word) > self.max_input_chars_per_word:
+        if len(word) > MAX_WORD_CHARS:
             return (self.unk_id,)
         vocab, longest, length = self.vocab, self._longest, len(word)
         ids = []
@@ -158,7 +151,7 @@ class WordPieceTokenizer:
             else:
                 return (self.unk_id,)
             ids.append(index)
-            start, prefix = end, self.prefix
+            start, prefix = end, PREFIX
         return tuple(ids)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepack.runtime.errors import EdgepackError, PreprocessingError
-from edgepack.runtime.preprocess.text import TextEncoder, TextPreprocessing
+from edgepack.runtime.preprocess.text import TextEncoder
 from edgepack.runtime.preprocess.wordpiece import WordPieceTokenizer, load_vocab
 from edgepack.runtime.schema import pack_schema
 
@@ -111,11 +111,6 @@ def test_padding_longest_and_input_names(tiny_files):
 def test_max_length_two_holds_only_cls_and_sep(tiny_files):
     out = tiny_encoder(tiny_files, max_length=2).encode(["the fox"])
     assert out["input_ids"].tolist() == [[2, 3]]
-
-
-def test_config_round_trips():
-    config = TextPreprocessing.from_dict(text_config(strip_accents=False, tokenizer_file="t.json"))
-    assert TextPreprocessing.from_dict(config.to_dict()) == config
 
 
 # --- errors ---
