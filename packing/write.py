@@ -68,7 +68,7 @@ def unpack_pack(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -
     """Extract a .edgepack archive into a pack directory, verified before it appears at `dest`."""
     with PackReader(archive) as reader, _staging(Path(dest)) as staging:
         staging.mkdir()
-        for relpath, _, _ in reader.listed():
+        for relpath in reader.entries:
             target = staging / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(reader.read(relpath))

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from .errors import IntegrityError, ManifestError, UnsafeArchiveError
-from .manifest import MANIFEST_NAME, PackManifest, parse_manifest
+from .manifest import MANIFEST_NAME, FileEntry, ModelEntry, PackManifest, parse_manifest
 
 ARCHIVE_SUFFIX = ".edgepack"
 _CHUNK = 1 << 20
@@ -36,11 +36,8 @@ class PackReader:
         with self._open(MANIFEST_NAME) as handle:
             self.manifest_bytes = handle.read()
         self.manifest = parse_manifest(self.manifest_bytes, f"{self.path}/{MANIFEST_NAME}")
-
-    def listed(self) -> list[tuple[str, str, int]]:
-        """(path, sha256, size) of every file the manifest lists."""
-        m = self.manifest
-        return [(e.path, e.sha256, e.size_bytes) for e in [*m.models, *m.files]]
+        # Every file the manifest lists, models and assets, by path inside the pack.
+        self.entries = {e.path: e for e in [*self.manifest.models, *self.manifest.files]}
 
     def read(self, relpath: str) -> bytes:
         """The bytes of a listed file, after checking its size and sha256."""
@@ -62,7 +59,7 @@ class PackReader:
 
     def verify(self) -> None:
         """Check every listed file; raise IntegrityError naming the first one that is wrong."""
-        for relpath, _, _ in self.listed():
+        for relpath in self.entries:
             self.check(relpath)
 
     def close(self) -> None:
@@ -75,14 +72,14 @@ class PackReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _entry(self, relpath: str) -> tuple[str, str, int]:
-        entry = next((e for e in self.listed() if e[0] == relpath), None)
-        if entry is None:
+    def _entry(self, relpath: str) -> ModelEntry | FileEntry:
+        if relpath not in self.entries:
             raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
-        return entry
+        return self.entries[relpath]
 
     def _check_digest(self, relpath: str, length: int, digest: str) -> None:
-        _, sha256, size = self._entry(relpath)
+        entry = self._entry(relpath)
+        size, sha256 = entry.size_bytes, entry.sha256
         if length != size or digest != sha256:
             raise IntegrityError(
                 f"{relpath} in {self.path} does not match its manifest entry (expected {size} "

@@ -23,13 +23,6 @@ class Prediction:
         return asdict(self)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so large logits do not overflow."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def postprocess(
     outputs: dict[str, np.ndarray], config: dict | None, output_names: list[str]
 ) -> list[Prediction]:
@@ -43,8 +36,9 @@ def postprocess(
         raise InputError(
             f"output {name!r} has shape {scores.shape}; classification needs (batch, classes)"
         )
-    if config.get("softmax", False):
-        scores = softmax(scores)
+    if config.get("softmax", False):  # shifted by the row maximum: large logits cannot overflow
+        exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = exp / exp.sum(axis=1, keepdims=True)
     labels = config.get("labels") or [str(i) for i in range(scores.shape[1])]
     if len(labels) != scores.shape[1]:
         raise InputError(

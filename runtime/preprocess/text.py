@@ -1,18 +1,163 @@
-"""Turn a batch of strings into BERT model inputs, exactly as Hugging Face's tokenizer would.
+"""BERT text preprocessing with the standard library and numpy: strings -> model inputs.
 
-`TextEncoder` is the one text entry of the runtime, built from a pack manifest's preprocessing.
+`load_vocab` and `WordPieceTokenizer` give exactly the ids of Hugging Face's tokenizers without
+that package; `TextEncoder`, the entry, builds them from a pack manifest's preprocessing section.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import PreprocessingError
 from ..schema import schema_errors
-from .wordpiece import WordPieceTokenizer, load_vocab
+
+# Special tokens Hugging Face's BertWordPieceTokenizer registers when they are in the vocab; they
+# are matched in the raw input, so "[SEP]" typed in a text becomes the [SEP] id, not five pieces.
+SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]")
+REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]")
+
+PREFIX = "##"  # marks a piece that continues a word
+MAX_WORD_CHARS = 100  # a longer word is one [UNK]
+# Bounds memory on a long-running device; the working set of words in real text is far smaller.
+_CACHE_SIZE = 100_000
+
+
+def load_vocab(data: bytes | str, source: str = "vocab.txt") -> dict[str, int]:
+    """Parse a BERT vocab.txt (one token per line, id = line number) into a token -> id dict.
+
+    >>> load_vocab(b"[PAD]\\nhello\\n##s\\n")
+    {'[PAD]': 0, 'hello': 1, '##s': 2}
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as error:
+        raise PreprocessingError(
+            f"{source} is not UTF-8 text ({error}); expected a BERT vocab, one token per line"
+        ) from None
+    # split("\n"), not splitlines(): tokens may contain \x85 or \u2028, which splitlines cuts.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    # Like tokenizers' WordPiece.read_file: trailing whitespace is trimmed, a later duplicate wins.
+    vocab = {line.rstrip(_WHITESPACE_CHARS): index for index, line in enumerate(lines)}
+    if not vocab:
+        raise PreprocessingError(f"{source} is empty; expected one WordPiece token per line")
+    return vocab
+
+
+class WordPieceTokenizer:
+    """BertNormalizer + BertPreTokenizer + WordPiece, as in Hugging Face `tokenizers`.
+
+    `encode` returns ids without [CLS]/[SEP]; `TextEncoder` adds them, truncates and pads.
+
+    >>> tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##able", "!"]
+    >>> WordPieceTokenizer({t: i for i, t in enumerate(tokens)}).tokenize("UNABLE!! Ünable")
+    ['un', '##able', '!', '!', 'un', '##able']
+    """
+
+    def __init__(
+        self, vocab: Mapping[str, int], *, lowercase: bool = True, strip_accents: bool | None = None
+    ):
+        missing = [token for token in REQUIRED_TOKENS if token not in vocab]
+        if missing:
+            raise PreprocessingError(
+                f"the vocab lacks the special token(s) {missing}; a BERT vocab needs "
+                f"{list(REQUIRED_TOKENS)}"
+            )
+        self.vocab = dict(vocab)
+        self.lowercase = lowercase
+        # None follows lowercase, as in BertNormalizer (uncased models strip accents).
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.unk_id, self.cls_id, self.sep_id, self.pad_id = (
+            self.vocab[t] for t in REQUIRED_TOKENS
+        )
+        self._special = {token: self.vocab[token] for token in SPECIAL_TOKENS if token in vocab}
+        # Longest first, so that at one position the longest special token wins.
+        alternatives = sorted(self._special, key=len, reverse=True)
+        self._special_re = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
+        # No vocab entry is longer, so the greedy match need not try longer substrings.
+        self._longest = max(map(len, self.vocab))
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._id_to_token: dict[int, str] | None = None
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text, without [CLS]/[SEP] and without truncation."""
+        if "[" not in text:
+            return self._encode_ordinary(text)
+        ids: list[int] = []
+        # split() with a capturing group alternates ordinary text and special tokens.
+        for index, part in enumerate(self._special_re.split(text)):
+            if index % 2:
+                ids.append(self._special[part])
+            elif part:
+                ids.extend(self._encode_ordinary(part))
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """Token strings of one text (for inspection; `encode` is the fast path)."""
+        if self._id_to_token is None:
+            self._id_to_token = {index: token for token, index in self.vocab.items()}
+        return [self._id_to_token[index] for index in self.encode(text)]
+
+    def normalize(self, text: str) -> str:
+        """BertNormalizer: clean text, space out CJK, strip accents, lowercase (in that order)."""
+        text = _WHITESPACE_RE.sub(" ", _CONTROL_RE.sub("", text))
+        if text.isascii():
+            return text.lower() if self.lowercase else text
+        text = _CJK_RE.sub(r" \g<0> ", text)
+        if self.strip_accents:
+            text = _NONSPACING_MARK_RE.sub("", _nfd(text))
+        if self.lowercase:
+            # tokenizers lowercases char by char: no final-sigma rule (Python turns a word-final
+            # Σ into ς), and Rust's newer Unicode tables know a few more capitals.
+            text = text.replace("Σ", "σ").lower()
+            if _LOWERCASE_SINCE_PYTHON_UNICODE_RE.search(text):
+                text = text.translate(_LOWERCASE_SINCE_PYTHON_UNICODE)
+        return text
+
+    def pre_tokenize(self, text: str) -> list[str]:
+        """Normalized words: split on whitespace, each punctuation character its own word."""
+        return _WORD_RE.findall(self.normalize(text))
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        ids: list[int] = []
+        cache = self._cache
+        for word in self.pre_tokenize(text):
+            pieces = cache.get(word)
+            if pieces is None:
+                pieces = self._wordpiece(word)
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[word] = pieces
+            ids.extend(pieces)
+        return ids
+
+    def _wordpiece(self, word: str) -> tuple[int, ...]:
+        """Greedy longest-match-first split; a word with any unmatched rest is one [UNK]."""
+        if len(word) > MAX_WORD_CHARS:
+            return (self.unk_id,)
+        vocab, longest, length = self.vocab, self._longest, len(word)
+        ids = []
+        start, prefix = 0, ""
+        while start < length:
+            end = min(length, start + longest)
+            while end > start:
+                index = vocab.get(prefix + word[start:end])
+                if index is not None:
+                    break
+                end -= 1
+            else:
+                return (self.unk_id,)
+            ids.append(index)
+            start, prefix = end, PREFIX
+        return tuple(ids)
 
 
 class TextEncoder:
@@ -98,3 +243,54 @@ def _checked_texts(texts: Any) -> list[str]:
                 f"texts[{index}] is {type(text).__name__}; expected str (decode bytes first)"
             )
     return list(texts)
+
+
+def _nfd(text: str) -> str:
+    """NFD as tokenizers computes it: characters it does not know are left as they are."""
+    if _NFD_UNKNOWN_RE.search(text) is None:
+        return unicodedata.normalize("NFD", text)
+    # To tokenizers they are starters: canonical reordering never crosses them, so the runs
+    # between them decompose independently. split() puts them at the odd indexes.
+    parts = _NFD_UNKNOWN_RE.split(text)
+    parts[::2] = [unicodedata.normalize("NFD", part) for part in parts[::2]]
+    return "".join(parts)
+
+
+def _code_ranges(spec: list[str]) -> list[tuple[int, int]]:
+    """(first, last) pairs from lines of hex code points and ranges ("0041-005A 00AA")."""
+    pairs = [item.partition("-") for line in spec for item in line.split()]
+    return [(int(low, 16), int(high or low, 16)) for low, _, high in pairs]
+
+
+def _char_class(table: str) -> str:
+    """The body of a regex character class matching the code points of one table."""
+    return "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in _code_ranges(_TABLES[table]))
+
+
+# tokenizers' own character classes, as a data file beside this module (its "about" says why
+# they are not Python's unicodedata); read directly: importlib.resources would cost the import.
+_TABLES = {
+    name: table["ranges"] if "ranges" in table else table["runs"]
+    for name, table in json.loads(
+        Path(__file__).with_name("unicode_tables.json").read_text("utf-8")
+    ).items()
+    if name != "about"
+}
+_LOWERCASE_SINCE_PYTHON_UNICODE = {
+    code: int(lower, 16) + code - int(first, 16)
+    for first, last, lower in _TABLES["lowercase_since_python_unicode"]
+    for code in range(int(first, 16), int(last, 16) + 1)
+}
+_LOWERCASE_SINCE_PYTHON_UNICODE_RE = re.compile(
+    "[" + "".join(map(chr, _LOWERCASE_SINCE_PYTHON_UNICODE)) + "]"
+)
+_WHITESPACE_CHARS = "".join(
+    chr(code) for low, high in _code_ranges(_TABLES["whitespace"]) for code in range(low, high + 1)
+)
+_CONTROL_RE = re.compile(f"[{_char_class('control')}]")
+_WHITESPACE_RE = re.compile(f"[{_char_class('whitespace')}]")
+_CJK_RE = re.compile(f"[{_char_class('cjk')}]")
+_NFD_UNKNOWN_RE = re.compile(f"([{_char_class('nfd_unknown')}]+)")
+_NONSPACING_MARK_RE = re.compile(f"[{_char_class('nonspacing_marks')}]+")
+_PUNCTUATION = _char_class("punctuation")
+_WORD_RE = re.compile(f"[{_PUNCTUATION}]|[^{_PUNCTUATION}{_char_class('whitespace')}]+")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from edgepack.runtime.errors import EdgepackError, PreprocessingError
-from edgepack.runtime.preprocess.text import TextEncoder
-from edgepack.runtime.preprocess.wordpiece import WordPieceTokenizer, load_vocab
+from edgepack.runtime.preprocess.text import TextEncoder, WordPieceTokenizer, load_vocab
 from edgepack.runtime.schema import pack_schema
 
 PADDINGS = pack_schema()["$defs"]["text_preprocessing"]["properties"]["padding"]["enum"]
