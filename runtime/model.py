@@ -241,7 +241,7 @@ def _make_preprocessor(config: dict, assets: dict[str, bytes]):
     if config["kind"] == "text":
         from .preprocess.text import TextEncoder
 
-        return TextEncoder.from_config(config, assets.__getitem__).encode
+        return TextEncoder(config, assets.__getitem__).encode
     from .preprocess.image import ImagePreprocessor
 
     return ImagePreprocessor(config)

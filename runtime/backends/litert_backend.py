@@ -24,11 +24,7 @@ class LiteRTBackend:
     name = "litert"
 
     def __init__(
-        self,
-        model: bytes | Path,
-        entry: ModelEntry,
-        threads: int,
-        providers: list[str] | None = None,
+        self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None
     ):
         if providers:
             raise BackendUnavailableError("the litert backend takes no execution providers")

@@ -33,11 +33,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(
-        self,
-        model: bytes | Path,
-        entry: ModelEntry,
-        threads: int,
-        providers: list[str] | None = None,
+        self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None
     ):
         available = ort.get_available_providers()
         wanted = list(providers or ["CPUExecutionProvider"])

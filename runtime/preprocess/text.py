@@ -169,22 +169,13 @@ class TextEncoder:
     batches, so it is the only implementation. The section's tokenizer_file (a tokenizer.json)
     is carried for other tools and never read: vocab and manifest define the tokenization.
 
-    >>> encoder = TextEncoder.from_config(section, files.__getitem__)  # doctest: +SKIP
+    >>> encoder = TextEncoder(section, files.__getitem__)  # doctest: +SKIP
     >>> encoder.encode(["hello world"])["input_ids"]  # doctest: +SKIP
     array([[ 101, 7592, 2088,  102,    0, ...]])
     """
 
-    def __init__(self, config: Mapping[str, Any], vocab: Mapping[str, int]):
-        self.config = config
-        self.tokenizer = WordPieceTokenizer(
-            vocab, lowercase=config["lowercase"], strip_accents=config.get("strip_accents")
-        )
-
-    @classmethod
-    def from_config(
-        cls, config: Mapping[str, Any], read_file: Callable[[str], bytes]
-    ) -> TextEncoder:
-        """Check the section, read its vocab_file with `read_file` (pack path -> bytes), build."""
+    def __init__(self, config: Mapping[str, Any], read_file: Callable[[str], bytes]):
+        """Check the section, read its vocab_file with `read_file` (pack path -> bytes)."""
         errors = schema_errors(config, definition="text_preprocessing")
         if errors:
             raise PreprocessingError(
@@ -200,7 +191,12 @@ class TextEncoder:
                 f"cannot read {config['vocab_file']!r} from the pack ({type(error).__name__}: "
                 f"{error}); text preprocessing needs it: re-export the pack with its vocab"
             ) from None
-        return cls(config, load_vocab(data, config["vocab_file"]))
+        self.config = config
+        self.tokenizer = WordPieceTokenizer(
+            load_vocab(data, config["vocab_file"]),
+            lowercase=config["lowercase"],
+            strip_accents=config.get("strip_accents"),
+        )
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenize, add [CLS]/[SEP], truncate and pad; int64 (batch, seq) arrays by input name."""

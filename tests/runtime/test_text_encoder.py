@@ -44,7 +44,7 @@ def tiny_files(tmp_path: Path):
 
 
 def tiny_encoder(tiny_files, **overrides) -> TextEncoder:
-    return TextEncoder.from_config(text_config(**overrides), tiny_files)
+    return TextEncoder(text_config(**overrides), tiny_files)
 
 
 # --- the built-in tokenizer on a hand-made vocab (no optional packages needed) ---
@@ -127,14 +127,14 @@ def test_missing_vocab_is_a_preprocessing_error(error):
         raise error
 
     with pytest.raises(PreprocessingError, match=r"cannot read 'vocab\.txt'") as caught:
-        TextEncoder.from_config(text_config(), read_file)
+        TextEncoder(text_config(), read_file)
     assert isinstance(caught.value, EdgepackError)
 
 
 def test_vocab_without_special_tokens_is_rejected(tmp_path):
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nthe\n", encoding="utf-8")
     with pytest.raises(PreprocessingError, match=r"\[CLS\]"):
-        TextEncoder.from_config(text_config(), lambda name: (tmp_path / name).read_bytes())
+        TextEncoder(text_config(), lambda name: (tmp_path / name).read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -293,7 +293,7 @@ def _assert_same(actual: dict, expected: dict, texts: list[str]) -> None:
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_parity_with_transformers(model_dir, expected_batches, padding):
     config = text_config(max_length=MAX_LENGTH, padding=padding, tokenizer_file="tokenizer.json")
-    encoder = TextEncoder.from_config(config, lambda name: (model_dir / name).read_bytes())
+    encoder = TextEncoder(config, lambda name: (model_dir / name).read_bytes())
     for batch, expected in expected_batches[padding]:
         _assert_same(encoder.encode(batch), expected, batch)
 
@@ -310,7 +310,7 @@ def test_parity_for_other_normalizer_options(model_dir, corpus, lowercase, strip
         strip_accents=strip_accents,
     )
     config = text_config(max_length=MAX_LENGTH, lowercase=lowercase, strip_accents=strip_accents)
-    encoder = TextEncoder.from_config(config, lambda name: (model_dir / name).read_bytes())
+    encoder = TextEncoder(config, lambda name: (model_dir / name).read_bytes())
     texts = corpus[:300]
     _assert_same(encoder.encode(texts), _expected(reference, texts, "max_length"), texts)
 
