@@ -95,10 +95,9 @@ class PackManifest:
         values = asdict(self)
         first = ("schema_version", "name", "edgepack_version", "task", "created")
         data = {key: values.pop(key) for key in first} | values
-        for model in data["models"]:
-            for tensor in model["inputs"] + model["outputs"]:
-                if tensor["tensor_name"] is None:
-                    del tensor["tensor_name"]
+        for tensor in (t for m in data["models"] for t in m["inputs"] + m["outputs"]):
+            if tensor["tensor_name"] is None:
+                del tensor["tensor_name"]
         return data
 
     def to_json(self) -> str:

@@ -12,11 +12,9 @@ from ..manifest import ModelEntry
 
 
 def session_options(threads: int) -> ort.SessionOptions:
-    """edgepack's session settings: `threads` intra-op threads, ops run one after another.
-
-    One inter-op thread and sequential execution: edge models are chains of ops, and a second
-    pool only competes for the same few cores. Whatever times bare onnxruntime against edgepack
-    uses this too, so that both run the same settings.
+    """edgepack's session settings: `threads` intra-op threads, ops run one after another (edge
+    models are chains of ops; a second pool would only compete for the same few cores). Whatever
+    times bare onnxruntime against edgepack uses this too, so that both run the same settings.
 
     >>> ort.InferenceSession("model.onnx", session_options(1))  # doctest: +SKIP
     """

@@ -10,6 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,7 @@ REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]")
 
 PREFIX = "##"  # marks a piece that continues a word
 MAX_WORD_CHARS = 100  # a longer word is one [UNK]
-# Bounds memory on a long-running device; the working set of words in real text is far smaller.
-_CACHE_SIZE = 100_000
+_CACHE_SIZE = 100_000  # words; the working set of real text is far smaller
 
 
 def load_vocab(data: bytes | str, source: str = "vocab.txt") -> dict[str, int]:
@@ -84,7 +84,8 @@ class WordPieceTokenizer:
         self._special_re = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
         # No vocab entry is longer, so the greedy match need not try longer substrings.
         self._longest = max(map(len, self.vocab))
-        self._cache: dict[str, tuple[int, ...]] = {}
+        # Per instance, so the cache dies with the tokenizer; bounded for long-running devices.
+        self._pieces = lru_cache(maxsize=_CACHE_SIZE)(self._wordpiece)
         self._id_to_token: dict[int, str] | None = None
 
     def encode(self, text: str) -> list[int]:
@@ -127,17 +128,8 @@ class WordPieceTokenizer:
         return _WORD_RE.findall(self.normalize(text))
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        ids: list[int] = []
-        cache = self._cache
-        for word in self.pre_tokenize(text):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._wordpiece(word)
-                if len(cache) >= _CACHE_SIZE:
-                    cache.clear()
-                cache[word] = pieces
-            ids.extend(pieces)
-        return ids
+        pieces = self._pieces
+        return [index for word in self.pre_tokenize(text) for index in pieces(word)]
 
     def _wordpiece(self, word: str) -> tuple[int, ...]:
         """Greedy longest-match-first split; a word with any unmatched rest is one [UNK]."""
