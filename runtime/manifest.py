@@ -109,8 +109,7 @@ class PackManifest:
 
     def validate(self) -> None:
         """Raise ManifestError listing every place this manifest breaks the schema."""
-        errors = schema_errors(self.to_dict())
-        if errors:
+        if errors := schema_errors(self.to_dict()):
             raise ManifestError(_format_errors(self.name, errors))
 
 
@@ -124,8 +123,7 @@ def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManife
         raise ManifestError(f"{source} must hold a JSON object, got {type(data).__name__}")
     minor_is_newer = _check_version(data.get("schema_version"), source)
     # A newer minor version may add fields we do not know; the ones we know must still be right.
-    errors = schema_errors(data, allow_unknown_keys=minor_is_newer)
-    if errors:
+    if errors := schema_errors(data, allow_unknown_keys=minor_is_newer):
         raise ManifestError(_format_errors(source, errors))
     return _from_dict(data)
 
@@ -158,18 +156,14 @@ def _tensor(data: dict[str, Any]) -> TensorSpec:
     return TensorSpec(**_known(TensorSpec, data) | {"quantization": quantization})
 
 
+def _model(data: dict[str, Any]) -> ModelEntry:
+    tensors = {key: [_tensor(t) for t in data[key]] for key in ("inputs", "outputs")}
+    return ModelEntry(**_known(ModelEntry, data) | tensors)
+
+
 def _from_dict(data: dict[str, Any]) -> PackManifest:
     """The manifest's objects from schema-checked JSON data."""
-    models = [
-        ModelEntry(
-            **_known(ModelEntry, m)
-            | {
-                "inputs": [_tensor(t) for t in m["inputs"]],
-                "outputs": [_tensor(t) for t in m["outputs"]],
-            }
-        )
-        for m in data["models"]
-    ]
+    models = [_model(m) for m in data["models"]]
     files = [FileEntry(**_known(FileEntry, f)) for f in data["files"]]
     return PackManifest(**_known(PackManifest, data) | {"models": models, "files": files})
 

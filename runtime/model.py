@@ -104,12 +104,10 @@ class _InputCheck:
 
     @classmethod
     def of(cls, spec: TensorSpec) -> _InputCheck:
-        dtype = np.dtype(spec.user_dtype)
-        kind = "i" if dtype.kind in "iu" else dtype.kind
-        dims = list(enumerate(spec.shape))
+        dtype, dims = np.dtype(spec.user_dtype), list(enumerate(spec.shape))
         fixed = tuple((a, d) for a, d in dims if isinstance(d, int) and d >= 0)
         named = tuple((a, d) for a, d in dims if isinstance(d, str))
-        return cls(spec, dtype, kind, fixed, named)
+        return cls(spec, dtype, "i" if dtype.kind in "iu" else dtype.kind, fixed, named)
 
 
 class Model:
@@ -120,8 +118,7 @@ class Model:
     ):
         self.manifest = manifest
         self.entry = entry
-        self.backend, self.threads = runner.name, runner.threads
-        self.providers = list(runner.providers)
+        self.backend, self.threads, self.providers = runner.name, runner.threads, runner.providers
         self._runner = runner
         self._checks = [_InputCheck.of(spec) for spec in entry.inputs]
         self._names = {c.spec.name for c in self._checks}
@@ -173,9 +170,7 @@ class Model:
     def _raise_name_error(self, inputs: dict) -> None:
         wrong = {"missing": self._names - inputs.keys(), "unknown": set(inputs) - self._names}
         problem = " and ".join(f"{k} input(s) {sorted(v)}" for k, v in wrong.items() if v)
-        expected = ", ".join(
-            f"{c.spec.name} {c.spec.user_dtype}{c.spec.shape}" for c in self._checks
-        )
+        expected = ", ".join(f"{s.name} {s.user_dtype}{s.shape}" for s in self.entry.inputs)
         raise InputError(f"{problem}; {self.entry.path} expects: {expected}")
 
 

@@ -78,13 +78,12 @@ class PackReader:
         return self.entries[relpath]
 
     def _check_digest(self, relpath: str, length: int, digest: str) -> None:
-        entry = self._entry(relpath)
-        size, sha256 = entry.size_bytes, entry.sha256
-        if length != size or digest != sha256:
+        want = self._entry(relpath)
+        if length != want.size_bytes or digest != want.sha256:
             raise IntegrityError(
-                f"{relpath} in {self.path} does not match its manifest entry (expected {size} "
-                f"bytes with sha256 {sha256[:12]}..., got {length} bytes with sha256 "
-                f"{digest[:12]}...): the file was changed or damaged"
+                f"{relpath} in {self.path} does not match its manifest entry (expected "
+                f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
+                f"with sha256 {digest[:12]}...): the file was changed or damaged"
             )
 
     def _open(self, relpath: str) -> BinaryIO:

@@ -27,8 +27,7 @@ def check_requirements(manifest: PackManifest) -> None:
         )
     # A warning: both interpreters pick their kernels at run time, so the pack runs; but speed,
     # and for int8 without VNNI or dotprod the exact results, measured with the feature may not.
-    missing = missing_cpu_features(manifest.requirements.get("cpu_features", []))
-    if missing:
+    if missing := missing_cpu_features(manifest.requirements.get("cpu_features", [])):
         warnings.warn(
             f"pack {manifest.name!r} needs CPU feature(s) {missing}, which this CPU lacks "
             "(/proc/cpuinfo); it runs, but its measured speed and int8 results may not hold "

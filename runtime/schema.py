@@ -12,14 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+# In the order _describe names a value: integer before number, which an int also is.
 _TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
     "null": (type(None),),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "array": (list,),
+    "object": (dict,),
 }
 
 
@@ -104,7 +105,7 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
 
 
 def _describe(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+    for name in _TYPES:
         if _is_type(value, name):
-            return f"{name} {value!r}" if name not in ("array", "object") else name
+            return name if name in ("array", "object") else f"{name} {value!r}"
     return type(value).__name__

@@ -35,8 +35,7 @@ class OnnxRuntimeBackend:
     ):
         available = ort.get_available_providers()
         wanted = list(providers or ["CPUExecutionProvider"])
-        absent = [p for p in wanted if p not in available]
-        if absent:
+        if absent := [p for p in wanted if p not in available]:
             raise BackendUnavailableError(
                 f"execution provider(s) {absent} are not available in this onnxruntime build "
                 f"(available: {available}); CUDA/TensorRT need the onnxruntime-gpu package"

@@ -65,8 +65,7 @@ class WordPieceTokenizer:
     def __init__(
         self, vocab: Mapping[str, int], *, lowercase: bool = True, strip_accents: bool | None = None
     ):
-        missing = [token for token in REQUIRED_TOKENS if token not in vocab]
-        if missing:
+        if missing := [token for token in REQUIRED_TOKENS if token not in vocab]:
             raise PreprocessingError(
                 f"the vocab lacks the special token(s) {missing}; a BERT vocab needs "
                 f"{list(REQUIRED_TOKENS)}"
@@ -168,8 +167,7 @@ class TextEncoder:
 
     def __init__(self, config: Mapping[str, Any], read_file: Callable[[str], bytes]):
         """Check the section, read its vocab_file with `read_file` (pack path -> bytes)."""
-        errors = schema_errors(config, definition="text_preprocessing")
-        if errors:
+        if errors := schema_errors(config, definition="text_preprocessing"):
             raise PreprocessingError(
                 f"text preprocessing does not match the pack schema: {'; '.join(errors)}"
             )
@@ -244,36 +242,30 @@ def _nfd(text: str) -> str:
     return "".join(parts)
 
 
-def _code_ranges(spec: list[str]) -> list[tuple[int, int]]:
-    """(first, last) pairs from lines of hex code points and ranges ("0041-005A 00AA")."""
-    pairs = [item.partition("-") for line in spec for item in line.split()]
+def _code_ranges(table: str) -> list[tuple[int, int]]:
+    """(first, last) pairs of one table's hex code points and ranges ("0041-005A 00AA")."""
+    pairs = [item.partition("-") for line in _TABLES[table]["ranges"] for item in line.split()]
     return [(int(low, 16), int(high or low, 16)) for low, _, high in pairs]
 
 
 def _char_class(table: str) -> str:
     """The body of a regex character class matching the code points of one table."""
-    return "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in _code_ranges(_TABLES[table]))
+    return "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in _code_ranges(table))
 
 
 # tokenizers' own character classes, as a data file beside this module (its "about" says why
 # they are not Python's unicodedata); read directly: importlib.resources would cost the import.
-_TABLES = {
-    name: table["ranges"] if "ranges" in table else table["runs"]
-    for name, table in json.loads(
-        Path(__file__).with_name("unicode_tables.json").read_text("utf-8")
-    ).items()
-    if name != "about"
-}
+_TABLES = json.loads(Path(__file__).with_name("unicode_tables.json").read_text("utf-8"))
 _LOWERCASE_SINCE_PYTHON_UNICODE = {
     code: int(lower, 16) + code - int(first, 16)
-    for first, last, lower in _TABLES["lowercase_since_python_unicode"]
+    for first, last, lower in _TABLES["lowercase_since_python_unicode"]["runs"]
     for code in range(int(first, 16), int(last, 16) + 1)
 }
 _LOWERCASE_SINCE_PYTHON_UNICODE_RE = re.compile(
     "[" + "".join(map(chr, _LOWERCASE_SINCE_PYTHON_UNICODE)) + "]"
 )
 _WHITESPACE_CHARS = "".join(
-    chr(code) for low, high in _code_ranges(_TABLES["whitespace"]) for code in range(low, high + 1)
+    chr(code) for low, high in _code_ranges("whitespace") for code in range(low, high + 1)
 )
 _CONTROL_RE = re.compile(f"[{_char_class('control')}]")
 _WHITESPACE_RE = re.compile(f"[{_char_class('whitespace')}]")
