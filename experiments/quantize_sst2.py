@@ -74,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-speedup", type=float, default=1.0, help="int8 vs fp32 the quantizer needs (0: none)"
     )
+    parser.add_argument(
+        "--max-float-nodes",
+        type=int,
+        help="nodes the quantizer may keep in float (0: no search; default: the quantizer's)",
+    )
     parser.add_argument("--eval-samples", type=int, help="report accuracy on N rows (default all)")
     parser.add_argument(
         "--sequences", type=int, nargs="+", default=list(SEQUENCES), help="sequence lengths"
@@ -205,6 +210,15 @@ def quantize_recipe(
     teacher: Path, output: Path, calib: Path, evaluation: Path, args: argparse.Namespace
 ) -> Recipe:
     """The recipe edgepack's int8 comes from: the teacher quantized within the accuracy budget."""
+    stage = {
+        "type": "quantize",
+        "budget": args.budget,
+        "min_speedup": args.min_speedup,
+        "metric": "accuracy",
+        "candidates": [dict(c) for c in CANDIDATES],
+    }
+    if args.max_float_nodes is not None:
+        stage["max_float_nodes"] = args.max_float_nodes
     return Recipe.from_dict(
         {
             "name": "edgepack",
@@ -213,15 +227,7 @@ def quantize_recipe(
             "source": str(teacher),
             "data": {"calibration": str(calib), "evaluation": str(evaluation), "max_length": 128},
             "postprocessing": {"output_name": "logits", "softmax": True, "labels": list(LABELS)},
-            "stages": [
-                {
-                    "type": "quantize",
-                    "budget": args.budget,
-                    "min_speedup": args.min_speedup,
-                    "metric": "accuracy",
-                    "candidates": [dict(c) for c in CANDIDATES],
-                }
-            ],
+            "stages": [stage],
         },
         origin="quantize_sst2",
     )
