@@ -111,6 +111,7 @@ def test_poisson_arrivals_refuse_a_rate_that_is_not_positive():
     with pytest.raises(BenchmarkError, match="rate must be greater than 0 queries/s, got -5"):
         scenarios.poisson_arrivals(-5.0, min_count=5, min_duration_s=0.0)
 
+
 def test_an_overloaded_server_run_stops_and_says_so():
     run = scenarios.serve(sleeper(0.005), 2000.0, min_count=100, min_duration_s=0.0)
     assert run["overloaded"]
