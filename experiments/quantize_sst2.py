@@ -74,11 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-speedup", type=float, default=1.0, help="int8 vs fp32 the quantizer needs (0: none)"
     )
-    parser.add_argument(
-        "--max-float-nodes",
-        type=int,
-        help="nodes the quantizer may keep in float (0: no search; default: the quantizer's)",
-    )
+    parser.add_argument("--max-float-nodes", type=int, help="nodes kept in float (0: no search)")
     parser.add_argument("--eval-samples", type=int, help="report accuracy on N rows (default all)")
     parser.add_argument(
         "--sequences", type=int, nargs="+", default=list(SEQUENCES), help="sequence lengths"
