@@ -10,6 +10,7 @@ loaded, evaluated and timed as packs, through edgepack.runtime and the benchmark
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -248,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 directory = Path(args.out) / name
                 print(f"building the {name} variants into {directory}", file=sys.stderr)
-                source = SOURCES[name](args.text_data, args.samples)
-                build_variants(source, directory, name, args.variants)
+                # The converters print their progress on stdout: keep it for the table.
+                with contextlib.redirect_stdout(sys.stderr):
+                    source = SOURCES[name](args.text_data, args.samples)
+                    build_variants(source, directory, name, args.variants)
             print(f"evaluating and timing the {name} variants", file=sys.stderr)
             models.append(
                 compare_variants(directory, args.threads, args.min_count, args.min_duration_s)
