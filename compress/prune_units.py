@@ -22,6 +22,7 @@ from .export_onnx import _call
 
 
 def logits_of(model: nn.Module, feeds: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The first output of a module or the logits of a Hugging Face model."""
     output = _call(model, feeds)
     if hasattr(output, "logits"):
         return output.logits
@@ -29,8 +30,9 @@ def logits_of(model: nn.Module, feeds: Mapping[str, torch.Tensor]) -> torch.Tens
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Units to remove: kind, {layer key: unit indices}, and their summed importance."""
+class Removal:
+    """Units to remove: their kind, {layer key: unit indices}, and their summed importance
+    (the first-order loss change expected from removing them)."""
 
     kind: str
     removal: dict[Any, list[int]]
@@ -119,7 +121,7 @@ class TransformerUnits:
                 handle.remove()
         self.scores = totals
 
-    def ratio_plans(self, keep: Mapping[str, float | None]) -> list[_Plan]:
+    def ratio_plans(self, keep: Mapping[str, float | None]) -> list[Removal]:
         """Removals that leave keep["heads_keep"] of the original heads (over all layers) and
         keep["ffn_keep"] of each layer's original FFN neurons; None keeps that kind whole."""
         plans = []
@@ -134,7 +136,7 @@ class TransformerUnits:
             plans.append(self._ffn_plan(current - _keep(per_layer, keep["ffn_keep"])))
         return [p for p in plans if p.count]
 
-    def step_plans(self, fraction: float, min_keep: float) -> list[_Plan]:
+    def step_plans(self, fraction: float, min_keep: float) -> list[Removal]:
         """Two candidates: `fraction` of the heads left (the lowest over all layers), or of each
         layer's FFN neurons, never below min_keep of the original count."""
         heads = sum(len(s) for s in self.scores["heads"])
@@ -148,7 +150,7 @@ class TransformerUnits:
         ]
         return [p for p in plans if p.count > 0]
 
-    def _heads_plan(self, count: int) -> _Plan:
+    def _heads_plan(self, count: int) -> Removal:
         """The `count` lowest heads over all layers, keeping at least one in each layer."""
         pool = sorted(
             (float(score), layer, head)
@@ -166,17 +168,17 @@ class TransformerUnits:
                 left[layer] -= 1
                 total += value
                 count -= 1
-        return _Plan("heads", removal, total)
+        return Removal("heads", removal, total)
 
-    def _ffn_plan(self, count: int) -> _Plan:
+    def _ffn_plan(self, count: int) -> Removal:
         """The `count` lowest neurons of every layer (the same count in each)."""
         if count <= 0:
-            return _Plan("ffn", {}, 0.0)
+            return Removal("ffn", {}, 0.0)
         removal = {i: _lowest(s, count) for i, s in enumerate(self.scores["ffn"])}
         total = sum(float(self.scores["ffn"][i][idx].sum()) for i, idx in removal.items())
-        return _Plan("ffn", removal, total)
+        return Removal("ffn", removal, total)
 
-    def apply(self, model: nn.Module, plan: _Plan) -> None:
+    def apply(self, model: nn.Module, plan: Removal) -> None:
         from transformers.pytorch_utils import prune_linear_layer
 
         layers = self._layers(model)
@@ -331,7 +333,7 @@ class ChannelUnits:
         }
         model.zero_grad(set_to_none=True)
 
-    def ratio_plans(self, keep: Mapping[str, float | None]) -> list[_Plan]:
+    def ratio_plans(self, keep: Mapping[str, float | None]) -> list[Removal]:
         """Removals that leave keep["channels_keep"] of every group's original channels."""
         share = keep.get("channels_keep")
         if share is None:
@@ -341,10 +343,10 @@ class ChannelUnits:
             drop = len(scores) - _keep(self.original[name], share)
             if drop > 0:
                 idx = _lowest(scores, drop)
-                plans.append(_Plan(f"channels of {name}", {name: idx}, float(scores[idx].sum())))
+                plans.append(Removal(f"channels of {name}", {name: idx}, float(scores[idx].sum())))
         return plans
 
-    def step_plans(self, fraction: float, min_keep: float) -> list[_Plan]:
+    def step_plans(self, fraction: float, min_keep: float) -> list[Removal]:
         """One candidate per group: `fraction` of its channels left, never below min_keep."""
         plans = []
         for name, scores in self.scores.items():
@@ -354,10 +356,10 @@ class ChannelUnits:
             )
             if drop > 0:
                 idx = _lowest(scores, drop)
-                plans.append(_Plan(f"channels of {name}", {name: idx}, float(scores[idx].sum())))
+                plans.append(Removal(f"channels of {name}", {name: idx}, float(scores[idx].sum())))
         return plans
 
-    def apply(self, model: nn.Module, plan: _Plan) -> None:
+    def apply(self, model: nn.Module, plan: Removal) -> None:
         graph = self.graph if model is self.model else self._graph(model)
         groups = dict(self._groups(model, graph))
         for name, idx in plan.removal.items():

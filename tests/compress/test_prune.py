@@ -25,11 +25,11 @@ from edgepack.compress.evaluate import _open_model  # noqa: E402
 from edgepack.compress.export_onnx import export_onnx  # noqa: E402
 from edgepack.compress.prune import (  # noqa: E402
     PruneOptions,
-    TransformerUnits,
     cubic_sparsity,
     distillation_loss,
     prune,
 )
+from edgepack.compress.prune_units import TransformerUnits  # noqa: E402
 from edgepack.device_profiles import load_profile  # noqa: E402
 
 FAST = {"importance_samples": 32, "finetune_steps": 4, "batch_size": 16, "measure_seconds": 0.05}
