@@ -94,7 +94,7 @@ def export_onnx(
     """
     path = Path(path)
     module = module.eval()
-    example_inputs = dict(example_inputs)
+    example_inputs = _in_signature_order(module, example_inputs)
     with torch.no_grad():
         count = len(_flatten(_call(module, example_inputs)))
     default_names = ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
@@ -297,6 +297,21 @@ def _arguments(
     if takes_any or all(name in parameters for name in inputs):
         return (), dict(inputs)
     return tuple(inputs.values()), {}
+
+
+def _in_signature_order(
+    module: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Keyword inputs in forward()'s parameter order: the exporter lays the graph's inputs out in
+    that order and input_names name them by position, so a tokenizer's order (input_ids,
+    token_type_ids, attention_mask) would name BERT's attention mask 'token_type_ids'."""
+    args, kwargs = _arguments(module, inputs)
+    if args:
+        return dict(inputs)
+    order = list(inspect.signature(module.forward).parameters)
+    return dict(
+        sorted(kwargs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    )
 
 
 def _call(module: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> Any:
