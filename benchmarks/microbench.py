@@ -1,5 +1,5 @@
 """Microbenchmarks of this machine's ONNX Runtime throughput per op class and precision, the host
-coefficients the latency predictor carries to absent devices; cached per CPU model and ORT version.
+coefficients the latency estimator carries to absent devices; cached per CPU model and ORT version.
 
 The tiny ONNX graphs are written as protobuf bytes here, so the device needs no onnx package.
 """
@@ -238,7 +238,7 @@ def time_run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], min_ti
     """Seconds of the fastest run after two warm-up runs, over at least min_time and 5 runs.
 
     The fastest, not the median: these kernels do the same work every run, so a slower run was
-    slowed by something else (another process on a shared machine), and the predictor wants what
+    slowed by something else (another process on a shared machine), and the estimator wants what
     the hardware can do."""
     for _ in range(2):
         session.run(None, feeds)
@@ -294,7 +294,7 @@ def _measure(
 
 
 def host_descriptor() -> dict[str, Any]:
-    """The figures of this machine that the predictor scales by: core, cores, clock, SIMD, ISA."""
+    """The figures of this machine that the estimator scales by: core, cores, clock, SIMD, ISA."""
     host = detect_host()
     cpu = host.cpu
     return {

@@ -1,7 +1,7 @@
 """Checks the latency predictor: predicted latency per profile beside the published measurements
 the profiles cite (error per row), and beside latencies measured here on the host.
 
-Run `python -m edgepack.benchmarks.predictor_check`; the zoo's packs are built in a subprocess
+Run `python -m edgepack.benchmarks.estimateor_check`; the zoo's packs are built in a subprocess
 (`python -m edgepack.compress.zoo`, which needs the compress extra), then read as a device would.
 """
 
@@ -25,15 +25,15 @@ import numpy as np
 from edgepack.device_profiles import DeviceProfile, detect_host, list_profiles, load_profile
 from edgepack.runtime import PackManifest, load, read_manifest
 
-from .inputs import synthetic_inputs
-from .microbench import format_coefficients, host_coefficients
-from .predict import (
+from .estimate import (
     REFERENCE_PRECISIONS,
     calibration,
-    predict_manifest,
+    estimate_manifest,
     reference_cost,
     transfer_prior,
 )
+from .inputs import synthetic_inputs
+from .microbench import format_coefficients, host_coefficients
 
 DEFAULT_MODELS = (
     "mobilenet_v2",
@@ -127,10 +127,10 @@ def reference_rows(
             loo = dataclasses.replace(profile, references=others)
             threads = min(ref.threads, profile.cpu.cores)
             options = {"threads": threads, "coefficients": coefficients, "history": history}
-            plain = predict_manifest(
+            plain = estimate_manifest(
                 manifest, dataclasses.replace(profile, references=()), **options
             )
-            held_out = predict_manifest(manifest, loo, **options)
+            held_out = estimate_manifest(manifest, loo, **options)
             factor = calibration(loo, coefficients)["factor"]
             # As if the board cited nothing: the bias the other boards measure.
             prior = transfer_prior(coefficients, exclude=profile.name, core=profile.cpu.core)
@@ -164,7 +164,7 @@ def host_rows(
     rows = []
     for path, manifest in manifests.items():
         for threads in counts:
-            predicted = predict_manifest(
+            predicted = estimate_manifest(
                 manifest, host, threads=threads, coefficients=coefficients, history=history
             )
             measured = measure_p50(Path(path), threads)
@@ -192,7 +192,7 @@ def profile_grid(
     rows = []
     for manifest in manifests.values():
         for profile in profiles:
-            p = predict_manifest(
+            p = estimate_manifest(
                 manifest, profile, backend="onnxruntime", coefficients=coefficients,
                 history=history,
             )  # fmt: skip
@@ -274,7 +274,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m edgepack.benchmarks.predictor_check", description=__doc__.split("\n")[0]
+        prog="python -m edgepack.benchmarks.estimateor_check", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--packs", type=Path, help="reuse zoo packs already built in this folder")

@@ -115,13 +115,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _cost(path: str, fmt: str) -> dict | None:
-    """The cost summary the latency predictor reads; needs onnx (the compress extra)."""
+    """The cost summary the latency estimator reads; needs onnx (the compress extra)."""
     if fmt != "onnx":
         return None
     try:
         from edgepack.compress.cost import cost_summary
     except ImportError:
-        print("note: no cost summary (needs the compress extra): no latency prediction for it")
+        print("note: no cost summary (needs the compress extra): no latency estimate for it")
         return None
     return cost_summary(path)
 

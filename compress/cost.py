@@ -1,5 +1,5 @@
 """The cost of an ONNX model per op class and precision (parameters, FLOPs, bytes moved), written to
-the manifest's `cost` field so the device side can predict latency without the onnx package."""
+the manifest's `cost` field so the device side can estimate latency without the onnx package."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ class Defaults:
 
 @dataclass(frozen=True)
 class ReferenceMeasurement:
-    """A published latency on this device, to calibrate predictions (never a per-model fudge)."""
+    """A published latency on this device, to calibrate estimates (never a per-model fudge)."""
 
     model: str
     backend: str

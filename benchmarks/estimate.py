@@ -1,9 +1,9 @@
-"""Predicted latency of a pack on a device profile, from the manifest's cost summary and this host's
-microbenchmarks carried to the device through the profile's figures. Always labelled "predicted".
+"""Estimated latency of a pack on a device profile, from the manifest's cost summary and this host's
+microbenchmarks carried to the device through the profile's figures. Always labelled "estimated".
 
->>> p = predict_pack("mobilenet.edgepack", load_profile("rpi5"))  # doctest: +SKIP
->>> print(format_prediction(p))  # doctest: +SKIP
-predicted 31.2 ms on rpi5 (likely 22.0-44.3 ms), onnxruntime, 4 threads, ...
+>>> p = estimate_pack("mobilenet.edgepack", load_profile("rpi5"))  # doctest: +SKIP
+>>> print(format_estimate(p))  # doctest: +SKIP
+estimated 31.2 ms on rpi5 (likely 22.0-44.3 ms), onnxruntime, 4 threads, ...
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from edgepack.runtime import (
 from .microbench import cache_dir, host_coefficients
 
 PathLike = str | os.PathLike[str]
-HISTORY_NAME = "prediction_errors.json"
+HISTORY_NAME = "estimate_errors.json"
 HISTORY_SCHEMA = 1
 
 # Classes limited by arithmetic (a roofline of FLOPs and bytes); every other class streams memory.
@@ -51,7 +51,7 @@ THEORETICAL_BANDWIDTH_SHARE = 0.6
 # Parallel efficiency per doubling of threads, measured on the host, is kept within these bounds:
 # a busy host measures too low, and no kernel scales better than linearly.
 EFFICIENCY_BOUNDS = (0.7, 1.0)
-# Spread (natural log) of prediction errors: on the host itself (predictor_check on a quiet
+# Spread (natural log) of estimate errors: on the host itself (predictor_check on a quiet
 # 16-core host: RMS 0.38 at 1 thread, 0.45 at 16), on a board calibrated by its published
 # measurements (their leave-one-out errors are within 0.1, but other model families extrapolate),
 # and on one with none (the band is latency x exp(+-sigma)).
@@ -232,14 +232,14 @@ def reference_cost(model: str, precision: str) -> tuple[str, dict[str, Any]] | N
 def _references_used(
     profile: DeviceProfile, coefficients: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The profile's published CPU references with their uncalibrated predictions, and the
+    """The profile's published CPU references with their uncalibrated estimates, and the
     references that cannot be used, with the reason."""
     used, skipped = [], []
     for ref in profile.references:
         why = None
         match = reference_cost(ref.model, ref.precision)
         if ref.threads is None or ref.backend not in CPU_BACKENDS:
-            why = f"ran on an accelerator ({ref.backend}); the predictor models CPU backends"
+            why = f"ran on an accelerator ({ref.backend}); the estimator models CPU backends"
         elif match is None:
             why = f"no costed architecture matches {ref.model!r} at {ref.precision}"
         if why:
@@ -304,7 +304,7 @@ def calibration(
 ) -> dict[str, Any]:
     """The profile's calibration factor from its published CPU reference measurements.
 
-    factor = geometric mean of published / uncalibrated prediction over the usable references.
+    factor = geometric mean of published / uncalibrated estimate over the usable references.
     A profile with none takes the transfer_prior of the other profiles (when prior is true), or 1.
     One factor per profile, whatever the model: no per-model constants.
     """
@@ -338,7 +338,7 @@ def calibration(
 
 
 def history_path() -> Path:
-    """Where recorded prediction errors live: the edgepack cache directory."""
+    """Where recorded estimate errors live: the edgepack cache directory."""
     return cache_dir() / HISTORY_NAME
 
 
@@ -348,10 +348,10 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     except (OSError, json.JSONDecodeError) as exc:
-        warnings.warn(f"ignoring unreadable prediction history {path}: {exc}", stacklevel=3)
+        warnings.warn(f"ignoring unreadable estimate history {path}: {exc}", stacklevel=3)
         return []
     if not isinstance(data, dict) or data.get("schema_version") != HISTORY_SCHEMA:
-        warnings.warn(f"ignoring prediction history {path}: unknown format", stacklevel=3)
+        warnings.warn(f"ignoring estimate history {path}: unknown format", stacklevel=3)
         return []
     return list(data.get("records", []))
 
@@ -377,7 +377,7 @@ def _history_fit(
     return correction, max(0.1, math.sqrt(sum(x * x for x in residual) / n)), n
 
 
-# --- Predictions ----------------------------------------------------------------------------------
+# --- Estimates ----------------------------------------------------------------------------------
 
 
 def _energy(latency_ms: float, low_ms: float, high_ms: float, load_w: float | None) -> dict:
@@ -393,7 +393,7 @@ def _energy(latency_ms: float, low_ms: float, high_ms: float, load_w: float | No
     }
 
 
-def predict_latency(
+def estimate_latency(
     cost: Mapping[str, Any],
     profile: DeviceProfile,
     *,
@@ -403,12 +403,12 @@ def predict_latency(
     history: PathLike | None = None,
     model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Predict one inference's latency of a model with this `cost` summary on `profile`.
+    """Estimate one inference's latency of a model with this `cost` summary on `profile`.
 
     backend and threads default to the profile's; coefficients to this host's cached
     microbenchmarks (measured on first use); history to the recorded errors in the cache.
     model (name, sha256, precision) identifies the model when its error is recorded later.
-    Returns a JSON-ready dict with kind "predicted", latency_ms, range_ms, a per-class breakdown,
+    Returns a JSON-ready dict with kind "estimated", latency_ms, range_ms, a per-class breakdown,
     the calibration used and an energy estimate.
     """
     backend = backend or profile.defaults.backend
@@ -436,8 +436,8 @@ def predict_latency(
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)
     scale = cal["factor"] * correction
     return {
-        "kind": "predicted",
-        "label": f"predicted for {profile.name} (not measured)",
+        "kind": "estimated",
+        "label": f"estimated for {profile.name} (not measured)",
         "profile": profile.name,
         "profile_core": profile.cpu.core,
         "backend": backend,
@@ -461,7 +461,7 @@ def predict_latency(
     }
 
 
-def predict_manifest(
+def estimate_manifest(
     manifest: PackManifest,
     profile: DeviceProfile,
     *,
@@ -470,13 +470,13 @@ def predict_manifest(
     coefficients: Mapping[str, Any] | None = None,
     history: PathLike | None = None,
 ) -> dict[str, Any]:
-    """predict_latency for the model of a pack that the backend would run."""
+    """estimate_latency for the model of a pack that the backend would run."""
     backend = backend or profile.defaults.backend
     entry = manifest.model_for(backend) or manifest.models[0]
     if not entry.cost:
         raise BenchmarkError(
             f"pack {manifest.name!r} has no cost summary for {entry.path}, so its latency cannot "
-            "be predicted; re-pack it with edgepack.compress (which writes the manifest's 'cost') "
+            "be estimated; re-pack it with edgepack.compress (which writes the manifest's 'cost') "
             "or run `python -m edgepack.compress.cost` on the model"
         )
     identity = {
@@ -485,7 +485,7 @@ def predict_manifest(
         "sha256": entry.sha256,
         "precision": entry.precision,
     }
-    prediction = predict_latency(
+    estimate = estimate_latency(
         entry.cost,
         profile,
         backend=backend,
@@ -496,84 +496,84 @@ def predict_manifest(
     )
     ram = profile.memory.ram_gib
     if ram and entry.size_bytes > RAM_SHARE_WARNING * ram * 2**30:
-        prediction["notes"].append(
+        estimate["notes"].append(
             f"the model file ({entry.size_bytes / 2**20:.0f} MiB) is over "
             f"{RAM_SHARE_WARNING:.0%} of the board's {ram:g} GiB RAM: it may not load there"
         )
     if backend not in entry.backends:
-        prediction["notes"].append(
-            f"the pack has no {backend} model; predicted from {entry.path} ({entry.format})"
+        estimate["notes"].append(
+            f"the pack has no {backend} model; estimated from {entry.path} ({entry.format})"
         )
-    return prediction
+    return estimate
 
 
-def predict_pack(pack: PathLike, profile: DeviceProfile | str, **options: Any) -> dict[str, Any]:
-    """predict_manifest for a pack on disk and a profile (or its name)."""
+def estimate_pack(pack: PathLike, profile: DeviceProfile | str, **options: Any) -> dict[str, Any]:
+    """estimate_manifest for a pack on disk and a profile (or its name)."""
     if isinstance(profile, str):
         profile = load_profile(profile)
-    return predict_manifest(read_manifest(pack), profile, **options)
+    return estimate_manifest(read_manifest(pack), profile, **options)
 
 
 def record_measurement(
-    prediction: Mapping[str, Any],
+    estimate: Mapping[str, Any],
     measured_ms: float,
     *,
     measured_on: str | None = None,
     history: PathLike | None = None,
 ) -> dict[str, Any]:
-    """The measurement replaces the prediction; the prediction's error goes to the history file.
+    """The measurement replaces the estimate; the estimate's error goes to the history file.
 
     Call it only with a latency measured on the profile's device itself: measured_on (default:
     this machine's core type) must match the profile's core, so a run on a workstation under a
     profile's constraints is refused rather than mistaken for a device measurement.
     """
-    if prediction.get("kind") != "predicted":
-        raise BenchmarkError("record_measurement needs a prediction (kind 'predicted')")
+    if estimate.get("kind") != "estimated":
+        raise BenchmarkError("record_measurement needs an estimate (kind 'estimated')")
     if not (measured_ms > 0 and math.isfinite(measured_ms)):
         raise BenchmarkError(f"measured latency must be a positive number of ms, got {measured_ms}")
     core = measured_on or detect_host().cpu.core
-    if prediction["profile"] != "host" and core != prediction["profile_core"]:
+    if estimate["profile"] != "host" and core != estimate["profile_core"]:
         raise BenchmarkError(
-            f"the measurement ran on {core!r} but profile {prediction['profile']!r} is a "
-            f"{prediction['profile_core']}: only a measurement on the device corrects its "
-            "prediction (a host run under a profile is not one)"
+            f"the measurement ran on {core!r} but profile {estimate['profile']!r} is a "
+            f"{estimate['profile_core']}: only a measurement on the device corrects its "
+            "estimate (a host run under a profile is not one)"
         )
     record = {
-        "profile": prediction["profile"],
-        "backend": prediction["backend"],
-        "threads": prediction["threads"],
-        "model": prediction.get("model", {}),
-        "predicted_ms": prediction["latency_ms"],
-        "base_ms": prediction["base_ms"],
+        "profile": estimate["profile"],
+        "backend": estimate["backend"],
+        "threads": estimate["threads"],
+        "model": estimate.get("model", {}),
+        "estimated_ms": estimate["latency_ms"],
+        "base_ms": estimate["base_ms"],
         "measured_ms": measured_ms,
-        # The error of the prediction before any history correction, so corrections never
+        # The error of the estimate before any history correction, so corrections never
         # feed on themselves.
-        "log_error": math.log(measured_ms / prediction["base_ms"]),
+        "log_error": math.log(measured_ms / estimate["base_ms"]),
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = Path(history) if history else Path(prediction["history"]["file"])
+    path = Path(history) if history else Path(estimate["history"]["file"])
     key = _record_key(record)
     records = [r for r in _read_history(path) if _record_key(r) != key] + [record]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"schema_version": HISTORY_SCHEMA, "records": records}, indent=1))
     tmp.replace(path)
-    low, high = prediction["range_ms"]
+    low, high = estimate["range_ms"]
     return {
         "kind": "measured",
-        "label": f"measured on {prediction['profile']}",
-        "profile": prediction["profile"],
-        "backend": prediction["backend"],
-        "threads": prediction["threads"],
+        "label": f"measured on {estimate['profile']}",
+        "profile": estimate["profile"],
+        "backend": estimate["backend"],
+        "threads": estimate["threads"],
         "model": record["model"],
         "latency_ms": measured_ms,
-        "prediction": {
-            "latency_ms": prediction["latency_ms"],
+        "estimate": {
+            "latency_ms": estimate["latency_ms"],
             "range_ms": [low, high],
-            "error_pct": 100 * (prediction["latency_ms"] / measured_ms - 1),
+            "error_pct": 100 * (estimate["latency_ms"] / measured_ms - 1),
             "within_range": low <= measured_ms <= high,
         },
-        "energy": _energy(measured_ms, measured_ms, measured_ms, prediction["energy"]["load_w"]),
+        "energy": _energy(measured_ms, measured_ms, measured_ms, estimate["energy"]["load_w"]),
         "history_file": str(path),
     }
 
@@ -590,21 +590,21 @@ def _record_key(record: Mapping[str, Any]) -> tuple:
     )
 
 
-def format_prediction(prediction: Mapping[str, Any]) -> str:
-    """One human line (and notes) for a prediction or a measurement that replaced one."""
-    p = prediction
+def format_estimate(estimate: Mapping[str, Any]) -> str:
+    """One human line (and notes) for an estimate or a measurement that replaced one."""
+    p = estimate
     energy = p.get("energy", {})
     if p["kind"] == "measured":
-        pred = p["prediction"]
+        pred = p["estimate"]
         line = (
             f"measured {p['latency_ms']:.2f} ms on {p['profile']} ({p['backend']}, "
-            f"{p['threads']} threads); the prediction was {pred['latency_ms']:.2f} ms "
+            f"{p['threads']} threads); the estimate was {pred['latency_ms']:.2f} ms "
             f"({pred['error_pct']:+.0f}%)"
         )
     else:
         low, high = p["range_ms"]
         line = (
-            f"predicted {p['latency_ms']:.2f} ms on {p['profile']} (likely {low:.2f}-{high:.2f} "
+            f"estimated {p['latency_ms']:.2f} ms on {p['profile']} (likely {low:.2f}-{high:.2f} "
             f"ms), {p['backend']}, {p['threads']} threads; {p['calibration']['status']}"
         )
     if energy.get("mj") is not None:

@@ -1,4 +1,4 @@
-"""The latency predictor on hand-written profiles and coefficients, and on a tiny pack."""
+"""The latency estimator on hand-written profiles and coefficients, and on a tiny pack."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import math
 
 import pytest
 
-from edgepack.benchmarks import predict
-from edgepack.benchmarks.predict import (
+from edgepack.benchmarks import estimate
+from edgepack.benchmarks.estimate import (
     SIGMA,
     calibration,
     cost_seconds,
     device_coefficients,
-    format_prediction,
-    predict_latency,
-    predict_pack,
+    estimate_latency,
+    estimate_pack,
+    format_estimate,
     record_measurement,
     reference_cost,
 )
@@ -121,19 +121,19 @@ title = "a made-up measurement"
 @pytest.fixture
 def no_prior(monkeypatch):
     """No other profile cites measurements, so an uncalibrated profile keeps factor 1."""
-    monkeypatch.setattr(predict, "list_profiles", lambda: ["host"])
+    monkeypatch.setattr(estimate, "list_profiles", lambda: ["host"])
 
 
-def _predict(cost, profile, tmp_path, **options):
-    return predict_latency(
+def _estimate(cost, profile, tmp_path, **options):
+    return estimate_latency(
         cost, profile, coefficients=COEFFICIENTS, history=tmp_path / "errors.json", **options
     )
 
 
-def test_prediction_is_labelled_and_adds_up(tmp_path, no_prior):
+def test_estimate_is_labelled_and_adds_up(tmp_path, no_prior):
     profile = _profile(tmp_path)
-    p = _predict(_cost(1e9), profile, tmp_path, threads=1)
-    assert p["kind"] == "predicted" and "predicted" in p["label"] and "not measured" in p["label"]
+    p = _estimate(_cost(1e9), profile, tmp_path, threads=1)
+    assert p["kind"] == "estimated" and "estimated" in p["label"] and "not measured" in p["label"]
     rates = device_coefficients(profile, COEFFICIENTS, 1)
     # Carried by clock x SIMD width: 1.5/2.0 x 128/256 of the host's 1-thread conv rate.
     assert rates["flops_per_s"]["fp32"]["conv"] == pytest.approx(30e9 * 0.75 * 0.5)
@@ -155,25 +155,25 @@ def test_prediction_is_labelled_and_adds_up(tmp_path, no_prior):
     assert sum(row["ms"] for row in p["breakdown"]) < p["latency_ms"]  # run overhead is extra
     assert p["energy"]["mj"] == pytest.approx(p["latency_ms"] * 5.0)
     assert "estimate" in p["energy"]["label"]
-    assert format_prediction(p).startswith("predicted ")
+    assert format_estimate(p).startswith("estimated ")
 
 
 def test_monotonic_in_flops_and_more_cores_never_slower(tmp_path):
     profile = _profile(tmp_path, cores=4)
     latencies = [
-        _predict(_cost(f), profile, tmp_path, threads=1)["latency_ms"]
+        _estimate(_cost(f), profile, tmp_path, threads=1)["latency_ms"]
         for f in (1e8, 1e9, 4e9, 1.6e10)
     ]
     assert latencies == sorted(latencies) and len(set(latencies)) == 4
     by_threads = [
-        _predict(_cost(4e9), profile, tmp_path, threads=t)["latency_ms"] for t in (1, 2, 3, 4)
+        _estimate(_cost(4e9), profile, tmp_path, threads=t)["latency_ms"] for t in (1, 2, 3, 4)
     ]
     assert by_threads == sorted(by_threads, reverse=True)
     with pytest.warns(UserWarning, match="4 cores"):
-        assert _predict(_cost(4e9), profile, tmp_path, threads=8)["threads"] == 4
+        assert _estimate(_cost(4e9), profile, tmp_path, threads=8)["threads"] == 4
     bigger = _profile(tmp_path, name="eightcore", cores=8)
-    eight = _predict(_cost(4e9), bigger, tmp_path)["latency_ms"]
-    assert eight <= _predict(_cost(4e9), profile, tmp_path)["latency_ms"]  # fmt: skip
+    eight = _estimate(_cost(4e9), bigger, tmp_path)["latency_ms"]
+    assert eight <= _estimate(_cost(4e9), profile, tmp_path)["latency_ms"]  # fmt: skip
 
 
 def test_int8_uses_the_isa_ratio_and_the_hosts_kernel_efficiency(tmp_path):
@@ -189,7 +189,7 @@ def test_int8_uses_the_isa_ratio_and_the_hosts_kernel_efficiency(tmp_path):
 def test_published_references_calibrate_the_profile(tmp_path, no_prior):
     plain = _profile(tmp_path)
     cost = reference_cost("MobileNet V2 1.0 224", "fp32")[1]
-    uncalibrated = _predict(cost, plain, tmp_path, threads=4)["latency_ms"]
+    uncalibrated = _estimate(cost, plain, tmp_path, threads=4)["latency_ms"]
     profile = _profile(
         tmp_path,
         name="calibrated",
@@ -200,47 +200,47 @@ def test_published_references_calibrate_the_profile(tmp_path, no_prior):
     assert cal["factor"] == pytest.approx(2.0)
     assert [r["as"] for r in cal["references"]] == ["mobilenet_v2"]
     assert "YOLOv8n" in cal["skipped"][0]["model"]
-    p = _predict(cost, profile, tmp_path, threads=4)
+    p = _estimate(cost, profile, tmp_path, threads=4)
     assert p["latency_ms"] == pytest.approx(2 * uncalibrated)
     assert p["sigma_log"] < SIGMA["uncalibrated"]
     # The same factor applies to any model: no per-model constants.
     other = _cost(2e9)
-    assert _predict(other, profile, tmp_path)["latency_ms"] == pytest.approx(
-        2 * _predict(other, plain, tmp_path)["latency_ms"]
+    assert _estimate(other, profile, tmp_path)["latency_ms"] == pytest.approx(
+        2 * _estimate(other, plain, tmp_path)["latency_ms"]
     )
 
 
 def test_uncalibrated_profiles_take_the_bias_the_calibrated_ones_measure(tmp_path, monkeypatch):
     cost = reference_cost("MobileNetV2", "fp32")[1]
     plain = _profile(tmp_path)
-    monkeypatch.setattr(predict, "list_profiles", lambda: ["host"])
-    base = _predict(cost, plain, tmp_path, threads=4)["latency_ms"]
+    monkeypatch.setattr(estimate, "list_profiles", lambda: ["host"])
+    base = _estimate(cost, plain, tmp_path, threads=4)["latency_ms"]
     boards = {
         name: _profile(tmp_path, name=name, references=_reference("MobileNetV2", factor * base))
         for name, factor in (("board-a", 2.0), ("board-b", 8.0))
     }
-    monkeypatch.setattr(predict, "list_profiles", lambda: ["host", *boards, "testboard"])
-    monkeypatch.setattr(predict, "load_profile", boards.__getitem__)
-    p = _predict(cost, plain, tmp_path, threads=4)
+    monkeypatch.setattr(estimate, "list_profiles", lambda: ["host", *boards, "testboard"])
+    monkeypatch.setattr(estimate, "load_profile", boards.__getitem__)
+    p = _estimate(cost, plain, tmp_path, threads=4)
     assert p["calibration"]["factor"] == pytest.approx(4.0)  # geometric mean of 2 and 8
     assert p["latency_ms"] == pytest.approx(4 * base)
     assert "board-a, board-b" in p["calibration"]["status"]
     assert p["sigma_log"] > SIGMA["uncalibrated"]  # the boards disagree: a wider band
-    assert predict.calibration(plain, COEFFICIENTS, prior=False)["factor"] == 1.0
+    assert estimate.calibration(plain, COEFFICIENTS, prior=False)["factor"] == 1.0
 
 
-def test_measurement_replaces_the_prediction_and_its_error_is_recorded(tmp_path):
+def test_measurement_replaces_the_estimate_and_its_error_is_recorded(tmp_path):
     profile = _profile(tmp_path)
     history = tmp_path / "errors.json"
-    p = _predict(_cost(1e9), profile, tmp_path)
+    p = _estimate(_cost(1e9), profile, tmp_path)
     measured = record_measurement(p, 2 * p["latency_ms"], measured_on="Cortex-A72", history=history)
     assert measured["kind"] == "measured" and measured["latency_ms"] == 2 * p["latency_ms"]
-    assert measured["prediction"]["error_pct"] == pytest.approx(-50)
+    assert measured["estimate"]["error_pct"] == pytest.approx(-50)
     assert measured["energy"]["mj"] == pytest.approx(measured["latency_ms"] * 5.0)
     records = json.loads(history.read_text())["records"]
     assert len(records) == 1 and records[0]["log_error"] == pytest.approx(math.log(2))
-    # The next prediction leans toward the measurement, shrunk while there is one record.
-    again = _predict(_cost(1e9), profile, tmp_path)
+    # The next estimate leans toward the measurement, shrunk while there is one record.
+    again = _estimate(_cost(1e9), profile, tmp_path)
     assert again["history"]["records"] == 1
     assert again["latency_ms"] == pytest.approx(p["latency_ms"] * 2 ** (1 / 3))
     # Measuring the same model again replaces its record rather than adding one.
@@ -249,14 +249,14 @@ def test_measurement_replaces_the_prediction_and_its_error_is_recorded(tmp_path)
 
 
 def test_a_host_run_under_a_profile_is_not_a_device_measurement(tmp_path):
-    p = _predict(_cost(1e9), _profile(tmp_path), tmp_path)
+    p = _estimate(_cost(1e9), _profile(tmp_path), tmp_path)
     with pytest.raises(BenchmarkError, match="only a measurement on the device"):
         record_measurement(p, 10.0, measured_on="Intel(R) Xeon(R)", history=tmp_path / "h.json")
     with pytest.raises(BenchmarkError, match="positive"):
         record_measurement(p, -1.0, measured_on="Cortex-A72", history=tmp_path / "h.json")
 
 
-def test_tiny_pack_is_predicted_from_its_manifest_cost(tmp_path, classifier, no_prior):
+def test_tiny_pack_is_estimated_from_its_manifest_cost(tmp_path, classifier, no_prior):
     require("onnx")
     from edgepack.compress.cost import cost_summary
 
@@ -266,7 +266,7 @@ def test_tiny_pack_is_predicted_from_its_manifest_cost(tmp_path, classifier, no_
     pack = tmp_path / "tiny.edgepack"
     assemble_pack(pack, [(path, entry)])
     profile = _profile(tmp_path)
-    p = predict_pack(pack, profile, coefficients=COEFFICIENTS, history=tmp_path / "h.json")
+    p = estimate_pack(pack, profile, coefficients=COEFFICIENTS, history=tmp_path / "h.json")
     assert p["model"]["pack"] == "tiny" and p["model"]["sha256"] == entry.sha256
     seconds, _ = cost_seconds(entry.cost, device_coefficients(profile, COEFFICIENTS, 4))
     assert p["latency_ms"] == pytest.approx(seconds * 1e3)
@@ -274,7 +274,7 @@ def test_tiny_pack_is_predicted_from_its_manifest_cost(tmp_path, classifier, no_
     bare = tmp_path / "bare.edgepack"
     assemble_pack(bare, [path])
     with pytest.raises(BenchmarkError, match="no cost summary"):
-        predict_pack(bare, profile, coefficients=COEFFICIENTS)
+        estimate_pack(bare, profile, coefficients=COEFFICIENTS)
 
 
 def test_the_host_uses_its_own_measurements():

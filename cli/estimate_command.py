@@ -1,11 +1,11 @@
-"""Predict a pack's latency on device profiles that are not here (labelled 'predicted')."""
+"""Estimate a pack's latency on device profiles that are not here (labelled 'estimated')."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from edgepack.benchmarks.predict import format_prediction, predict_pack
+from edgepack.benchmarks.estimate import estimate_pack, format_estimate
 from edgepack.device_profiles import list_profiles
 
 
@@ -21,13 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     profiles = args.profile or list_profiles()
-    predictions = [
-        predict_pack(args.pack, name, threads=args.threads, backend=args.backend)
+    estimates = [
+        estimate_pack(args.pack, name, threads=args.threads, backend=args.backend)
         for name in profiles
     ]
     if args.json:
-        print(json.dumps(predictions, indent=1))
+        print(json.dumps(estimates, indent=1))
     else:
-        for name, prediction in zip(profiles, predictions, strict=True):
-            print(f"{name}: {format_prediction(prediction)}")
+        for name, estimate in zip(profiles, estimates, strict=True):
+            print(f"{name}: {format_estimate(estimate)}")
     return 0
