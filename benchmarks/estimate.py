@@ -1,9 +1,12 @@
-"""Estimated latency of a pack on a device profile, from the manifest's cost summary and this host's
-microbenchmarks carried to the device through the profile's figures. Always labelled "estimated".
+"""Estimated latency of a pack on a device profile, from the manifest's cost summary: a cost model
+of the board's core type, caches and memory under one runtime (cost_model), calibrated on the
+published measurements the profile cites (calibrate), then corrected by the errors measured on
+the device itself (the history). Always labelled "estimated", never mistaken for a measurement.
+On the host it is this machine's own microbenchmarks instead. See docs/latency-model.md.
 
 >>> p = estimate_pack("mobilenet.edgepack", load_profile("rpi5"))  # doctest: +SKIP
 >>> print(format_estimate(p))  # doctest: +SKIP
-estimated 31.2 ms on rpi5 (likely 22.0-44.3 ms), onnxruntime, 4 threads, ...
+estimated 31.2 ms on rpi5 (likely 22.0-44.3 ms), litert int8, 4 threads; calibrated for litert ...
 """
 
 from __future__ import annotations
@@ -11,327 +14,70 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgepack.device_profiles import (
-    HOST,
-    DeviceProfile,
-    clamp_threads,
-    detect_host,
-    list_profiles,
-    load_profile,
-)
-from edgepack.runtime import (
-    BenchmarkError,
-    PackManifest,
-    ProfileError,
-    read_manifest,
-)
+from edgepack.device_profiles import DeviceProfile, clamp_threads, detect_host, load_profile
+from edgepack.runtime import BenchmarkError, PackManifest, read_manifest
 
+from .calibrate import CPU_BACKENDS, SIGMA, calibration
+from .cost_model import cost_seconds, speedup
 from .microbench import cache_dir, host_coefficients
 
 PathLike = str | os.PathLike[str]
 HISTORY_NAME = "estimate_errors.json"
 HISTORY_SCHEMA = 1
-
-# Classes limited by arithmetic (a roofline of FLOPs and bytes); every other class streams memory.
-COMPUTE_CLASSES = ("gemm", "conv", "depthwise_conv")
-# Peak int8 MACs per fp32 FMA of the widest int8 instruction each ISA feature brings (Arm SDOT:
-# 4x, SMMLA: 8x; x86 VNNI: 4x; AVX2 vpmaddubsw and NEON widening multiplies: about 2x).
-INT8_PEAK_RATIO = (("i8mm", 8.0), ("dotprod", 4.0), ("vnni", 4.0), ("avx2", 2.0), ("neon", 2.0))
-# A bus's theoretical peak is not reached by real kernels; STREAM on such SoCs gets roughly this.
-THEORETICAL_BANDWIDTH_SHARE = 0.6
-# Parallel efficiency per doubling of threads, measured on the host, is kept within these bounds:
-# a busy host measures too low, and no kernel scales better than linearly.
-EFFICIENCY_BOUNDS = (0.7, 1.0)
-# Spread (natural log) of estimate errors: on the host itself (predictor_check on a quiet
-# 16-core host: RMS 0.38 at 1 thread, 0.45 at 16), on a board calibrated by its published
-# measurements (their leave-one-out errors are within 0.1, but other model families extrapolate),
-# and on one with none (the band is latency x exp(+-sigma)).
-SIGMA = {"host": 0.4, "calibrated": 0.35, "uncalibrated": 0.7}
-SIGMA_STAND_IN_BACKEND = 0.3  # added in quadrature when another backend's coefficients stand in
 HISTORY_MIN_RECORDS = 3  # recorded errors needed before they set the band
+SIGMA_STAND_IN_BACKEND = 0.3  # on the host, when ONNX Runtime microbenchmarks stand in for LiteRT
+HOST_PARALLEL_EFFICIENCY = 0.9  # the host at a thread count its microbenchmarks did not measure
 RAM_SHARE_WARNING = 0.5  # a model file over this share of the board's RAM gets a note
-# Published reference measurements name models in prose; these keys (lowercase, no spaces or
-# dashes) find the matching architecture of compress.zoo, longest match first.
-REFERENCE_MODELS = {
-    "ssdmobilenetv2": "ssd_mobilenet_v2",
-    "ssdmobilenetv10.75": "ssd_mobilenet_v1_075",
-    "mobilenetv2": "mobilenet_v2",
-    "resnet18": "resnet18",
-    "resnet50": "resnet50",
-    "bertbase": "bert_base",
-}
-# A reference's precision -> the zoo variant costed like it.
-REFERENCE_PRECISIONS = {
-    "fp32": "fp32",
-    "float32": "fp32",
-    "int8": "int8-static",
-    "uint8": "int8-static",
-    "int8-static": "int8-static",
-    "int8-full": "int8-static",
-    "int8-dynamic": "int8-dynamic",
-}
-CPU_BACKENDS = ("onnxruntime", "litert")
+COMPUTE_CLASSES = ("gemm", "conv", "depthwise_conv")
 
 
-# --- Carrying host coefficients to a device ----------------------------------------------------
+# --- This host: its own microbenchmarks -----------------------------------------------------------
 
 
-def _int8_ratio(features: Any) -> float:
-    return next((ratio for feature, ratio in INT8_PEAK_RATIO if feature in features), 1.0)
-
-
-def _efficiency(one: float, many: float, threads: int) -> float:
-    """Parallel efficiency per doubling, from the host's 1-thread and N-thread rates."""
-    if threads < 2 or one <= 0:
-        return EFFICIENCY_BOUNDS[1]
-    eta = (many / (threads * one)) ** (1 / math.log2(threads))
-    return min(max(eta, EFFICIENCY_BOUNDS[0]), EFFICIENCY_BOUNDS[1])
-
-
-def _scaling(eta: float, threads: int) -> float:
-    return threads * eta ** math.log2(threads)
-
-
-def device_coefficients(
-    profile: DeviceProfile, coefficients: Mapping[str, Any], threads: int
-) -> dict[str, Any]:
-    """The host's coefficients carried to `profile` at `threads` threads.
-
-    Compute rates scale by clock x SIMD width (fp32) and by the int8:fp32 peak ratio of the ISA
-    (dot-product, i8mm, VNNI), times the host's own int8 kernel efficiency; memory-bound classes
-    scale by clock per core up to the profile's memory bandwidth; per-op overheads by clock. Thread
-    counts scale by the host's parallel efficiency per doubling (one for compute, one for memory).
-    On the host, its own measurement at that thread count is used as is.
-    """
-    host = coefficients["host"]
+def host_rates(coefficients: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """The host's measured coefficients at `threads` (its 1-thread rates scaled by a fixed
+    parallel efficiency where that count was not measured)."""
     measured = coefficients["threads"]
+    if str(threads) in measured:
+        return dict(measured[str(threads)])
     one = measured["1"]
-    top = max(measured, key=int)
-    many = measured[top]
-    notes: list[str] = []
-    cpu = profile.cpu
-    if profile.detected:
-        if str(threads) in measured:
-            return {**measured[str(threads)], "notes": ["this host's own microbenchmarks"]}
-        clock = fp32_scale = 1.0  # this host at a thread count it did not measure
-    else:
-        host_clock, host_simd = host.get("max_clock_ghz"), host.get("simd_width_bits")
-        if not (cpu.max_clock_ghz and host_clock and cpu.simd_width_bits and host_simd):
-            raise BenchmarkError(
-                f"cannot carry coefficients to profile {profile.name!r}: clock and SIMD width "
-                f"are needed on both sides (profile: {cpu.max_clock_ghz} GHz, "
-                f"{cpu.simd_width_bits} bit; host: {host_clock} GHz, {host_simd} bit)"
-            )
-        clock = cpu.max_clock_ghz / host_clock
-        fp32_scale = clock * cpu.simd_width_bits / host_simd
-    host_ratio = _int8_ratio(host.get("features", ()))
-    # One parallel efficiency for all compute classes, the geometric mean of theirs: each class's
-    # own is too noisy on a shared host to tell classes apart.
-    etas = [
-        _efficiency(rate, many["flops_per_s"]["fp32"][op_class], int(top))
-        for op_class, rate in one["flops_per_s"]["fp32"].items()
-    ]
-    eta = math.exp(sum(math.log(e) for e in etas) / len(etas))
-    flops: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
-    for op_class, rate in one["flops_per_s"]["fp32"].items():
-        flops["fp32"][op_class] = rate * fp32_scale * _scaling(eta, threads)
-        int8 = one["flops_per_s"].get("int8", {}).get(op_class)
-        if not int8:
-            continue
-        if profile.detected:
-            flops["int8"][op_class] = int8 * _scaling(eta, threads)
-        else:
-            # The host's int8 kernel efficiency against its ISA's peak ratio, never above 1 (a
-            # host with AMX measures far beyond what its VNNI ratio promises), times the board's
-            # ratio (dot-product, i8mm).
-            kernel = min(1.0, int8 / rate / host_ratio)
-            flops["int8"][op_class] = flops["fp32"][op_class] * _int8_ratio(cpu.features) * kernel
-    eta_bw = _efficiency(one["bytes_per_s"], many["bytes_per_s"], int(top))
-    bandwidth = one["bytes_per_s"] * clock * _scaling(eta_bw, threads)
-    memory = profile.memory
-    if memory.bandwidth_gbs:
-        share = 1.0 if memory.bandwidth_kind == "measured" else THEORETICAL_BANDWIDTH_SHARE
-        bandwidth = min(bandwidth, memory.bandwidth_gbs * 1e9 * share)
-    else:
-        notes.append(f"{profile.name} gives no memory bandwidth: memory-bound ops are not capped")
-    source = one if threads == 1 else many
+    scale = speedup(threads, HOST_PARALLEL_EFFICIENCY)
     return {
-        "flops_per_s": flops,
-        "bytes_per_s": bandwidth,
-        "op_overhead_s": source["op_overhead_s"] / clock,
-        "run_overhead_s": source["run_overhead_s"] / clock,
-        "notes": notes,
+        **one,
+        "flops_per_s": {
+            precision: {op: rate * scale for op, rate in rates.items()}
+            for precision, rates in one["flops_per_s"].items()
+        },
+        "bytes_per_s": one["bytes_per_s"] * min(scale, 2.0),
     }
 
 
-def cost_seconds(cost: Mapping[str, Any], rates: Mapping[str, Any]) -> tuple[float, list[dict]]:
-    """Seconds for one inference of a cost summary at the given rates, and the time per op class.
-
-    time = per-run overhead + sum over (op class, precision) of work / throughput + count x per-op
-    overhead, where work is FLOPs for compute classes (bounded below by their bytes at memory
-    bandwidth, a roofline) and bytes for every other class.
-    """
+def host_seconds(cost: Mapping[str, Any], rates: Mapping[str, Any]) -> tuple[float, list[dict]]:
+    """Seconds for one inference at the host's measured rates, and the time per row: a roofline
+    of FLOPs at the class's rate and bytes at the measured bandwidth, plus per-op overheads."""
     total = rates["run_overhead_s"]
     breakdown = []
     for op in cost.get("ops", []):
         op_class, precision = op["op_class"], op["precision"]
-        seconds = op["bytes"] / rates["bytes_per_s"]
+        seconds, bound = op["bytes"] / rates["bytes_per_s"], "memory"
         if op_class in COMPUTE_CLASSES:
             table = rates["flops_per_s"].get(precision) or rates["flops_per_s"]["fp32"]
             rate = table.get(op_class) or rates["flops_per_s"]["fp32"][op_class]
-            seconds = max(op["flops"] / rate, seconds)
+            if op["flops"] / rate > seconds:
+                seconds, bound = op["flops"] / rate, "compute"
         seconds += op["count"] * rates["op_overhead_s"]
         total += seconds
         breakdown.append(
-            {
-                "op_class": op_class,
-                "precision": precision,
-                "count": op["count"],
-                "ms": seconds * 1e3,
-            }
-        )
+            {"op_class": op_class, "precision": precision, "count": op["count"],
+             "bound": bound, "ms": seconds * 1e3}
+        )  # fmt: skip
     return total, breakdown
-
-
-# --- Calibration from published measurements ---------------------------------------------------
-
-
-@cache
-def reference_costs() -> dict[str, dict[str, Any]]:
-    """Cost summaries of the zoo's architectures ({model: {precision: cost}}), shipped with the
-    package so a device can calibrate against published measurements without exporting."""
-    text = resources.files("edgepack.benchmarks").joinpath("reference_costs.json").read_text()
-    return json.loads(text)
-
-
-def _normalize(text: str) -> str:
-    return re.sub(r"[\s_\-]+", "", text.lower())
-
-
-def reference_cost(model: str, precision: str) -> tuple[str, dict[str, Any]] | None:
-    """(zoo model, cost) of the architecture and precision a published reference names."""
-    name = _normalize(model)
-    keys = sorted((k for k in REFERENCE_MODELS if k in name), key=len, reverse=True)
-    variant = REFERENCE_PRECISIONS.get(precision.lower())
-    if not keys or variant is None:
-        return None
-    zoo = REFERENCE_MODELS[keys[0]]
-    cost = reference_costs().get(zoo, {}).get(variant)
-    return (zoo, cost) if cost else None
-
-
-def _references_used(
-    profile: DeviceProfile, coefficients: Mapping[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The profile's published CPU references with their uncalibrated estimates, and the
-    references that cannot be used, with the reason."""
-    used, skipped = [], []
-    for ref in profile.references:
-        why = None
-        match = reference_cost(ref.model, ref.precision)
-        if ref.threads is None or ref.backend not in CPU_BACKENDS:
-            why = f"ran on an accelerator ({ref.backend}); the estimator models CPU backends"
-        elif match is None:
-            why = f"no costed architecture matches {ref.model!r} at {ref.precision}"
-        if why:
-            skipped.append({"model": ref.model, "reason": why})
-            continue
-        zoo, cost = match
-        threads = min(ref.threads, profile.cpu.cores)
-        seconds, _ = cost_seconds(cost, device_coefficients(profile, coefficients, threads))
-        used.append(
-            {
-                "model": ref.model,
-                "as": zoo,
-                "backend": ref.backend,
-                "precision": ref.precision,
-                "threads": ref.threads,
-                "published_ms": ref.latency_ms,
-                "uncalibrated_ms": seconds * 1e3,
-                "source": ref.source.url,
-            }
-        )
-    return used, skipped
-
-
-def _geomean_log(values: list[float]) -> tuple[float, float]:
-    """(mean, standard deviation) of the logs of positive values."""
-    logs = [math.log(v) for v in values]
-    mean = sum(logs) / len(logs)
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
-
-
-def transfer_prior(
-    coefficients: Mapping[str, Any], exclude: str | None = None, core: str | None = None
-) -> dict[str, Any] | None:
-    """The bias of carrying this host's coefficients to a board, as measured by the profiles that
-    cite published CPU measurements: the geometric mean of their calibration factors, over the
-    boards with the same core type when there are any (same microarchitecture), else over all.
-
-    It is a property of the method (this host's ISA and clock against a board's core), not of a
-    model, so profiles without references of their own start from it."""
-    factors, cores = {}, {}
-    for name in list_profiles():
-        if name in (HOST, exclude):
-            continue
-        try:
-            profile = load_profile(name)
-        except ProfileError:
-            continue  # a broken user profile is reported when it is used, not here
-        used, _ = _references_used(profile, coefficients)
-        if used:
-            mean, _ = _geomean_log([r["published_ms"] / r["uncalibrated_ms"] for r in used])
-            factors[name], cores[name] = math.exp(mean), profile.cpu.core
-    same = {n: f for n, f in factors.items() if cores[n] == core}
-    chosen = same or factors
-    if not chosen:
-        return None
-    mean, spread = _geomean_log(list(chosen.values()))
-    return {"factor": math.exp(mean), "spread": spread, "profiles": chosen, "same_core": bool(same)}
-
-
-def calibration(
-    profile: DeviceProfile, coefficients: Mapping[str, Any], *, prior: bool = True
-) -> dict[str, Any]:
-    """The profile's calibration factor from its published CPU reference measurements.
-
-    factor = geometric mean of published / uncalibrated estimate over the usable references.
-    A profile with none takes the transfer_prior of the other profiles (when prior is true), or 1.
-    One factor per profile, whatever the model: no per-model constants.
-    """
-    used, skipped = _references_used(profile, coefficients)
-    result: dict[str, Any] = {"factor": 1.0, "references": used, "skipped": skipped}
-    if profile.detected:
-        status, sigma = "this host: its own microbenchmarks, no calibration needed", SIGMA["host"]
-    elif used:
-        mean, spread = _geomean_log([r["published_ms"] / r["uncalibrated_ms"] for r in used])
-        result["factor"] = math.exp(mean)
-        status = f"calibrated on {len(used)} published measurement(s) cited in the profile"
-        sigma = math.hypot(SIGMA["calibrated"], spread)
-    else:
-        status = "uncalibrated: no usable published CPU measurement in the profile"
-        sigma = SIGMA["uncalibrated"]
-        found = None
-        if prior:
-            found = transfer_prior(coefficients, exclude=profile.name, core=profile.cpu.core)
-        if found:
-            result["factor"], result["prior"] = found["factor"], found["profiles"]
-            kind = f"same-core ({profile.cpu.core}) " if found["same_core"] else ""
-            status += (
-                f"; carries the host-to-board bias (x{found['factor']:.2f}) that the "
-                f"{kind}profiles {', '.join(found['profiles'])} measure"
-            )
-            sigma = math.hypot(sigma, found["spread"])
-    return result | {"status": status, "sigma": sigma}
 
 
 # --- History of measured errors -----------------------------------------------------------------
@@ -357,14 +103,15 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def _history_fit(
-    records: list[dict], profile: str, backend: str
+    records: list[dict], profile: str, backend: str, precision: str
 ) -> tuple[float, float | None, int]:
-    """(correction factor, sigma or None, records used): the mean log error, shrunk toward 0
-    while there are few records, and the spread once there are enough."""
+    """(correction factor, sigma or None, records used) for one board, runtime and precision: the
+    mean log error, shrunk toward 0 while there are few records, and the spread once there are
+    enough."""
     logs = [
         r["log_error"]
         for r in records
-        if r.get("profile") == profile and r.get("backend") == backend
+        if (r.get("profile"), r.get("backend"), r.get("precision")) == (profile, backend, precision)
     ]
     if not logs:
         return 1.0, None, 0
@@ -393,6 +140,59 @@ def _energy(latency_ms: float, low_ms: float, high_ms: float, load_w: float | No
     }
 
 
+def compute_precision(cost: Mapping[str, Any]) -> str:
+    """'int8' when most of the model's arithmetic runs in int8 kernels, else 'fp32' (or fp16):
+    the precision an estimate and its recorded error are filed under."""
+    flops: dict[str, float] = {}
+    for op in cost.get("ops", []):
+        if op["op_class"] in COMPUTE_CLASSES:
+            flops[op["precision"]] = flops.get(op["precision"], 0.0) + op["flops"]
+    return max(flops, key=flops.get) if flops else "fp32"
+
+
+def _raw_estimate(
+    cost: Mapping[str, Any],
+    profile: DeviceProfile,
+    backend: str,
+    threads: int,
+    coefficients: Mapping[str, Any] | None,
+) -> tuple[float, list[dict], dict[str, Any], list[str]]:
+    """(seconds, breakdown, calibration, notes) before the history: the board's cost model and
+    calibration, or on the host its own microbenchmarks."""
+    notes: list[str] = []
+    if profile.detected:
+        coefficients = coefficients or host_coefficients()
+        seconds, breakdown = host_seconds(cost, host_rates(coefficients, threads))
+        sigma = SIGMA["host"]
+        measured_backend = coefficients.get("backend", "onnxruntime")
+        if backend != measured_backend:
+            notes.append(f"no {backend} microbenchmarks: {measured_backend} ones stand in")
+            sigma = math.hypot(sigma, SIGMA_STAND_IN_BACKEND)
+        cal = {
+            "kind": "host",
+            "factor": 1.0,
+            "sigma": sigma,
+            "references": [],
+            "status": f"this host: its own microbenchmarks ({coefficients.get('measured')})",
+        }
+        return seconds, breakdown, cal, notes
+    if backend not in CPU_BACKENDS:
+        raise BenchmarkError(
+            f"cannot estimate backend {backend!r}: the cost model covers the CPU backends "
+            f"{', '.join(CPU_BACKENDS)}"
+        )
+    seconds, breakdown = cost_seconds(cost, profile, backend, threads)
+    cal = calibration(profile, backend)
+    if profile.memory.bandwidth_kind == "estimate":
+        notes.append(
+            f"{profile.name}'s memory bandwidth is an estimate, not a published figure "
+            "(see its [notes])"
+        )
+    if profile.accelerator is not None:
+        notes.append(f"CPU only: the {profile.accelerator.name} is not modelled")
+    return seconds, breakdown, cal, notes
+
+
 def estimate_latency(
     cost: Mapping[str, Any],
     profile: DeviceProfile,
@@ -403,35 +203,25 @@ def estimate_latency(
     history: PathLike | None = None,
     model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Estimate one inference's latency of a model with this `cost` summary on `profile`.
+    """Estimate one inference's latency, for one runtime, of a model with this `cost` summary on
+    `profile`.
 
-    backend and threads default to the profile's; coefficients to this host's cached
-    microbenchmarks (measured on first use); history to the recorded errors in the cache.
-    model (name, sha256, precision) identifies the model when its error is recorded later.
-    Returns a JSON-ready dict with kind "estimated", latency_ms, range_ms, a per-class breakdown,
-    the calibration used and an energy estimate.
+    backend and threads default to the profile's; coefficients (the host only) to this host's
+    cached microbenchmarks; history to the recorded errors in the cache. model (pack, sha256,
+    precision) identifies the model when its error is recorded later. Returns a JSON-ready dict
+    with kind "estimated", latency_ms, range_ms, the runtime and precision it is for, a
+    per-row breakdown (what bounds each row: compute, L2, L3 or DRAM), the calibration used
+    and an energy estimate.
     """
     backend = backend or profile.defaults.backend
     threads = clamp_threads(profile, threads)
-    coefficients = coefficients or host_coefficients()
-    notes = []
-    rates = device_coefficients(profile, coefficients, threads)
-    notes += rates.pop("notes")
-    uncalibrated, breakdown = cost_seconds(cost, rates)
-    cal = calibration(profile, coefficients)
-    sigma = cal["sigma"]
-    if backend != coefficients.get("backend", "onnxruntime"):
-        notes.append(
-            f"no {backend} microbenchmarks: {coefficients.get('backend')} coefficients stand in"
-        )
-        sigma = math.hypot(sigma, SIGMA_STAND_IN_BACKEND)
-    if profile.accelerator is not None:
-        notes.append(f"CPU only: the {profile.accelerator.name} is not modelled")
-    base_ms = uncalibrated * cal["factor"] * 1e3
+    precision = compute_precision(cost)
+    seconds, breakdown, cal, notes = _raw_estimate(cost, profile, backend, threads, coefficients)
+    base_ms = seconds * cal["factor"] * 1e3
     path = Path(history) if history else history_path()
-    correction, history_sigma, records = _history_fit(_read_history(path), profile.name, backend)
-    if history_sigma is not None:
-        sigma = history_sigma
+    records = _read_history(path)
+    correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
+    sigma = history_sigma if history_sigma is not None else cal["sigma"]
     latency = base_ms * correction
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)
     scale = cal["factor"] * correction
@@ -441,22 +231,18 @@ def estimate_latency(
         "profile": profile.name,
         "profile_core": profile.cpu.core,
         "backend": backend,
+        "precision": precision,
         "threads": threads,
         "model": dict(model or {}),
         "latency_ms": latency,
         "range_ms": [low, high],
         "sigma_log": sigma,
         "base_ms": base_ms,
-        "uncalibrated_ms": uncalibrated * 1e3,
+        "uncalibrated_ms": seconds * 1e3,
         "calibration": cal,
-        "history": {"records": records, "correction": correction, "file": str(path)},
+        "history": {"records": used, "correction": correction, "file": str(path)},
         "breakdown": [{**row, "ms": row["ms"] * scale} for row in breakdown],
         "energy": _energy(latency, low, high, profile.power.load_w),
-        "coefficients": {
-            "host": coefficients["host"]["cpu"],
-            "onnxruntime": coefficients["host"].get("onnxruntime"),
-            "measured": coefficients.get("measured"),
-        },
         "notes": notes,
     }
 
@@ -470,7 +256,8 @@ def estimate_manifest(
     coefficients: Mapping[str, Any] | None = None,
     history: PathLike | None = None,
 ) -> dict[str, Any]:
-    """estimate_latency for the model of a pack that the backend would run."""
+    """estimate_latency for the model of a pack that the backend would run (its own cost
+    summary: ONNX and TFLite entries each carry one)."""
     backend = backend or profile.defaults.backend
     entry = manifest.model_for(backend) or manifest.models[0]
     if not entry.cost:
@@ -502,7 +289,8 @@ def estimate_manifest(
         )
     if backend not in entry.backends:
         estimate["notes"].append(
-            f"the pack has no {backend} model; estimated from {entry.path} ({entry.format})"
+            f"the pack has no {backend} model; estimated from the cost of {entry.path} "
+            f"({entry.format})"
         )
     return estimate
 
@@ -521,7 +309,8 @@ def record_measurement(
     measured_on: str | None = None,
     history: PathLike | None = None,
 ) -> dict[str, Any]:
-    """The measurement replaces the estimate; the estimate's error goes to the history file.
+    """The measurement replaces the estimate; the estimate's error goes to the history file, where
+    it corrects later estimates for the same board, runtime and precision.
 
     Call it only with a latency measured on the profile's device itself: measured_on (default:
     this machine's core type) must match the profile's core, so a run on a workstation under a
@@ -541,13 +330,14 @@ def record_measurement(
     record = {
         "profile": estimate["profile"],
         "backend": estimate["backend"],
+        "precision": estimate["precision"],
         "threads": estimate["threads"],
         "model": estimate.get("model", {}),
         "estimated_ms": estimate["latency_ms"],
         "base_ms": estimate["base_ms"],
         "measured_ms": measured_ms,
-        # The error of the estimate before any history correction, so corrections never
-        # feed on themselves.
+        # The error of the estimate before any history correction, so corrections never feed on
+        # themselves.
         "log_error": math.log(measured_ms / estimate["base_ms"]),
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -556,14 +346,18 @@ def record_measurement(
     records = [r for r in _read_history(path) if _record_key(r) != key] + [record]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"schema_version": HISTORY_SCHEMA, "records": records}, indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps({"schema_version": HISTORY_SCHEMA, "records": records}, indent=1))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     low, high = estimate["range_ms"]
     return {
         "kind": "measured",
         "label": f"measured on {estimate['profile']}",
         "profile": estimate["profile"],
         "backend": estimate["backend"],
+        "precision": estimate["precision"],
         "threads": estimate["threads"],
         "model": record["model"],
         "latency_ms": measured_ms,
@@ -595,17 +389,18 @@ def format_estimate(estimate: Mapping[str, Any]) -> str:
     p = estimate
     energy = p.get("energy", {})
     if p["kind"] == "measured":
-        pred = p["estimate"]
+        before = p["estimate"]
         line = (
-            f"measured {p['latency_ms']:.2f} ms on {p['profile']} ({p['backend']}, "
-            f"{p['threads']} threads); the estimate was {pred['latency_ms']:.2f} ms "
-            f"({pred['error_pct']:+.0f}%)"
+            f"measured {p['latency_ms']:.2f} ms on {p['profile']} ({p['backend']} "
+            f"{p['precision']}, {p['threads']} threads); the estimate was "
+            f"{before['latency_ms']:.2f} ms ({before['error_pct']:+.0f}%)"
         )
     else:
         low, high = p["range_ms"]
         line = (
             f"estimated {p['latency_ms']:.2f} ms on {p['profile']} (likely {low:.2f}-{high:.2f} "
-            f"ms), {p['backend']}, {p['threads']} threads; {p['calibration']['status']}"
+            f"ms), {p['backend']} {p['precision']}, {p['threads']} threads; "
+            f"{p['calibration']['status']}"
         )
     if energy.get("mj") is not None:
         line += f"; energy about {energy['mj']:.0f} mJ ({energy['label']})"

@@ -1,4 +1,6 @@
-"""Estimate a pack's latency on device profiles that are not here (labelled 'estimated')."""
+"""Estimate a pack's latency on device profiles that are not here (labelled 'estimated'): per
+runtime and precision, from the pack's cost summary, the board's core type and memory, and the
+published measurements the profile cites."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import json
 
 from edgepack.benchmarks.estimate import estimate_pack, format_estimate
-from edgepack.device_profiles import list_profiles
+from edgepack.device_profiles import HOST, list_profiles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,13 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, help="threads (default: the profile's)")
     parser.add_argument("--backend", help="backend (default: the profile's)")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="measure this host's microbenchmarks again (used for the 'host' profile only)",
+    )
     parser.add_argument("--json", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
     profiles = args.profile or list_profiles()
+    coefficients = None
+    if args.refresh and HOST in profiles:
+        from edgepack.benchmarks.microbench import host_coefficients
+
+        coefficients = host_coefficients(refresh=True)
     estimates = [
-        estimate_pack(args.pack, name, threads=args.threads, backend=args.backend)
+        estimate_pack(
+            args.pack, name, threads=args.threads, backend=args.backend, coefficients=coefficients
+        )
         for name in profiles
     ]
     if args.json:

@@ -162,11 +162,9 @@ def runtime_models(path: Path = RUNTIMES_FILE) -> dict[str, RuntimeModel]:
         sources = _sources(raw.get("sources", {}), where)
         assumptions = dict(raw.get("assumptions", {}))
         _check_cited(figures, set(sources) | set(assumptions), where)
-        missing = [
-            *(f"efficiency.{p}" for p in PIPELINES if p not in figures["efficiency"]),
-            *(f"class_efficiency.{c}" for c in COMPUTE_CLASSES if c not in figures["class_efficiency"]),
-            *(f"int8_rate.{f}" for f in INT8_FEATURES if f not in figures["int8_rate"]),
-        ]  # fmt: skip
+        needed = {"efficiency": PIPELINES, "class_efficiency": COMPUTE_CLASSES}
+        needed["int8_rate"] = INT8_FEATURES
+        missing = [f"{t}.{k}" for t, keys in needed.items() for k in keys if k not in figures[t]]
         if missing:
             raise ProfileError(f"{where}: missing {', '.join(missing)}")
         runtimes[name] = RuntimeModel(

@@ -125,8 +125,8 @@ class DeviceProfile:
 
 
 # The file format (rpi5.toml is a complete example): top-level name/description/soc, tables [cpu],
-# [memory], [accelerator], [power], [os], [defaults], up to two [[references]] per backend (each with its own
-# url and title), [sources] mapping a dotted figure field to {url, title}, and [notes] saying why
+# [memory], [accelerator], [power], [os], [defaults], up to two [[references]] per backend (each
+# with its own url and title), [sources] mapping a dotted figure field to {url, title}, [notes] why
 # a figure is left out. TOML has no null: an unknown figure is simply absent.
 #
 # The schema in one table: dotted field -> (kind, required). A table that is absent counts as
@@ -336,13 +336,7 @@ def parse_profile(data: Mapping[str, Any], file: Path) -> DeviceProfile:
             f"{file}: field 'defaults.threads' is {flat['defaults.threads']} but the profile has "
             f"{flat['cpu.cores']} cores"
         )
-    if ("memory.bandwidth_gbs" in flat) != ("memory.bandwidth_kind" in flat):
-        raise ProfileError(
-            f"{file}: fields 'memory.bandwidth_gbs' and 'memory.bandwidth_kind' go together "
-            f"(kind: {' or '.join(BANDWIDTH_KINDS)})"
-        )
-    if "memory.bandwidth_kind" in flat:
-        _check_choice(flat["memory.bandwidth_kind"], BANDWIDTH_KINDS, "memory.bandwidth_kind", file)
+    _check_choice(flat["memory.bandwidth_kind"], BANDWIDTH_KINDS, "memory.bandwidth_kind", file)
     if flat.get("memory.bandwidth_kind") == "estimate" and "memory.bandwidth_gbs" not in data.get(
         "notes", {}
     ):
