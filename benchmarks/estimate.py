@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.device_profiles import DeviceProfile, clamp_threads, detect_host, load_profile
+from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime import BenchmarkError, PackManifest, read_manifest
 
 from .calibrate import CPU_BACKENDS, SIGMA, calibration
@@ -34,7 +35,6 @@ HISTORY_MIN_RECORDS = 3  # recorded errors needed before they set the band
 SIGMA_STAND_IN_BACKEND = 0.3  # on the host, when ONNX Runtime microbenchmarks stand in for LiteRT
 HOST_PARALLEL_EFFICIENCY = 0.9  # the host at a thread count its microbenchmarks did not measure
 RAM_SHARE_WARNING = 0.5  # a model file over this share of the board's RAM gets a note
-COMPUTE_CLASSES = ("gemm", "conv", "depthwise_conv")
 
 
 # --- This host: its own microbenchmarks -----------------------------------------------------------

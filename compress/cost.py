@@ -21,6 +21,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, shape_inference
 
+from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime.errors import EdgepackError
 
 # What a symbolic dim is bound to when the caller does not say: a single request of 128 tokens.
@@ -496,7 +497,6 @@ _TFLITE_CLASS_OPS = {
 }
 TFLITE_OP_CLASSES = {op: cls for cls, ops in _TFLITE_CLASS_OPS.items() for op in ops.split()}
 TFLITE_VIEW_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # LiteRT aliases their buffers
-COMPUTE_CLASSES = ("gemm", "conv", "depthwise_conv")
 
 
 def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> float:
