@@ -51,7 +51,7 @@ REFERENCE_PRECISIONS = {
 def reference_costs() -> dict[str, dict[str, Any]]:
     """Cost summaries of the architectures the profiles' references name ({model: {variant:
     cost}}), shipped with the package so a device calibrates without exporting anything.
-    experiments/latency_check.py --write-reference-costs regenerates the file."""
+    `python -m experiments.latency_check --write-reference-costs` adds to the file."""
     text = resources.files("edgepack.benchmarks").joinpath("reference_costs.json").read_text()
     return json.loads(text)
 

@@ -4,12 +4,12 @@ coverage, SEPARATELY for the calibration rows (the ones profiles cite, which the
 to) and the held-out rows (which nothing was fitted to). With --before-root it prints the same table
 for another checkout's estimator too (e.g. main's), on the same rows and the same cost summaries.
 
-    python experiments/latency_check.py --work /tmp/latency-check --before-root ../main
+    python -m experiments.latency_check --work /tmp/latency-check --before-root ../main
 
 The split was decided before any estimate was looked at, and is written in ROWS below: per board
 and runtime, at most two published figures calibrate (they are the profile's [[references]]); every
-other figure is held out. The models are built in code with random weights (compress.zoo and
-experiments/latency_models.py), exported to ONNX, quantized (static QDQ int8) where the row is
+other figure is held out. The models are built in code with random weights (experiments.zoo),
+exported to ONNX, quantized (static QDQ int8) where the row is
 int8, and cost-summarised; the estimate of a LiteRT row is made from that ONNX graph's cost summary
 (the op counts of the TFLite graph the source ran are close to it, but not identical).
 """
@@ -28,13 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import latency_models
-
 from edgepack.benchmarks.calibrate import REFERENCE_PRECISIONS
 from edgepack.benchmarks.estimate import estimate_latency
-from edgepack.compress import zoo
 from edgepack.compress.cost import cost_summary
 from edgepack.device_profiles import load_profile
+
+from . import zoo
 
 XNNPACK = "https://github.com/google/XNNPACK/blob/master/README.md"
 ALLAN = "https://github.com/aallan/benchmarking-ml-on-the-edge"
@@ -46,7 +45,7 @@ class Row:
     split: str  # "calibration" (a profile's [[references]]) or "held-out"
     profile: str
     backend: str
-    arch: str  # compress.zoo / latency_models name
+    arch: str  # an experiments.zoo model
     precision: str  # as published: fp32, int8, uint8
     threads: int
     published_ms: float
@@ -93,7 +92,6 @@ def variant(row: Row) -> str:
 
 def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
     """{"arch/variant": cost} for every row, built once into work/costs.json."""
-    latency_models.register()
     store = work / "costs.json"
     costs = json.loads(store.read_text()) if store.is_file() else {}
     needed = sorted({(r.arch, variant(r)) for r in rows} - {tuple(k.split("/")) for k in costs})
@@ -103,7 +101,7 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
             warnings.simplefilter("ignore")
             fp32 = work / f"{arch}-fp32.onnx"
             if not fp32.is_file():
-                zoo.export_onnx(arch, fp32)
+                zoo.export_zoo_model(arch, fp32)
             path = fp32
             if kind != "fp32":
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
@@ -274,7 +272,9 @@ def write_reference_costs(costs: dict, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.latency_check", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--work", type=Path, help="folder for models and costs (kept for reuse)")
     parser.add_argument("--before-root", type=Path, help="another checkout to compare (e.g. main)")
     parser.add_argument(
