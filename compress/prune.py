@@ -434,7 +434,7 @@ def _estimator(options: PruneOptions, coefficients: Mapping[str, Any] | None) ->
 
 @dataclass
 class _Estimator:
-    """Device latency estimates of ONNX files through benchmarks.predict (profile, threads)."""
+    """Device latency estimates of ONNX files through benchmarks.estimate (profile, threads)."""
 
     profile: Any
     threads: int
@@ -442,12 +442,12 @@ class _Estimator:
     coefficients: Mapping[str, Any] | None
 
     def __call__(self, path: Path) -> float:
-        from edgepack.benchmarks.predict import predict_latency
+        from edgepack.benchmarks.estimate import estimate_latency
 
         from .cost import cost_summary
 
         cost = cost_summary(path, self.shapes)
-        estimate = predict_latency(
+        estimate = estimate_latency(
             cost, self.profile, threads=self.threads, coefficients=self.coefficients
         )
         return float(estimate["latency_ms"])

@@ -17,8 +17,8 @@ torch = require("torch")
 require("torch_pruning")
 transformers = require("transformers")
 
+from edgepack.benchmarks.estimate import estimate_latency  # noqa: E402
 from edgepack.benchmarks.microbench import measure_host  # noqa: E402
-from edgepack.benchmarks.predict import predict_latency  # noqa: E402
 from edgepack.compress.cost import cost_summary  # noqa: E402
 from edgepack.compress.data import ArrayDataset, TextDataset  # noqa: E402
 from edgepack.compress.evaluate import _open_model  # noqa: E402
@@ -255,7 +255,7 @@ def test_cnn_channel_pruning_keeps_outputs_and_runs_through_the_runtime(tmp_path
 def _estimator(profile, coefficients):
     def estimate(path):
         cost = cost_summary(path, {"batch": 1})
-        return predict_latency(cost, profile, threads=1, coefficients=coefficients)["latency_ms"]
+        return estimate_latency(cost, profile, threads=1, coefficients=coefficients)["latency_ms"]
 
     return estimate
 
