@@ -37,10 +37,10 @@ from .evaluate import (
     LABEL_METRICS,
     METRICS,
     Evaluation,
-    _open_model,
     evaluate,
     measure_latency,
-    predict,
+    open_model,
+    run_batched,
 )
 from .sensitivity import FloatNode, keep_float_until_within, rank_nodes, rank_op_types
 
@@ -332,7 +332,7 @@ def quantize(
     candidates = [options] if isinstance(options, DynamicOptions | StaticOptions) else options
     if not candidates:
         raise InputError("no quantization options given; expected at least one")
-    fp32 = _open_model(model)
+    fp32 = open_model(model)
     specs = fp32.entry.inputs
     # Every data check happens here, before calibration or a long evaluation starts.
     if eval_data is not None:
@@ -361,7 +361,7 @@ def quantize(
         if eval_data.labels is not None:
             baseline = evaluate(fp32, eval_data, progress=progress, desc="evaluate fp32")
         else:  # fp32 is the reference: it agrees with itself
-            outputs = predict(fp32, eval_data, progress=progress, desc="evaluate fp32")
+            outputs = run_batched(fp32, eval_data, progress=progress, desc="evaluate fp32")
             baseline = Evaluation({"agreement": 100.0, "cosine": 100.0}, outputs)
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
@@ -412,7 +412,7 @@ def quantize_model(
         if isinstance(options, StaticOptions):
             if calib is None:
                 raise InputError("static quantization needs calibration data (calib=...)")
-            specs = _open_model(model).entry.inputs
+            specs = open_model(model).entry.inputs
             feeds = calibration_feeds(calib, specs, max_samples=options.calibration_samples)
         source, _ = _prepare(Path(model), work, options.preprocess)
         result = _quantizer(source, options, feeds, work, progress)(work / "int8.onnx")
