@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import shutil
@@ -137,12 +138,14 @@ def options_from_dict(data: Mapping[str, Any]) -> QuantizeOptions:
     if method not in _OPTION_CLASSES:
         raise InputError(f"unknown quantization method {method!r}; expected dynamic or static")
     cls = _OPTION_CLASSES[method]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(
-            f"unknown option(s) {unknown} for method {method!r}; expected some of {sorted(known)}"
-        )
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"unknown option {key!r} for method {method!r}{hint} (expected some of {known})"
+            )
     return cls(**data)
 
 

@@ -42,7 +42,7 @@ def write_recipe(path, **fields) -> None:
     ("fields", "message"),
     [
         ({"output": "p"}, "'name' is required"),
-        ({"name": "p", "output": "p", "colour": 1}, r"unknown key\(s\) \['colour'\]"),
+        ({"name": "p", "output": "p", "colour": 1}, "unknown key 'colour'"),
         ({"name": "p", "output": "p", "stages": [{"type": "distil"}]}, "type 'distil'"),
     ],
 )
@@ -100,7 +100,7 @@ def test_budget_that_cannot_be_met_still_writes_the_fp32_pack(tmp_path, classifi
             }
         ],
     )
-    with pytest.raises(ep.QuantizationError, match="written without an int8 model"):
+    with pytest.raises(ep.QuantizationError, match="written without its models"):
         run_recipe(recipe, progress=False)
     manifest = ep.verify_pack(tmp_path / "clf")
     assert [m.precision for m in manifest.models] == ["fp32"]
