@@ -601,6 +601,11 @@ class Workspace:
             self._onnx = _export_current(self, opset)
         return self._onnx
 
+    @property
+    def exported_version(self) -> int | None:
+        """Which weights the cached ONNX export holds (None: nothing exported yet)."""
+        return None if self._onnx is None else self._onnx.version
+
     def weights_changed(self) -> None:
         self.version += 1
 

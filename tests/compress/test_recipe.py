@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import edgepack.runtime as ep
 from edgepack.cli.main import main
-from edgepack.compress.recipe import Recipe, run_recipe
+from edgepack.compress.recipe import (
+    STAGES,
+    BudgetError,
+    Recipe,
+    StageOptions,
+    StageRecord,
+    StageType,
+    get_option,
+    option_paths,
+    run_recipe,
+    set_option,
+)
 from tests.conftest import require
 
 
@@ -211,3 +223,231 @@ def test_cli_compress_runs_a_recipe_file(tmp_path, capsys, classifier, data):
     assert main(["compress", str(tmp_path / "r.toml"), "--quiet"]) == 0
     assert "model model.int8.onnx" in capsys.readouterr().out
     ep.verify_pack(tmp_path / "clf.edgepack")
+
+
+# --- Stages as typed rows: validation first, lazy export, the global budget, dotted paths ---
+
+
+@dataclass(frozen=True)
+class ScaleOptions(StageOptions):
+    """A test-only stage that changes the weights: multiplies the last layer by `factor`."""
+
+    factor: float = 2.0
+
+    def __post_init__(self):
+        if not isinstance(self.factor, int | float):
+            raise ep.InputError(f"factor must be a number, got {self.factor!r}")
+
+
+SEEN: list[dict] = []  # what each run of the test stage saw
+
+
+def run_scale(work, options: ScaleOptions) -> StageRecord:
+    import torch
+
+    SEEN.append({"exported_version": work.exported_version, "version": work.version})
+    with torch.no_grad():
+        last = [m for m in work.module.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.mul_(options.factor)
+        last.bias.mul_(options.factor)
+    return StageRecord("scale", figures={"scale": {"factor": options.factor}})
+
+
+@pytest.fixture
+def scale_stage(monkeypatch):
+    SEEN.clear()
+    monkeypatch.setitem(STAGES, "scale", StageType(ScaleOptions, run_scale, changes_weights=True))
+
+
+@pytest.fixture
+def mlp(tmp_path):
+    """A torch MLP and labelled data (its own predictions), for recipes that start from a module."""
+    torch = require("torch")
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x = np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
+    with torch.no_grad():
+        labels = module(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(tmp_path / "d.npz", x=x, labels=labels)
+    return module.eval(), {"x": torch.from_numpy(x[:1])}, tmp_path / "d.npz", x
+
+
+def test_a_typo_in_stage_2_fails_before_stage_1_runs(tmp_path, scale_stage, mlp):
+    module, example, data, _ = mlp
+    write_recipe(
+        tmp_path / "r.toml",
+        name="m",
+        output="m.edgepack",
+        data={"evaluation": str(data)},
+        stages=[{"type": "scale"}, {"type": "quantize", "methd": "static"}],
+    )
+    with pytest.raises(
+        ep.InputError, match=r"stage 2 \(quantize\): unknown key 'methd'; did you mean 'method'"
+    ):
+        run_recipe(tmp_path / "r.toml", module=module, example_inputs=example, progress=False)
+    assert SEEN == []  # stage 1 never ran
+    assert not (tmp_path / "m.edgepack").exists()
+    with pytest.raises(ep.InputError, match="did you mean 'quantize'"):
+        Recipe(name="m", output="m", stages=[{"type": "quantise"}])
+    with pytest.raises(ep.InputError, match=r"stage 1 \(export\): .*tflite_quantization 'half'"):
+        Recipe(name="m", output="m", stages=[{"type": "export", "tflite_quantization": "half"}])
+    with pytest.raises(ep.InputError, match="did you mean 'budget'"):
+        Recipe.from_dict({"name": "m", "output": "m", "budgt": 1.0})
+
+
+def test_onnx_is_exported_lazily_and_again_after_weights_change(tmp_path, scale_stage, mlp):
+    module, example, data, x = mlp
+    reference = module(example["x"]).detach().numpy()  # before the stage changes the weights
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "export"}, {"type": "scale", "factor": 3.0}, {"type": "export"}],
+    )
+    manifest = run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    # the first export made version 0; the scale stage saw it, and the pack holds version 1
+    assert SEEN == [{"exported_version": 0, "version": 0}]
+    assert [m.path for m in manifest.models] == ["model.onnx"]
+    out = ep.load(tmp_path / "m.edgepack", threads=1).run({"x": x[:1]})["logits"]
+    np.testing.assert_allclose(out, 3.0 * reference, rtol=1e-4, atol=1e-5)  # not a stale file
+    assert manifest.metrics["scale"] == {"factor": 3.0}
+    assert [s["name"] for s in manifest.provenance["stages"]] == ["export", "scale", "export"]
+
+
+def test_nothing_is_exported_before_a_stage_asks(tmp_path, scale_stage, mlp):
+    module, example, data, _ = mlp
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"evaluation": str(data)},
+        stages=[{"type": "scale", "factor": 1.0}],
+    )
+    run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    assert SEEN == [{"exported_version": None, "version": 0}]
+
+
+def test_a_stage_that_breaks_the_global_budget_stops_and_keeps_the_last_good_pack(
+    tmp_path, scale_stage, mlp
+):
+    module, example, data, x = mlp
+    good = module(example["x"]).detach().numpy() * 2.0
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        budget=1.0,  # points of accuracy below the source model
+        data={"calibration": str(data), "evaluation": str(data)},
+        # x2 keeps every argmax; x-1 reverses the ranking of the classes, so accuracy collapses
+        stages=[{"type": "scale", "factor": 2.0}, {"type": "scale", "factor": -1.0}],
+    )
+    with pytest.raises(BudgetError, match=r"stage 2 \(scale\) broke the accuracy budget") as info:
+        run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    assert "from stage 1 (scale)" in str(info.value)
+    manifest = ep.verify_pack(tmp_path / "m.edgepack")
+    out = ep.load(tmp_path / "m.edgepack", threads=1).run({"x": x[:1]})["logits"]
+    np.testing.assert_allclose(out, good, rtol=1e-4, atol=1e-5)  # stage 1's weights, not 2's
+    assert "error" in manifest.metrics["scale"]
+    check = manifest.provenance["stages"][0]["budget_check"]
+    assert check["metric"] == "accuracy" and check["models"]["model.onnx"]["drop"] == 0.0
+
+
+def test_the_global_budget_bounds_quantization_against_the_source(tmp_path, classifier, data):
+    recipe = Recipe(
+        name="clf",
+        output=str(tmp_path / "clf"),
+        source=str(classifier[0]),
+        budget=0.0,
+        metric="cosine",  # int8 outputs always differ a little from fp32: nothing qualifies
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "quantize", "method": "static", "max_float_nodes": 0, "min_speedup": 0}],
+    )
+    with pytest.raises(ep.QuantizationError, match="written without its models, from the source"):
+        run_recipe(recipe, progress=False)
+    manifest = ep.verify_pack(tmp_path / "clf")
+    assert [m.precision for m in manifest.models] == ["fp32"]
+
+
+def test_options_are_set_by_dotted_path_and_validated(tmp_path):
+    recipe = Recipe(
+        name="m",
+        output="m",
+        stages=[{"type": "export"}, {"type": "quantize", "method": "static"}],
+    )
+    dynamic = set_option(recipe, "stages.quantize.method", "dynamic")
+    assert get_option(dynamic, "stages.quantize.method") == "dynamic"
+    assert get_option(recipe, "stages.quantize.method") == "static"  # the original is untouched
+    assert (
+        get_option(
+            set_option(recipe, "stages.2.max_float_nodes", 4), "stages.quantize.max_float_nodes"
+        )
+        == 4
+    )
+    assert set_option(recipe, "budget", 0.5).budget == 0.5
+    assert set_option(recipe, "data.max_length", 64).data == {"max_length": 64}
+    assert "stages.quantize.calibration" in option_paths(recipe)
+    with pytest.raises(ep.InputError, match="did you mean 'method'"):
+        set_option(recipe, "stages.quantize.methd", "dynamic")
+    with pytest.raises(ep.InputError, match="unknown quantization method 'int4'"):
+        set_option(recipe, "stages.quantize.method", "int4")
+    with pytest.raises(ep.InputError, match="did you mean 'quantize'"):
+        set_option(recipe, "stages.quantise.method", "dynamic")
+    with pytest.raises(ep.InputError, match="budget must be a number"):
+        set_option(recipe, "budget", -1)
+    with pytest.raises(ep.ProfileError, match="known profiles"):
+        set_option(recipe, "profile", "rpi9")
+    # and a recipe written back to TOML reads back equal
+    tuned = set_option(
+        set_option(recipe, "profile", "rpi5"), "stages.quantize.candidates", [{"method": "dynamic"}]
+    )
+    (tmp_path / "r.toml").write_text(tuned.to_toml())
+    again = Recipe.load(tmp_path / "r.toml")
+    assert again.stages == tuned.stages and again.profile == "rpi5"
+
+
+def test_profile_sets_arm_quantization_and_labels_the_speed_estimated(
+    tmp_path, capsys, classifier, data
+):
+    out = tmp_path / "arm.edgepack"
+    code = main(
+        [
+            "quantize",
+            str(classifier[0]),
+            "-o",
+            str(out),
+            "--profile",
+            "rpi-zero-2w",  # its default is int8-static; a Cortex-A53, not this host
+            "--calib",
+            str(data),
+            "--eval",
+            str(data),
+            "--budget",
+            "50",
+            "--min-speedup",
+            "0",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "int8 vs fp32 speed: estimated for rpi-zero-2w" in capsys.readouterr().out
+    stage = ep.read_manifest(out).provenance["stages"][0]
+    assert stage["options"]["method"] == "static"
+    assert stage["options"]["activation_type"] == "int8"
+    assert stage["options"]["activation_symmetric"] is True
+    assert stage["options"]["per_channel"] is True
+    assert stage["speed"] == {"kind": "estimated", "on": "rpi-zero-2w"}
+
+
+def test_cli_compress_profile_overrides_the_recipe(tmp_path, capsys, classifier, data):
+    write_recipe(
+        tmp_path / "r.toml",
+        name="clf",
+        output="clf.edgepack",
+        source=str(classifier[0]),
+        profile="host",
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "quantize", "method": "static", "budget": 50.0, "min_speedup": 0}],
+    )
+    assert main(["compress", str(tmp_path / "r.toml"), "--quiet", "--profile", "rpi5"]) == 0
+    assert "estimated for rpi5" in capsys.readouterr().out
+    manifest = ep.read_manifest(tmp_path / "clf.edgepack")
+    assert manifest.provenance["recipe"]["profile"] == "rpi5"
+    assert manifest.provenance["stages"][0]["options"]["activation_type"] == "int8"
