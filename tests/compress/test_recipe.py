@@ -22,7 +22,7 @@ from edgepack.compress.recipe import (
     run_recipe,
     set_option,
 )
-from tests.conftest import require
+from tests.conftest import require, save_tiny_bert
 
 
 @pytest.fixture
@@ -451,3 +451,37 @@ def test_cli_compress_profile_overrides_the_recipe(tmp_path, capsys, classifier,
     manifest = ep.read_manifest(tmp_path / "clf.edgepack")
     assert manifest.provenance["recipe"]["profile"] == "rpi5"
     assert manifest.provenance["stages"][0]["options"]["activation_type"] == "int8"
+
+
+def test_a_hugging_face_source_is_exported_only_when_needed_and_after_new_weights(
+    tmp_path, scale_stage
+):
+    folder = save_tiny_bert(tmp_path / "hf", labels=["negative", "positive"])
+    rows = ["sentence\tlabel"] + [
+        f"{w} {v} film\t{i % 2}" for i, (w, v) in enumerate([("good", "plot"), ("bad", "a")] * 8)
+    ]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    recipe = Recipe(
+        name="bert",
+        output=str(tmp_path / "bert.edgepack"),
+        source=str(folder),
+        task="text-classification",
+        data={"evaluation": str(tmp_path / "d.tsv"), "max_length": 16},
+        stages=[{"type": "scale", "factor": 5.0}, {"type": "export"}],
+    )
+    manifest = run_recipe(recipe, progress=False)
+    assert SEEN == [{"exported_version": None, "version": 0}]  # not exported at load time
+    assert manifest.preprocessing["kind"] == "text"
+    assert {f.path for f in manifest.files} >= {"vocab.txt"}
+    # the pack's model has the scaled classifier: its logits are 5x the source's
+    transformers = require("transformers")
+    torch = require("torch")
+    source = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    feeds = {
+        k: v.astype(np.int64) for k, v in tokenizer(["good film"], return_tensors="np").items()
+    }
+    with torch.no_grad():
+        want = 5.0 * source(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    got = ep.load(tmp_path / "bert.edgepack", threads=1).run(feeds)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
