@@ -50,10 +50,8 @@ returns a new, validated recipe. A new stage is one options class and one functi
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
-import hashlib
 import json
 import os
 import re
@@ -67,20 +65,46 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
-from edgepack.runtime.assemble import assemble_pack
+from edgepack.runtime import InputError, PackManifest, QuantizationError
 from edgepack.runtime.model_info import describe_model_file
 
-from .data import ArrayDataset, TextDataset, load_dataset
+from .workspace import (
+    BudgetError,
+    ModelFile,
+    StageRecord,
+    Workspace,
+    check_budget,
+    is_scalar,
+    load_data,
+    load_source,
+    source_reference,
+    write_pack,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+__all__ = [
+    "STAGES",
+    "BudgetError",
+    "ExportOptions",
+    "QuantizeStageOptions",
+    "Recipe",
+    "Stage",
+    "StageOptions",
+    "StageRecord",
+    "StageType",
+    "Workspace",
+    "get_option",
+    "option_paths",
+    "run_recipe",
+    "set_option",
+    "unknown_key_error",
+]
 PathLike = str | os.PathLike[str]
 TFLITE_QUANTIZATION = ("none", "dynamic", "full")
-PARITY_SAMPLES = 64  # samples compared between a pack's TFLite and ONNX models
 DATA_KEYS = (
     "calibration",
     "evaluation",
@@ -90,10 +114,6 @@ DATA_KEYS = (
     "calibration_samples",
     "evaluation_samples",
 )
-
-
-class BudgetError(QuantizationError):
-    """A stage's model fell further below the source model than the recipe's budget allows."""
 
 
 def unknown_key_error(where: str, key: str, valid: Sequence[str]) -> InputError:
@@ -531,27 +551,6 @@ def _stage_index(recipe: Recipe, path: str) -> int:
 # --- Running ---
 
 
-@dataclass
-class ModelFile:
-    """A model a stage made for the pack, and which weights (workspace version) it came from."""
-
-    path: Path
-    entry: ModelEntry
-    version: int = 0
-
-
-@dataclass
-class StageRecord:
-    """What a stage did: figures for the manifest's metrics (by group name), provenance for its
-    `stages` list, the models it made for the pack. The pack writer reads only these."""
-
-    name: str
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    models: list[ModelFile] = field(default_factory=list)
-    seconds: float = 0.0
-
-
 @dataclass(frozen=True)
 class StageType:
     """A row of STAGES: the options class, the run function, and whether it changes weights
@@ -560,60 +559,6 @@ class StageType:
     options: type[StageOptions]
     run: Callable[[Workspace, Any], StageRecord]
     changes_weights: bool = False
-
-
-@dataclass
-class Workspace:
-    """What the stages share: the current model (torch module when there is one), the data,
-    the target profile, and the ONNX export of the current weights, made when first needed."""
-
-    dir: Path
-    recipe: Recipe
-    module: Any = None  # a torch.nn.Module, the richest form of the current model
-    example_inputs: dict[str, Any] | None = None
-    hf_dir: Path | None = None  # the Hugging Face source folder (config, tokenizer)
-    profile: Any = None  # a DeviceProfile, or None
-    calibration: ArrayDataset | None = None
-    evaluation: ArrayDataset | None = None
-    assets: dict[str, tuple[Path, str]] = field(default_factory=dict)
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)  # the exports' own checks
-    version: int = 0  # bumped after every stage that changed the weights
-    drop: float = 0.0  # how far the current weights are below the source, in metric points
-    stage_dir: Path | None = None
-    progress: bool = True
-    _onnx: ModelFile | None = None
-    _source_onnx: Path | None = None  # an ONNX source file, used as it is
-    _reference: Any = None  # the source model's Evaluation on the evaluation data
-
-    @property
-    def metric(self) -> str:
-        if self.recipe.metric:
-            return self.recipe.metric
-        has_labels = self.evaluation is not None and self.evaluation.labels is not None
-        return "accuracy" if has_labels else "agreement"
-
-    def onnx(self, opset: int = 17) -> Path:
-        """The fp32 ONNX file of the current weights, exported now if there is none yet."""
-        return self.fp32_model(opset).path
-
-    def fp32_model(self, opset: int = 17) -> ModelFile:
-        if self._onnx is None or self._onnx.version != self.version:
-            self._onnx = _export_current(self, opset)
-        return self._onnx
-
-    @property
-    def exported_version(self) -> int | None:
-        """Which weights the cached ONNX export holds (None: nothing exported yet)."""
-        return None if self._onnx is None else self._onnx.version
-
-    def weights_changed(self) -> None:
-        self.version += 1
-
-    def snapshot(self) -> tuple[Any, ...]:
-        return (copy.deepcopy(self.module), self.version, self._onnx, self.drop, dict(self.figures))
-
-    def restore(self, state: tuple[Any, ...]) -> None:
-        self.module, self.version, self._onnx, self.drop, self.figures = state
 
 
 STAGES: dict[str, StageType] = {}  # filled below, after the run functions
@@ -644,8 +589,8 @@ def run_recipe(
             from edgepack.device_profiles import load_profile
 
             work.profile = load_profile(recipe.profile)
-        _load_source(work)
-        _load_data(work)
+        load_source(work)
+        load_data(work)
         records: list[StageRecord] = []
         failure: tuple[int, Stage, QuantizationError] | None = None
         for number, stage in enumerate(recipe.stages, start=1):
@@ -655,14 +600,14 @@ def run_recipe(
             state = None
             if row.changes_weights:
                 if recipe.budget is not None:
-                    _reference(work)  # the source is scored before its weights change
+                    source_reference(work)  # the source is scored before its weights change
                 state = work.snapshot()
             started = time.perf_counter()
             try:
                 record = row.run(work, stage.options)
                 if row.changes_weights:
                     work.weights_changed()
-                _check_budget(work, record, row, number)
+                check_budget(work, record, row.changes_weights, number)
             except QuantizationError as exc:
                 if state is not None:
                     work.restore(state)
@@ -675,7 +620,7 @@ def run_recipe(
             records.append(
                 StageRecord(stage.type, figures={stage.type: {"error": str(exc).splitlines()[0]}})
             )
-        manifest = _write_pack(work, records, keep_fp32=recipe.keep_fp32 or failure is not None)
+        manifest = write_pack(work, records, keep_fp32=recipe.keep_fp32 or failure is not None)
     if failure is not None:
         number, stage, exc = failure
         last = (
@@ -691,7 +636,13 @@ def run_recipe(
 def _check_before_running(
     recipe: Recipe, module: Any, example_inputs: Mapping[str, Any] | None
 ) -> None:
-    """What can be known before any stage runs: a source, and a torch model where one is needed."""
+    """What can be known before any stage runs: a source, evaluation data for a budget, and a
+    torch model where one is needed."""
+    if recipe.budget is not None and recipe.data.get("evaluation") is None:
+        raise InputError(
+            "the recipe has a budget but no data.evaluation: the budget is measured on "
+            "evaluation data against the source model"
+        )
     if module is not None:
         if not example_inputs:
             raise InputError("a module needs example_inputs: a dict of input name -> tensor")
@@ -708,148 +659,6 @@ def _check_before_running(
                 "Face folder or pass module= to run_recipe (an ONNX source cannot be "
                 "converted to TFLite or retrained here)"
             )
-
-
-def _load_source(work: Workspace) -> None:
-    """An ONNX file is used as it is; a Hugging Face folder is loaded as a torch model (exported
-    only when a stage needs ONNX), its tokenizer files kept for the pack."""
-    if work.module is not None:
-        return
-    source = work.recipe.source
-    path = Path(source)  # type: ignore[arg-type]
-    if path.suffix == ".onnx" and path.is_file():
-        work._source_onnx = path
-        return
-    if (path / "config.json").is_file():
-        from .export_onnx import load_hf
-
-        work.hf_dir = path
-        work.module = load_hf(path, work.recipe.task)
-        _keep_tokenizer(work, path)
-        return
-    raise InputError(
-        f"source {source!r} is neither an .onnx file nor a Hugging Face model folder "
-        "(a folder with config.json)"
-    )
-
-
-def _keep_tokenizer(work: Workspace, model_dir: Path) -> None:
-    """The tokenizer files a text pack ships, saved as the tokenizer library writes them."""
-    if not any((model_dir / n).is_file() for n in ("vocab.txt", "tokenizer.json")):
-        return
-    from transformers import AutoTokenizer
-
-    out = work.dir / "tokenizer"
-    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(out))
-    for name, role in (("vocab.txt", "vocab"), ("tokenizer.json", "tokenizer")):
-        if (out / name).is_file():
-            work.assets[name] = (out / name, role)
-
-
-def _text_preprocessing(model_dir: Path, onnx: Path, work: Workspace) -> dict[str, Any]:
-    config_file = model_dir / "tokenizer_config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    names = [t.name for t in describe_model_file(onnx).inputs]
-    preprocessing = {
-        "kind": "text",
-        "tokenizer": "wordpiece",
-        "vocab_file": "vocab.txt",
-        "lowercase": bool(config.get("do_lower_case", True)),
-        "strip_accents": config.get("strip_accents"),
-        "max_length": int(work.recipe.data.get("max_length", 128)),
-        "padding": "longest",
-        "truncation": True,
-        "input_names": {
-            r: r for r in ("input_ids", "attention_mask", "token_type_ids") if r in names
-        },
-    }
-    if "tokenizer.json" in work.assets:
-        preprocessing["tokenizer_file"] = "tokenizer.json"
-    return preprocessing
-
-
-def _load_data(work: Workspace) -> None:
-    data = work.recipe.data
-    options = dict(data.get("options", {}))
-    for role in ("calibration", "evaluation"):
-        if data.get(role) is None:
-            continue
-        dataset = load_dataset(data[role], **options)
-        if isinstance(dataset, TextDataset):
-            tokenizer = data.get("tokenizer") or work.recipe.source
-            if tokenizer is None or not Path(tokenizer).is_dir():
-                raise InputError(
-                    f"{role} data is text: the recipe needs a Hugging Face model folder as its "
-                    "source, or data.tokenizer naming a tokenizer folder"
-                )
-            dataset = dataset.tokenize(tokenizer, int(data.get("max_length", 128)))
-        limit = data.get(f"{role}_samples")
-        if limit is not None and len(dataset) > limit:
-            dataset = dataset.subset(np.arange(int(limit)))
-        setattr(work, role, dataset)
-
-
-def _export_current(work: Workspace, opset: int) -> ModelFile:
-    """The fp32 ONNX model of the current weights, checked against PyTorch on real inputs.
-
-    A Hugging Face model goes through Optimum's exporter (from the source folder while its
-    weights are the source's, else from a copy saved now); any other module is traced with its
-    example inputs, batch axis dynamic.
-    """
-    out = work.dir / f"onnx-v{work.version}"
-    if work.module is None:
-        path = work._source_onnx
-        assert path is not None  # _check_before_running saw to it
-        return ModelFile(path, _fp32_entry(path, None), work.version)
-    from .export_onnx import export_hf, export_onnx
-
-    if work.hf_dir is not None:
-        folder = work.hf_dir
-        if work.version > 0 and hasattr(work.module, "save_pretrained"):
-            folder = out / "hf"
-            work.module.save_pretrained(str(folder))
-            for name in (
-                "vocab.txt",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-            ):
-                if (work.hf_dir / name).is_file():
-                    (folder / name).write_bytes((work.hf_dir / name).read_bytes())
-        result = export_hf(folder, out, task=work.recipe.task)  # type: ignore[arg-type]
-    else:
-        import torch
-
-        data = work.evaluation or work.calibration  # check the export on real inputs
-        check = None
-        if data is not None:
-            sample = data.subset(np.arange(min(len(data), PARITY_SAMPLES)))
-            check = {k: torch.from_numpy(v) for k, v in sample.inputs.items()}
-        result = export_onnx(
-            work.module,
-            work.example_inputs,  # type: ignore[arg-type]
-            out / "model.onnx",
-            opset=opset,
-            dynamic_axes={name: {0: "batch"} for name in work.example_inputs or {}},
-            check_inputs=check,
-        )
-    work.figures["export"] = {"onnx_" + k: v for k, v in vars(result.check).items()}
-    return ModelFile(result.path, _fp32_entry(result.path, result.check), work.version)
-
-
-def _fp32_entry(path: Path, check: Any) -> ModelEntry:
-    entry = describe_model_file(path, precision="fp32")
-    entry.path = "model.onnx"
-    if check is not None:
-        entry.checks = [
-            {
-                "reference": "pytorch",
-                "samples": check.samples,
-                "max_abs_diff": check.max_abs_diff,
-                "argmax_agreement": check.argmax_agreement,
-            }
-        ]
-    return entry
 
 
 # --- The stages ---
@@ -949,7 +758,7 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
     return StageRecord(
         "quantize",
         figures={
-            "fp32": {k: v for k, v in report.fp32.items() if _is_scalar(v)},
+            "fp32": {k: v for k, v in report.fp32.items() if is_scalar(v)},
             "quantize": figures,
         },
         provenance={
@@ -969,176 +778,3 @@ STAGES.update(
         "quantize": StageType(QuantizeStageOptions, run_quantize),
     }
 )
-
-
-# --- The global budget ---
-
-
-def _reference(work: Workspace) -> Any:
-    """The source model's evaluation (through the runtime), computed once, before any stage
-    changes the weights."""
-    if work._reference is None:
-        from .evaluate import LABEL_METRICS, Evaluation, evaluate, run_batched
-
-        assert work.version == 0 and work.evaluation is not None
-        source = work.fp32_model().path
-        if work.metric in LABEL_METRICS:
-            work._reference = evaluate(
-                source, work.evaluation, progress=work.progress, desc="evaluate source"
-            )
-        else:
-            outputs = run_batched(
-                source, work.evaluation, progress=work.progress, desc="evaluate source"
-            )
-            work._reference = Evaluation({"agreement": 100.0, "cosine": 100.0}, outputs)
-    return work._reference
-
-
-def _check_budget(work: Workspace, record: StageRecord, row: StageType, number: int) -> None:
-    """Score each model the stage made (and the new weights, if it changed them) against the
-    source; raise BudgetError naming the model when one falls below source - budget."""
-    budget = work.recipe.budget
-    if budget is None or work.evaluation is None:
-        return
-    from .evaluate import evaluate
-
-    reference = _reference(work)
-    base = reference.metrics[work.metric]
-    models = list(record.models)
-    if row.changes_weights:
-        models.append(work.fp32_model())
-    scores = {}
-    for model in models:
-        runner = _open(model, work.dir)
-        result = evaluate(
-            runner,
-            work.evaluation,
-            reference=reference.outputs,
-            progress=work.progress,
-            desc=f"budget: {model.entry.path}",
-        )
-        score = result.metrics[work.metric]
-        drop = base - score
-        scores[model.entry.path] = {work.metric: score, "drop": drop}
-        if drop > budget + 1e-9:
-            raise BudgetError(
-                f"stage {number} ({record.name}) broke the accuracy budget: {model.entry.path} "
-                f"scores {work.metric} {score:.2f} against the source's {base:.2f} (-{drop:.2f} "
-                f"points; the recipe allows {budget}). Loosen that stage, raise budget, or drop it"
-            )
-        if row.changes_weights and model is models[-1]:
-            work.drop = max(drop, 0.0)
-    record.provenance["budget_check"] = {"metric": work.metric, "source": base, "models": scores}
-
-
-def _open(model: ModelFile, scratch: Path) -> Any:
-    """A model file loaded through the runtime on its own backend, as a device would run it."""
-    from .evaluate import open_model
-
-    if model.entry.format == "onnx":
-        return open_model(model.path)
-    pack = Path(tempfile.mkdtemp(dir=scratch)) / "check"  # goes with the workspace
-    assemble_pack(pack, [(model.path, model.entry)], name="check")
-    return load(pack, backend="litert", threads=1)
-
-
-# --- The pack ---
-
-
-def _write_pack(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
-    """One pack from the records: the ONNX models made last first, the fp32 ONNX model when
-    asked or when no stage made an ONNX model, then the other formats; models made from
-    weights that a later stage changed are left out."""
-    recipe = work.recipe
-    current = [m for r in records for m in r.models if m.version == work.version]
-    fp32 = work.fp32_model()
-    onnx_models = [m for m in reversed(current) if m.entry.format == "onnx"]
-    if keep_fp32 or not onnx_models:
-        onnx_models.append(fp32)
-    models = onnx_models + [m for m in current if m.entry.format != "onnx"]
-    _parity_with_onnx(work, fp32, [m for m in models if m.entry.format == "tflite"])
-    from .cost import cost_summary
-
-    for model in models:
-        if model.entry.format == "onnx":
-            model.entry.cost = cost_summary(model.path)
-    preprocessing = recipe.preprocessing
-    if preprocessing is None and work.hf_dir is not None and "vocab.txt" in work.assets:
-        preprocessing = _text_preprocessing(work.hf_dir, fp32.path, work)
-    metrics = dict(work.figures)
-    for record in records:
-        metrics.update(record.figures)
-    provenance = {
-        "source_model": recipe.source or type(work.module).__name__,
-        "recipe": recipe.to_dict(),
-        "stages": [
-            {"name": r.name, **r.provenance, "seconds": round(r.seconds, 2)} for r in records
-        ],
-        "calibration_fingerprint": _fingerprint(work.calibration),
-    }
-    return assemble_pack(
-        recipe.output,
-        [(m.path, m.entry) for m in models],
-        name=recipe.name,
-        task=recipe.task,
-        assets=work.assets,
-        preprocessing=preprocessing,
-        postprocessing=_postprocessing(work, fp32.path),
-        provenance=provenance,
-        metrics=metrics,
-    )
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, int | float | str) or value is None
-
-
-def _parity_with_onnx(work: Workspace, onnx: ModelFile, tflite: list[ModelFile]) -> None:
-    """Check each TFLite model against the pack's fp32 ONNX model on the same inputs, through
-    the runtime: the figures go into the TFLite entry's checks."""
-    data = work.evaluation or work.calibration
-    if data is None or not tflite:
-        return
-    from .evaluate import open_model
-
-    onnx_model = open_model(onnx.path, threads=1)
-    for model in tflite:
-        runner = _open(model, work.dir)
-        count = min(len(data), PARITY_SAMPLES)
-        ours, theirs = [], []
-        for i in range(count):
-            feeds = {k: v[i : i + 1] for k, v in data.inputs.items()}
-            ours.append(next(iter(runner.run(feeds).values()))[0])
-            theirs.append(next(iter(onnx_model.run(feeds).values()))[0])
-        ours, theirs = np.stack(ours), np.stack(theirs)
-        model.entry.checks.append(
-            {
-                "reference": onnx.entry.path,
-                "samples": count,
-                "max_abs_diff": float(np.abs(ours - theirs).max()),
-                "argmax_agreement": float(100 * np.mean(ours.argmax(-1) == theirs.argmax(-1))),
-            }
-        )
-
-
-def _postprocessing(work: Workspace, onnx: Path) -> dict[str, Any] | None:
-    post = work.recipe.postprocessing
-    if post is not None:
-        return post
-    data = work.evaluation or work.calibration
-    if data is not None and data.classes:
-        output = describe_model_file(onnx).outputs[0].name
-        return {"output_name": output, "softmax": True, "labels": list(data.classes)}
-    return None
-
-
-def _fingerprint(data: ArrayDataset | None) -> str | None:
-    """sha256 over the calibration arrays (names, dtypes, shapes, bytes), in name order."""
-    if data is None:
-        return None
-    digest = hashlib.sha256()
-    for name in sorted(data.inputs):
-        array = np.ascontiguousarray(data.inputs[name])
-        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()

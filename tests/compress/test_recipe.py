@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from edgepack.cli.main import main
 from edgepack.compress.recipe import (
     STAGES,
     BudgetError,
+    QuantizeStageOptions,
     Recipe,
     StageOptions,
     StageRecord,
@@ -485,3 +487,12 @@ def test_a_hugging_face_source_is_exported_only_when_needed_and_after_new_weight
         want = 5.0 * source(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
     got = ep.load(tmp_path / "bert.edgepack", threads=1).run(feeds)["logits"]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_the_quantize_stage_offers_every_field_of_the_quantizer_options():
+    from edgepack.compress.quantize import DynamicOptions, StaticOptions
+
+    fields = {f.name for cls in (DynamicOptions, StaticOptions) for f in dataclasses.fields(cls)}
+    assert set(QuantizeStageOptions.QUANTIZER_FIELDS) == fields
+    with pytest.raises(ep.InputError, match="budget but no data.evaluation"):
+        run_recipe(Recipe(name="m", output="m", source="m.onnx", budget=1.0), progress=False)
