@@ -355,8 +355,9 @@ def quantize(
     Each candidate (one per options) is evaluated through the runtime against fp32 on eval_data;
     one that drops more than budget.max_drop gets its most sensitive nodes kept in float until it
     fits. Candidates slower than fp32 at batch 1 are reported, not chosen: measured side by side
-    on this host (on `threads` threads), or, when `profile` names another device, estimated for
-    it with the latency estimator at the profile's threads; each candidate says which. The
+    on this host (on `threads` threads, or the profile's when this host is the profile's
+    device), or, when `profile` names another device, estimated for it with the latency
+    estimator at the profile's threads; each candidate says which. The
     fastest remaining candidate is written; candidates within 10% of it are a tie, which the
     better metric breaks. Raises QuantizationError (with .report) when
     none qualifies; nothing is written then. Without eval_data there is no budget check.
@@ -422,7 +423,9 @@ def quantize(
         if profile is not None and not host_is(profile):
             _estimate_speed(timed, model, profile, budget)
         elif speed_feeds is not None and timed:
-            _measure_speed(timed, model, speed_feeds, threads, budget)
+            # this host is the profile's device: time it as that device runs, on its threads
+            on = threads if profile is None else profile.defaults.threads
+            _measure_speed(timed, model, speed_feeds, on, budget)
         report.chosen = _choose(report.candidates)
         if report.chosen is None:
             error = QuantizationError(_no_choice_message(report, budget, threads, profile))

@@ -146,6 +146,10 @@ class StageOptions:
         except TypeError as exc:  # pragma: no cover - every field has a default
             raise InputError(f"{where}: {exc}") from None
 
+    def check_for(self, profile: Any) -> None:
+        """Validate what depends on the recipe's target profile (a DeviceProfile); most stages
+        depend on none."""
+
     def to_dict(self) -> dict[str, Any]:
         """The fields that differ from their defaults (TOML has no null), lists for tuples."""
         data = {}
@@ -295,6 +299,9 @@ class QuantizeStageOptions(StageOptions):
                 result.append(options_for_profile(profile, method, **merged))
         return result
 
+    def check_for(self, profile: Any) -> None:
+        self.resolve(profile)
+
     def budget_for(self, max_drop: float, metric: str) -> Any:
         from .quantize import Budget
 
@@ -377,7 +384,14 @@ class Recipe:
         if self.profile is not None:
             from edgepack.device_profiles import load_profile
 
-            load_profile(self.profile)  # an unknown name fails here, naming the known ones
+            profile = load_profile(self.profile)  # an unknown name fails here, naming the known
+            for number, stage in enumerate(self.stages, start=1):
+                try:
+                    stage.options.check_for(profile)
+                except InputError as exc:
+                    raise InputError(
+                        f"recipe: stage {number} ({stage.type}) for profile {self.profile}: {exc}"
+                    ) from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "recipe") -> Recipe:

@@ -496,3 +496,13 @@ def test_the_quantize_stage_offers_every_field_of_the_quantizer_options():
     assert set(QuantizeStageOptions.QUANTIZER_FIELDS) == fields
     with pytest.raises(ep.InputError, match="budget but no data.evaluation"):
         run_recipe(Recipe(name="m", output="m", source="m.onnx", budget=1.0), progress=False)
+
+
+def test_stage_options_are_checked_for_the_recipes_profile_before_running():
+    stages = [{"type": "quantize", "weight_type": "uint8"}]
+    Recipe(name="m", output="m", stages=stages)  # dynamic int8 (no profile): uint8 weights are fine
+    # rpi-zero-2w means static with int8 activations: onnxruntime has no kernel for uint8 weights
+    with pytest.raises(
+        ep.InputError, match=r"stage 1 \(quantize\) for profile rpi-zero-2w: int8 act"
+    ):
+        Recipe(name="m", output="m", profile="rpi-zero-2w", stages=stages)
