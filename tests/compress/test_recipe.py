@@ -219,12 +219,21 @@ def test_cli_compress_runs_a_recipe_file(tmp_path, capsys, classifier, data):
         name="clf",
         output="clf.edgepack",
         source=str(classifier[0]),
+        profile="host",  # this machine: the speed rule is measured here
         data={"calibration": str(data), "evaluation": str(data)},
         stages=[{"type": "quantize", "method": "dynamic", "budget": 5.0, "min_speedup": 0}],
     )
     assert main(["compress", str(tmp_path / "r.toml"), "--quiet"]) == 0
-    assert "model model.int8.onnx" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "model model.int8.onnx" in out
+    assert "int8 vs fp32 speed: measured on this host" in out
     ep.verify_pack(tmp_path / "clf.edgepack")
+    # --profile overrides the recipe's: an Arm board, estimated, with its int8 scheme
+    assert main(["compress", str(tmp_path / "r.toml"), "--quiet", "--profile", "rpi5"]) == 0
+    assert "int8 vs fp32 speed: estimated for rpi5" in capsys.readouterr().out
+    manifest = ep.read_manifest(tmp_path / "clf.edgepack")
+    assert manifest.provenance["recipe"]["profile"] == "rpi5"
+    assert manifest.provenance["stages"][0]["options"]["per_channel"] is True
 
 
 # --- Stages as typed rows: validation first, lazy export, the global budget, dotted paths ---
@@ -409,25 +418,9 @@ def test_profile_sets_arm_quantization_and_labels_the_speed_estimated(
     tmp_path, capsys, classifier, data
 ):
     out = tmp_path / "arm.edgepack"
-    code = main(
-        [
-            "quantize",
-            str(classifier[0]),
-            "-o",
-            str(out),
-            "--profile",
-            "rpi-zero-2w",  # its default is int8-static; a Cortex-A53, not this host
-            "--calib",
-            str(data),
-            "--eval",
-            str(data),
-            "--budget",
-            "50",
-            "--min-speedup",
-            "0",
-            "--quiet",
-        ]
-    )
+    # rpi-zero-2w's default is int8-static; it is a Cortex-A53, not this host
+    args = f"quantize {classifier[0]} -o {out} --profile rpi-zero-2w --calib {data} --eval {data}"
+    code = main([*args.split(), "--budget", "50", "--min-speedup", "0", "--quiet"])
     assert code == 0
     assert "int8 vs fp32 speed: estimated for rpi-zero-2w" in capsys.readouterr().out
     stage = ep.read_manifest(out).provenance["stages"][0]
@@ -436,23 +429,6 @@ def test_profile_sets_arm_quantization_and_labels_the_speed_estimated(
     assert stage["options"]["activation_symmetric"] is True
     assert stage["options"]["per_channel"] is True
     assert stage["speed"] == {"kind": "estimated", "on": "rpi-zero-2w"}
-
-
-def test_cli_compress_profile_overrides_the_recipe(tmp_path, capsys, classifier, data):
-    write_recipe(
-        tmp_path / "r.toml",
-        name="clf",
-        output="clf.edgepack",
-        source=str(classifier[0]),
-        profile="host",
-        data={"calibration": str(data), "evaluation": str(data)},
-        stages=[{"type": "quantize", "method": "static", "budget": 50.0, "min_speedup": 0}],
-    )
-    assert main(["compress", str(tmp_path / "r.toml"), "--quiet", "--profile", "rpi5"]) == 0
-    assert "estimated for rpi5" in capsys.readouterr().out
-    manifest = ep.read_manifest(tmp_path / "clf.edgepack")
-    assert manifest.provenance["recipe"]["profile"] == "rpi5"
-    assert manifest.provenance["stages"][0]["options"]["activation_type"] == "int8"
 
 
 def test_a_hugging_face_source_is_exported_only_when_needed_and_after_new_weights(
