@@ -125,7 +125,7 @@ class StaticOptions:
 
 
 QuantizeOptions = DynamicOptions | StaticOptions
-_OPTION_CLASSES: dict[str, type[DynamicOptions] | type[StaticOptions]] = {
+OPTION_CLASSES: dict[str, type[DynamicOptions] | type[StaticOptions]] = {
     "dynamic": DynamicOptions,
     "static": StaticOptions,
 }
@@ -135,9 +135,9 @@ def options_from_dict(data: Mapping[str, Any]) -> QuantizeOptions:
     """Options from a recipe table, e.g. {"method": "static", "calibration": "entropy"}."""
     data = dict(data)
     method = data.pop("method", "dynamic")
-    if method not in _OPTION_CLASSES:
+    if method not in OPTION_CLASSES:
         raise InputError(f"unknown quantization method {method!r}; expected dynamic or static")
-    cls = _OPTION_CLASSES[method]
+    cls = OPTION_CLASSES[method]
     known = sorted(f.name for f in dataclasses.fields(cls))
     for key in data:
         if key not in known:

@@ -279,18 +279,18 @@ class QuantizeStageOptions(StageOptions):
         """The QuantizeOptions to try, with the profile's scheme (if any) under the user's."""
         from edgepack.device_profiles import quantization_scheme
 
-        from .quantize import _OPTION_CLASSES, options_for_profile, options_from_dict
+        from .quantize import OPTION_CLASSES, options_for_profile, options_from_dict
 
         flat = {n: getattr(self, n) for n in self.QUANTIZER_FIELDS if getattr(self, n) is not None}
         implied = quantization_scheme(profile).method if profile is not None else None
         result = []
         for table in self.candidates or ({},):
             method = table.get("method", self.method) or implied or "dynamic"
-            if method not in _OPTION_CLASSES:
+            if method not in OPTION_CLASSES:
                 raise InputError(
                     f"unknown quantization method {method!r}; expected dynamic or static"
                 )
-            takes = {f.name for f in dataclasses.fields(_OPTION_CLASSES[method])}
+            takes = {f.name for f in dataclasses.fields(OPTION_CLASSES[method])}
             mine = {k: v for k, v in flat.items() if k in takes}  # e.g. calibration: static only
             merged = {**mine, **{k: v for k, v in table.items() if k != "method"}}
             if profile is None:
