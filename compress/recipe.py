@@ -50,6 +50,7 @@ returns a new, validated recipe. A new stage is one options class and one functi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -596,6 +597,8 @@ def run_recipe(
         recipe = Recipe.load(recipe)
     _check_before_running(recipe, module, example_inputs)
     with tempfile.TemporaryDirectory(prefix="edgepack-recipe-") as tmp:
+        if module is not None and any(STAGES[s.type].changes_weights for s in recipe.stages):
+            module = copy.deepcopy(module)  # the caller's model stays as it was given
         work = Workspace(Path(tmp), recipe, module, dict(example_inputs or {}) or None)
         work.progress = progress
         work.assets = {p: (Path(a["source"]), a["role"]) for p, a in recipe.assets.items()}

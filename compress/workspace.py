@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack.device_profiles import DeviceProfile
 from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
 from edgepack.runtime.assemble import assemble_pack
 from edgepack.runtime.model_info import describe_model_file
@@ -66,7 +67,7 @@ class Workspace:
     module: Any = None  # a torch.nn.Module, the richest form of the current model
     example_inputs: dict[str, Any] | None = None
     hf_dir: Path | None = None  # the Hugging Face source folder (config, tokenizer)
-    profile: Any = None  # a DeviceProfile, or None
+    profile: DeviceProfile | None = None  # the target, when the recipe names one
     calibration: ArrayDataset | None = None
     evaluation: ArrayDataset | None = None
     assets: dict[str, tuple[Path, str]] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class Workspace:
     stage_dir: Path | None = None
     progress: bool = True
     _onnx: ModelFile | None = None
+    _opset: int = 17
     _source_onnx: Path | None = None  # an ONNX source file, used as it is
     _reference: Any = None  # the source model's Evaluation on the evaluation data
 
@@ -86,14 +88,21 @@ class Workspace:
         has_labels = self.evaluation is not None and self.evaluation.labels is not None
         return "accuracy" if has_labels else "agreement"
 
-    def onnx(self, opset: int = 17) -> Path:
+    def onnx(self, opset: int | None = None) -> Path:
         """The fp32 ONNX file of the current weights, exported now if there is none yet."""
         return self.fp32_model(opset).path
 
-    def fp32_model(self, opset: int = 17) -> ModelFile:
-        if self._onnx is None or self._onnx.version != self.version:
-            self._onnx = _export_current(self, opset)
-        return self._onnx
+    def fp32_model(self, opset: int | None = None) -> ModelFile:
+        """The fp32 ONNX model of the current weights: the cached export unless the weights
+        changed since, or a stage asks for another opset (default: the cached one, else 17)."""
+        cached = self._onnx
+        stale = cached is None or cached.version != self.version
+        if not stale and opset is not None and self.module is not None:
+            stale = opset != self._opset
+        if stale:
+            self._opset = opset or self._opset
+            self._onnx = _export_current(self, self._opset)
+        return self._onnx  # type: ignore[return-value]
 
     @property
     def exported_version(self) -> int | None:

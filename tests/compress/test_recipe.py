@@ -321,6 +321,7 @@ def test_onnx_is_exported_lazily_and_again_after_weights_change(tmp_path, scale_
     assert [m.path for m in manifest.models] == ["model.onnx"]
     out = ep.load(tmp_path / "m.edgepack", threads=1).run({"x": x[:1]})["logits"]
     np.testing.assert_allclose(out, 3.0 * reference, rtol=1e-4, atol=1e-5)  # not a stale file
+    np.testing.assert_array_equal(module(example["x"]).detach().numpy(), reference)  # caller's
     assert manifest.metrics["scale"] == {"factor": 3.0}
     assert [s["name"] for s in manifest.provenance["stages"]] == ["export", "scale", "export"]
 
