@@ -41,6 +41,10 @@ returns a new, validated recipe. A new stage is one options class and one functi
     class PruneOptions(StageOptions):
         ffn_keep: float = 0.5
 
+        def validate(self) -> None:  # the field types are checked already
+            if not 0 < self.ffn_keep <= 1:
+                raise InputError(f"ffn_keep must be in (0, 1], got {self.ffn_keep}")
+
     def run_prune(work: Workspace, options: PruneOptions) -> StageRecord:
         work.module = prune(work.module, options.ffn_keep)  # the next export sees new weights
         return StageRecord("prune", figures={"prune": {...}})
@@ -130,9 +134,25 @@ def unknown_key_error(where: str, key: str, valid: Sequence[str]) -> InputError:
 class StageOptions:
     """Base of every stage's options: built from a recipe table, written back to one.
 
-    Subclasses are frozen dataclasses whose __post_init__ validates (raising InputError), so an
-    options object that exists is a valid one.
+    Subclasses are frozen dataclasses. Building one checks each field against its annotation
+    (int, float, str, bool, None, tuple: lists from TOML become tuples), then calls the
+    subclass's `validate()` for the rest (ranges, choices), so an options object that exists is
+    a valid one and every failure is an InputError naming the field.
     """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            kinds = [k.strip() for k in str(f.type).split("|")]
+            if isinstance(value, list) and any(k.startswith("tuple") for k in kinds):
+                value = tuple(value)
+                object.__setattr__(self, f.name, value)
+            if not any(_is_kind(value, k) for k in kinds):
+                raise InputError(f"{f.name} must be {' or '.join(kinds)}, got {value!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks beyond the field types; subclasses override it."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "stage") -> StageOptions:
@@ -160,6 +180,25 @@ class StageOptions:
             if value != default:
                 data[f.name] = _plain(value)
         return data
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "None": lambda v: v is None,
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    """Whether value fits one annotation term; containers are checked by validate()."""
+    check = _KINDS.get(kind)
+    if check is not None:
+        return check(value)
+    if kind.startswith("tuple"):
+        return isinstance(value, tuple)
+    return True  # Mapping[...] and other terms: the subclass checks them
 
 
 def _plain(value: Any) -> Any:
@@ -195,7 +234,7 @@ class ExportOptions(StageOptions):
     tflite_quantization: str = "none"
     opset: int = 17
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _as_tuple(self, "formats", str)
         unknown = sorted(set(self.formats) - {"onnx", "tflite"})
         if unknown or "onnx" not in self.formats:
@@ -205,7 +244,7 @@ class ExportOptions(StageOptions):
                 f"tflite_quantization {self.tflite_quantization!r}; expected one of "
                 f"{list(TFLITE_QUANTIZATION)}"
             )
-        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < 7:
+        if self.opset < 7:
             raise InputError(f"opset must be an integer >= 7, got {self.opset!r}")
 
     @property
@@ -264,7 +303,7 @@ class QuantizeStageOptions(StageOptions):
         "preprocess",
     )
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _as_tuple(self, "op_types", str)
         _as_tuple(self, "nodes_to_exclude", str)
         _as_tuple(self, "candidates", Mapping)

@@ -245,9 +245,9 @@ class ScaleOptions(StageOptions):
 
     factor: float = 2.0
 
-    def __post_init__(self):
-        if not isinstance(self.factor, int | float):
-            raise ep.InputError(f"factor must be a number, got {self.factor!r}")
+    def validate(self):
+        if self.factor == 0:
+            raise ep.InputError("factor must not be 0")
 
 
 SEEN: list[dict] = []  # what each run of the test stage saw
@@ -402,6 +402,8 @@ def test_options_are_set_by_dotted_path_and_validated(tmp_path):
         set_option(recipe, "stages.quantize.method", "int4")
     with pytest.raises(ep.InputError, match="did you mean 'quantize'"):
         set_option(recipe, "stages.quantise.method", "dynamic")
+    with pytest.raises(ep.InputError, match="max_float_nodes must be int, got '8'"):
+        set_option(recipe, "stages.quantize.max_float_nodes", "8")
     with pytest.raises(ep.InputError, match="budget must be a number"):
         set_option(recipe, "budget", -1)
     with pytest.raises(ep.ProfileError, match="known profiles"):
