@@ -481,8 +481,10 @@ class Recipe:
                     lines += ["", f"[assets.{_toml_key(path)}]"]
                     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in asset.items()]
                 continue
-            lines += ["", f"[{name}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+            lines += ["", f"[{name}]"]  # TOML has no null: an absent key reads back as None
+            lines += [
+                f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None
+            ]
         for stage in stages:
             lines += ["", "[[stages]]"]
             lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in stage.items()]
@@ -515,7 +517,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, Mapping):
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        items = ", ".join(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None
+        )
         return "{" + items + "}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
