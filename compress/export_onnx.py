@@ -24,7 +24,7 @@ import torch
 from edgepack.runtime.errors import ExportError, InputError
 
 from .data import ArrayDataset, match_inputs
-from .evaluate import _open_model
+from .evaluate import open_model
 
 PathLike = str | os.PathLike[str]
 Task = Literal["text-classification", "image-classification"]
@@ -155,7 +155,7 @@ def export_hf(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
-    torch_model = _load_hf(model_dir, task)
+    torch_model = load_hf(model_dir, task)
     with tempfile.TemporaryDirectory(prefix="edgepack-export-") as tmp:
         try:
             # Exporting the instance we check against matters: loading the folder twice gives a
@@ -191,7 +191,7 @@ def _check_export(
     rtol: float,
 ) -> ExportCheck:
     """Run the exported file through the runtime and PyTorch on the same feeds and compare."""
-    runner = _open_model(path)
+    runner = open_model(path)
     feeds = match_inputs(ArrayDataset(feeds), runner.entry.inputs, "check inputs").inputs
     exported = list(runner.run(feeds).values())
     expected = run_torch(feeds)
@@ -331,7 +331,8 @@ def _flatten(outputs: Any) -> list[torch.Tensor]:
     return flat
 
 
-def _load_hf(model_dir: Path, task: str) -> torch.nn.Module:
+def load_hf(model_dir: PathLike, task: str) -> torch.nn.Module:
+    """The PyTorch model of a Hugging Face folder for `task`, in eval mode."""
     import transformers
 
     auto = getattr(transformers, _HF_AUTO_CLASSES[task])

@@ -398,6 +398,51 @@ def missing_sources(profile: DeviceProfile) -> list[str]:
     return missing
 
 
+@dataclass(frozen=True)
+class QuantizationScheme:
+    """The int8 scheme a profile's `defaults.quantization` stands for on its CPU, as Optimum's
+    hardware presets (`arm64`, `avx512_vnni`) do: what `--profile` sets unless the user says.
+
+    method is None for an fp16/fp32 default (no int8 model is wanted there). Arm cores get int8
+    activations, symmetric, with int8 per-channel weights (onnxruntime's S8S8 QDQ, which its
+    Arm kernels take directly); x86 keeps uint8 activations with int8 weights (U8S8, the
+    VPMADDUBSW/VNNI operand order), per tensor.
+    """
+
+    method: str | None
+    activation_type: str
+    weight_type: str
+    per_channel: bool
+    activation_symmetric: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_arm(profile: DeviceProfile) -> bool:
+    """True for an Arm CPU: bundled profiles say armv8.x-a, a detected host aarch64/arm64."""
+    arch = profile.cpu.arch.lower()
+    return arch.startswith(("arm", "aarch64")) or "neon" in profile.cpu.features
+
+
+def quantization_scheme(profile: DeviceProfile) -> QuantizationScheme:
+    """The profile's default quantization as an int8 scheme for its CPU (see QuantizationScheme).
+
+    >>> from edgepack.device_profiles import load_profile
+    >>> quantization_scheme(load_profile("rpi-zero-2w")).activation_type
+    'int8'
+    """
+    method = {"int8-dynamic": "dynamic", "int8-static": "static"}.get(profile.defaults.quantization)
+    arm = is_arm(profile)
+    return QuantizationScheme(
+        method=method,
+        activation_type="int8" if arm else "uint8",
+        weight_type="int8",
+        per_channel=arm,
+        activation_symmetric=arm,
+    )
+
+
 def clamp_threads(profile: DeviceProfile, requested: int | None = None) -> int:
     """The thread count to run with: the profile's default, or the request capped at its cores."""
     if requested is None:
