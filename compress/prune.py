@@ -34,7 +34,7 @@ from tqdm import tqdm
 from edgepack.runtime.errors import ExportError, InputError
 
 from .data import ArrayDataset, TextDataset
-from .evaluate import _open_model, evaluate, predict
+from .evaluate import evaluate, open_model, run_batched
 from .export_onnx import export_hf, export_onnx
 from .prune_units import (
     CHANNEL_IMPORTANCES,
@@ -459,7 +459,7 @@ def _measure(
     """Host p50/p90 of each file through the runtime, interleaved by the harness's timing loop."""
     from edgepack.benchmarks.scenarios import measure, progress_bar
 
-    runners = [_open_model(p, options.threads) for p in paths]
+    runners = [open_model(p, options.threads) for p in paths]
     latencies, _ = measure(
         [lambda r=r: r.run(dict(feeds)) for r in runners],
         warmup=5,
@@ -482,7 +482,7 @@ def _measure(
 def _scores(model: Path, data: _Data, progress: bool, reference: np.ndarray | None = None):
     """(metrics, outputs) of an ONNX file on the evaluation data, through the runtime."""
     if data.eval.labels is None and reference is None:
-        outputs = predict(model, data.eval, progress=progress, desc="evaluate")
+        outputs = run_batched(model, data.eval, progress=progress, desc="evaluate")
         return {}, outputs
     result = evaluate(model, data.eval, reference=reference, progress=progress)
     return result.metrics, result.outputs

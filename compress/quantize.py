@@ -578,12 +578,12 @@ def _estimate_speed(
     candidates: Sequence[Candidate], fp32_path: Path, profile: DeviceProfile, budget: Budget
 ) -> None:
     """fp32 and every candidate estimated for the profile's device from their cost summaries."""
-    from edgepack.benchmarks.predict import predict_latency
+    from edgepack.benchmarks.estimate import estimate_latency
 
     from .cost import cost_summary
 
     def estimate(path: Path) -> float:
-        return float(predict_latency(cost_summary(path), profile)["latency_ms"])
+        return float(estimate_latency(cost_summary(path), profile)["latency_ms"])
 
     fp32_ms = estimate(fp32_path)
     for candidate in candidates:

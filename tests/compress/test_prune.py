@@ -21,7 +21,7 @@ from edgepack.benchmarks.estimate import estimate_latency  # noqa: E402
 from edgepack.benchmarks.microbench import measure_host  # noqa: E402
 from edgepack.compress.cost import cost_summary  # noqa: E402
 from edgepack.compress.data import ArrayDataset, TextDataset  # noqa: E402
-from edgepack.compress.evaluate import _open_model  # noqa: E402
+from edgepack.compress.evaluate import open_model  # noqa: E402
 from edgepack.compress.export_onnx import export_onnx  # noqa: E402
 from edgepack.compress.prune import (  # noqa: E402
     PruneOptions,
@@ -216,7 +216,7 @@ def test_bert_heads_and_ffn_pruning_shrinks_reloads_and_exports(bert_dir, tmp_pa
     reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(result.model_dir)
     expected = _logits(result.model.eval(), feeds)
     np.testing.assert_array_equal(_logits(reloaded.eval(), feeds), expected)
-    shipped = _open_model(result.onnx).run(feeds)["logits"]
+    shipped = open_model(result.onnx).run(feeds)["logits"]
     np.testing.assert_allclose(shipped, expected, atol=1e-4)
     assert result.reload_max_abs_diff == 0.0
 
@@ -244,7 +244,7 @@ def test_cnn_channel_pruning_keeps_outputs_and_runs_through_the_runtime(tmp_path
     assert result.parameters_after < result.parameters_before / 2
 
     x = _images(5).inputs["pixels"]
-    runner = _open_model(result.onnx)
+    runner = open_model(result.onnx)
     out = runner.run({"pixels": x})["logits"]
     assert out.shape == (5, 3)
     np.testing.assert_allclose(out, _logits(pruned, {"input": x}), atol=1e-4)
