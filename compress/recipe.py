@@ -76,8 +76,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgepack.packing import describe_model_file
 from edgepack.runtime import InputError, PackManifest, QuantizationError
-from edgepack.runtime.model_info import describe_model_file
 
 from .options import StageOptions, as_tuple, unknown_key_error
 from .workspace import (
