@@ -21,7 +21,8 @@ COMMANDS = {
     "estimate": ("estimate_command", "estimate a pack's latency on a device profile"),
     "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
     "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
-    "demo": ("demo_command", "the main job: digits CNN to a benchmarked int8 pack"),
+    "demo": ("demo_command", "the main job on the bundled digits CNN: packs, estimates, report"),
+    "optimize": ("optimize_command", "your model to the fastest pack within budget per device"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
 }
