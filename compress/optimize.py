@@ -79,6 +79,7 @@ def cnn_stages(
         {
             "type": "quantize",
             "budget": budget,
+            "min_speedup": 0,  # speed is judged per device, by the choice
             "candidates": [{"method": "static", "per_channel": True}, {"method": "dynamic"}],
         },
         {"type": "export", "formats": ["onnx", "tflite"], "tflite_quantization": "dynamic"},
@@ -99,7 +100,7 @@ def text_stages(*, finetune_steps: int = 200, budget: float = 1.0) -> list[dict[
             "heads_keep": 0.75,
             "finetune_steps": finetune_steps,
         },
-        {"type": "quantize", "budget": budget, "method": "dynamic"},
+        {"type": "quantize", "budget": budget, "method": "dynamic", "min_speedup": 0},
         {"type": "export", "formats": ["onnx"]},
     ]
     return stages
@@ -110,6 +111,7 @@ def plan_for(model: Any, budget: float = 1.0, finetune_steps: int = 200) -> Plan
     quantize = {
         "type": "quantize",
         "budget": budget,
+        "min_speedup": 0,
         "candidates": [{"method": "static", "per_channel": True}, {"method": "dynamic"}],
     }
     if isinstance(model, Path) and model.suffix == ".onnx":
@@ -500,6 +502,7 @@ def optimize(
         budget=budget,
         data=data_table,
         stages=plan.stages,
+        keep_fp32=True,  # on a board where int8 is slower, the fp32 model is the one to ship
     )
     notes: list[str] = []
     term.say("running the recipe (third-party output: logs/compress.log)")
