@@ -269,7 +269,9 @@ def measure_here(
     from edgepack.benchmarks.report import format_table
 
     results, p50 = [], {}
-    targets = {(r["pack"], r["backend"]): r for r in rows}
+    targets: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:  # the harness runs the first model of a pack the backend can run
+        targets.setdefault((row["pack"], row["backend"]), row)
     for (pack, backend), row in tqdm(targets.items(), desc="benchmark", disable=not progress):
         result = benchmark(
             pack,

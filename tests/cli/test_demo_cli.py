@@ -207,7 +207,11 @@ def test_optimize_onnx_is_quantize_only(tmp_path, digits_mlp):
     assert_clean(result)
     assert "recipe: onnx (an ONNX file: quantize-only" in result.stdout
     report = check_report(out, ["rpi5", "rpi-zero-2w"])
-    assert report["profiles"]["rpi5"]["chosen"]["precision"].startswith(("int8", "mixed"))
+    precisions = {c["precision"] for c in report["candidates"]}
+    assert precisions & {"int8-static", "int8-dynamic", "mixed"} and "fp32" in precisions
+    chosen = report["profiles"]["rpi5"]["chosen"]
+    assert chosen["key"] in {c["key"] for c in report["candidates"]}
+    assert chosen["metric"] >= report["reference"] - 2
 
 
 @pytest.mark.parametrize(
