@@ -21,6 +21,7 @@ from tests.conftest import classifier_onnx
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 START_TIMEOUT_S = 10
+SSHD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # its logins' PATH
 
 
 def require_or_skip(ok: bool, reason: str) -> None:
@@ -177,11 +178,15 @@ def ssh_lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def device_python(ssh_lab) -> str:
-    """The X.Y of python3 on the lab's 'device' (this machine, as sshd's login sees it)."""
-    return ssh_lab.remote(
-        0, "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
-    ).strip()
+def device_python() -> str:
+    """The X.Y of python3 on the lab's "device" (this machine, on sshd's default PATH), which
+    the bundles are built for."""
+    done = subprocess.run(
+        ["env", "-i", f"PATH={SSHD_PATH}", "python3", "-c",
+         "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 @pytest.fixture(scope="session")
