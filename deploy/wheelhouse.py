@@ -167,14 +167,9 @@ def build_wheelhouse(
         if not missing:
             break
         if progress:
-            progress(
-                "markers for "
-                + target.describe()
-                + " need "
-                + ", ".join(str(m) for m in missing)
-                + "; fetching them"
-            )
-        pending = [str(m) for m in missing]
+            needs = ", ".join(str(m) for m in missing)
+            progress(f"markers for {target.describe()} also need {needs}; fetching them")
+        pending = [_without_marker(m) for m in missing]
     else:
         raise BundleError(
             f"the wheelhouse for {target.describe()} is still missing "
@@ -185,6 +180,13 @@ def build_wheelhouse(
         if path.name not in keep:
             path.unlink()
     return needed
+
+
+def _without_marker(req: Requirement) -> str:
+    """The requirement for pip without its marker: the marker held on the target, and pip would
+    evaluate it again for the host."""
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    return f"{req.name}{extras} @ {req.url}" if req.url else f"{req.name}{extras}{req.specifier}"
 
 
 def _read_all(dest: Path, target: Target) -> dict[str, Wheel]:
@@ -227,29 +229,42 @@ def _pip_download(
     if constraints:
         command += ["--constraint", str(constraints)]
     command += [*pip_args, *requirements]
+    # One stream: pip explains a conflict on stdout and the rest on stderr, and reading two
+    # pipes one after the other can deadlock on a full one.
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    said = []
     for line in process.stdout:
-        if progress and line.startswith(("Collecting", "Saved", "File was already")):
-            progress(line.strip())
-    err = process.stderr.read()
+        said.append(line)
+        if progress and line.startswith(("Saved ", "File was already downloaded ")):
+            progress(f"  {Path(line.split()[-1]).name}")
     if process.wait() != 0:
-        raise BundleError(_explain_pip_failure(err, target))
+        raise BundleError(_explain_pip_failure("".join(said), target))
 
 
-def _explain_pip_failure(stderr: str, target: Target) -> str:
+def _explain_pip_failure(output: str, target: Target) -> str:
     """One line from pip's complaint: the package without a wheel, the versions there are,
     the Python versions they need, and what to use instead."""
-    found = re.search(r"No matching distribution found for (\S+)", stderr)
+    found = re.search(r"No matching distribution found for (\S+)", output)
+    conflict = re.search(r"The conflict is caused by:\n((?:[ \t]+\S.*\n?)+)", output)
+    if conflict and not found:
+        causes = "; ".join(line.strip() for line in conflict.group(1).splitlines())
+        return (
+            f"pip cannot resolve the wheels for {target.describe()}: {causes}; a pinned version "
+            f"may have no wheel for Python {target.python} (constraints made for the workstation "
+            "often do not fit an older device Python: bundle without -c, or pin versions that "
+            "have wheels for it)"
+        )
     if not found:
-        last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["?"]
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        last = [line for line in lines if line.startswith("ERROR")][-1:] or lines[-1:] or ["?"]
         return f"pip download for {target.describe()} failed: {last[0].strip()}"
     spec = found.group(1)
     name = canonicalize_name(re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0])
-    versions = re.search(r"from versions: ([^)]*)\)", stderr)
-    python_only = re.search(r"require a different python version: (.*)", stderr)
+    versions = re.search(r"from versions: ([^)]*)\)", output)
+    python_only = re.search(r"require a different python version: (.*)", output)
     parts = [
         f"no wheel of {spec} for {target.describe()} "
         f"(manylinux tags up to {target.platform_tags()[0]})"

@@ -8,6 +8,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,6 +228,12 @@ def test_cli_deploy_and_bench_remote(ssh_lab, host_bundles, tmp_path, capsys):
     (result,) = data["results"]
     assert result["label"].startswith("measured on ") and url.split("/")[2] in result["label"]
     assert result["latency"]["count"] >= 20 and result["pack"] == str(pack)
+    # The device's p50 went into the estimator's error record for the bundle's profile.
+    record = result["prediction"]
+    assert record["kind"] == "measured" and record["profile"] == "host", record
+    assert record["latency_ms"] == pytest.approx(result["latency"]["percentiles_s"]["p50"] * 1e3)
+    history = json.loads(Path(record["history_file"]).read_text())["records"]
+    assert any(r["measured_ms"] == record["latency_ms"] for r in history)
     # The JSON also stays on the device, beside the release.
     assert ssh_lab.remote(0, f"ls {tmp_path / 'cli-device'}/current/").count("bench-") == 1
     other = host_bundles[1][1][0]
