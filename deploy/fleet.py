@@ -17,7 +17,6 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,11 +107,3 @@ def format_table(results: Sequence[HostResult]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
              for row in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def summary(results: Sequence[HostResult]) -> dict[str, Any]:
-    return {
-        "hosts": len(results),
-        "ok": sum(r.ok for r in results),
-        "failed": sum(not r.ok for r in results),
-    }

@@ -9,7 +9,7 @@ reached; deploying the bundle that is already current changes nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,6 @@ class HostResult:
     changed: bool = False  # False: the bundle was already current (a no-op)
     p50_ms: float | None = None
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -101,7 +100,7 @@ def _probe(target: SshTarget, options: SshOptions, bundle: dict[str, Any]) -> di
     return facts
 
 
-def _check(target: SshTarget, facts: dict[str, str], bundle: dict[str, Any]) -> None:
+def check_device(target: SshTarget, facts: dict[str, str], bundle: dict[str, Any]) -> None:
     """Refuse before copying anything: wrong architecture or Python, no venv, no room."""
     want = bundle["target"]
     host = target.display
@@ -164,7 +163,7 @@ def deploy_one(
             result.step, result.ok = "switch", True  # already current: nothing to do
             return result
         result.step = "check"
-        _check(target, facts, bundle)
+        check_device(target, facts, bundle)
         if facts.get("installed") != bundle["id"]:
             result.step = "upload"
             remote_dir = f"{target.path}/{release}"

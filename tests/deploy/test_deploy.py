@@ -239,3 +239,46 @@ def test_cli_deploy_and_bench_remote(ssh_lab, host_bundles, tmp_path, capsys):
     other = host_bundles[1][1][0]
     assert main(["bench", str(other), "--remote", url, *ssh]) == 1
     assert "bundle and deploy this pack first" in capsys.readouterr().err
+
+
+def test_scp_upload_when_rsync_is_missing(ssh_lab, host_bundles, tmp_path):
+    from edgepack.deploy.ssh import upload
+
+    bundle = host_bundles[0][0]
+    remote = tmp_path / "scp-device"
+    ssh_lab.remote(0, f"mkdir -p {remote}")
+    upload(ssh_lab.target(0, str(remote)), ssh_lab.options(), bundle, str(remote), rsync=False)
+    assert "OK" in ssh_lab.remote(0, f"cd {remote} && sha256sum --check SHA256SUMS | tail -1")
+    assert sorted(p.name for p in remote.iterdir()) == sorted(p.name for p in bundle.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("facts", "step", "expect"),
+    [
+        (
+            {"python": "3.10"},
+            "check",
+            "wrong Python: the bundle is for Python 3.11, the device has 3.10",
+        ),
+        ({"venv": "no"}, "check", "python3-venv is missing on the device: sudo apt install"),
+        ({"free_kb": "1000"}, "disk", "full disk: the release needs about"),
+        ({"machine": "armv7l"}, "check", "the bundle is for aarch64, the device is armv7l"),
+    ],
+)
+def test_device_checks_before_copying(facts, step, expect):
+    from edgepack.deploy.errors import DeployError
+    from edgepack.deploy.release import check_device
+
+    bundle = {
+        "target": {"machine": "aarch64", "python": "3.11"},
+        "wheel_bytes": 50_000_000,
+        "install_bytes_estimate": 150_000_000,
+    }
+    device = {"machine": "aarch64", "python": "3.11", "venv": "yes", "free_kb": "9000000"}
+    with pytest.raises(DeployError) as caught:
+        check_device(
+            SshTarget.parse("ssh://pi@garage-pi/home/pi/edgepack"), {**device, **facts}, bundle
+        )
+    assert caught.value.step == step and expect in caught.value.message
+    assert str(caught.value).startswith(f"pi@garage-pi: {step}: ")
+    check_device(SshTarget.parse("ssh://pi@garage-pi"), device, bundle)  # all fine: no error
