@@ -28,6 +28,11 @@ from typing import Any
 
 from edgepack.runtime import EdgepackError, __version__, read_manifest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 from .errors import BundleError
 from .scripts import bench_script, install_script
 from .sums import bundle_id, sha256_file, verify_sums, write_sums
@@ -63,11 +68,23 @@ def source_root() -> Path:
 
 
 def build_edgepack_wheel(dest: Path) -> Path:
-    """edgepack itself as a wheel, built from the source tree without network."""
+    """edgepack itself as a wheel, built without network from a clean copy of its packages
+    (building in the source tree would pack whatever stale files its build/ folder holds)."""
     root = source_root()
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-               "--disable-pip-version-check", "-q", "-w", str(dest), str(root)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True)
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    folders = set(project["tool"]["setuptools"]["package-dir"].values())
+    with tempfile.TemporaryDirectory(prefix="edgepack-wheel-") as scratch:
+        tree = Path(scratch) / "src"
+        tree.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(root / name, tree / name)
+        for folder in folders:
+            shutil.copytree(
+                root / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                   "--disable-pip-version-check", "-q", "-w", str(dest), str(tree)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(dest.glob("edgepack-*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr.strip().splitlines() or ["no wheel written"])[-1]
