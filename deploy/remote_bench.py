@@ -94,15 +94,19 @@ def _record(result: BenchResult, pack: Path, profile: str | None, device: dict[s
     if result.scenario != "single-stream" or not profile:
         return
     try:
-        from edgepack.benchmarks.predict import predict_manifest, record_measurement
+        from edgepack.benchmarks.estimate import estimate_manifest, record_measurement
 
-        estimate = predict_manifest(
+        estimate = estimate_manifest(
             read_manifest(pack),
             load_profile(profile),
             backend=result.backend,
             threads=result.threads,
         )
-        result.prediction = record_measurement(
+        if estimate.get("kind") != "estimated":
+            reason = estimate.get("error") or "the estimator gave none"
+            result.warnings.append(f"no estimate for {profile} to correct: {reason}")
+            return
+        result.estimate = record_measurement(
             estimate, p50_ms(result), measured_on=device["cpu"]["core"]
         )
     except (EdgepackError, ImportError, KeyError) as exc:

@@ -229,7 +229,7 @@ def test_cli_deploy_and_bench_remote(ssh_lab, host_bundles, tmp_path, capsys):
     assert result["label"].startswith("measured on ") and url.split("/")[2] in result["label"]
     assert result["latency"]["count"] >= 20 and result["pack"] == str(pack)
     # The device's p50 went into the estimator's error record for the bundle's profile.
-    record = result["prediction"]
+    record = result["estimate"]
     assert record["kind"] == "measured" and record["profile"] == "host", record
     assert record["latency_ms"] == pytest.approx(result["latency"]["percentiles_s"]["p50"] * 1e3)
     history = json.loads(Path(record["history_file"]).read_text())["records"]
