@@ -8,7 +8,9 @@ reached; deploying the bundle that is already current changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,8 +157,7 @@ def deploy_one(
     """Install `bundle` (read_bundle of `folder`) on one device and make it current. A failed
     step does not raise: the result has ok False, the step and the error (one line)."""
     result = HostResult(host=target.display, release=bundle["id"])
-    start = time.monotonic()
-    try:
+    with _step_outcome(result):
         facts = _probe(target, options, bundle)
         release = f"releases/{bundle['id']}"
         if facts.get("current") == release and facts.get("installed") == bundle["id"]:
@@ -187,29 +188,31 @@ def deploy_one(
         if done.returncode != 0:
             raise DeployError(target.display, "switch", done.stderr.strip() or "link not switched")
         result.ok = result.changed = True
-        return result
-    except DeployError as exc:
-        result.step, result.error = exc.step, exc.message
-        return result
-    finally:
-        result.seconds = time.monotonic() - start
+    return result
 
 
 def rollback_one(target: SshTarget, options: SshOptions) -> HostResult:
     """Make the previous release current again (and the current one previous)."""
     result = HostResult(host=target.display, step="switch")
-    start = time.monotonic()
-    try:
+    with _step_outcome(result):
         done = run_remote(target, options, "rollback", ROLLBACK, target.path)
         if done.returncode != 0:
             raise DeployError(target.display, "rollback", done.stderr.strip() or "not switched")
         current = done.stdout.strip().rpartition("=")[2]
         result.release = current.rpartition("/")[2]
         result.ok = result.changed = True
-        return result
+    return result
+
+
+@contextlib.contextmanager
+def _step_outcome(result: HostResult) -> Iterator[None]:
+    """Time the steps inside and turn a DeployError into the result's failed step and error:
+    one host's failure never raises out of a fleet run."""
+    start = time.monotonic()
+    try:
+        yield
     except DeployError as exc:
         result.step, result.error = exc.step, exc.message
-        return result
     finally:
         result.seconds = time.monotonic() - start
 
