@@ -485,6 +485,7 @@ def optimize(
                 f"--input-shape {list(input_shape)} but the data's samples have shape "
                 f"{list(evaluation.inputs[name].shape[1:])}"
             )
+    task = "text-classification" if plan.family in ("text", "hf") else "image-classification"
     packs_dir = output / "packs"
     packs_dir.mkdir(parents=True, exist_ok=True)
     data_table = {"train": data, "calibration": data, "evaluation": eval_data or data}
@@ -494,6 +495,7 @@ def optimize(
         name="source",
         output=str(packs_dir / "source.edgepack"),
         source=source,
+        task=task,
         data=data_table,
         stages=[{"type": "export", "formats": ["onnx"]}] if plan.family != "onnx" else [],
     )
@@ -501,6 +503,7 @@ def optimize(
         name="optimized",
         output=str(packs_dir / "optimized.edgepack"),
         source=source,
+        task=task,
         budget=budget,
         data=data_table,
         stages=plan.stages,
