@@ -603,28 +603,34 @@ def _plot_choice(choice: dict[str, Any], path: Path) -> str | None:
     axes = figure.subplots(lines, columns, squeeze=False).ravel()
     floor = choice["reference"] - choice["budget"]
     by_key = {c["key"]: c for c in choice["candidates"]}
+    colours = {key: f"C{i}" for i, key in enumerate(by_key)}
     for ax, (name, row) in zip(axes, rows, strict=False):
         for key, e in (row.get("estimates") or {}).items():
             if not e or e.get("error") or key not in by_key:
                 continue
             y = by_key[key]["metric"]
             chosen = (row.get("chosen") or {}).get("key") == key
-            ax.scatter(
-                [e["latency_ms"]], [y], s=60 if chosen else 30, marker="*" if chosen else "o"
-            )
             if e.get("range_ms"):
                 low, high = e["range_ms"]
-                ax.plot([low, high], [y, y], color="grey", linewidth=0.8)
-            ax.annotate(key, (e["latency_ms"], y), fontsize=6, ha="left", va="bottom")
+                ax.plot([low, high], [y, y], color=colours[key], linewidth=0.8, alpha=0.5)
+            ax.scatter(
+                [e["latency_ms"]],
+                [y],
+                s=90 if chosen else 30,
+                marker="*" if chosen else "o",
+                color=colours[key],
+                label=key + (" (chosen)" if chosen else ""),
+                zorder=3,
+            )
         ax.axhline(floor, color="red", linestyle="--", linewidth=0.8, label="budget")
         kind = "measured" if name == "host" else "estimated"
         ax.set_title(f"{name} ({kind})", fontsize=8)
         ax.set_xlabel("latency (ms)", fontsize=7)
         ax.set_ylabel(choice["metric"], fontsize=7)
         ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5, loc="lower right")
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=6)
     figure.savefig(path, dpi=110)
     return None
 
