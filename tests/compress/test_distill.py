@@ -183,8 +183,8 @@ def digits_teacher():
     from edgepack.compress.demo import split_digits, train
 
     train_x, train_y, test_x, test_y = split_digits()
-    train_x, train_y, test_x, test_y = train_x[:800], train_y[:800], test_x[:300], test_y[:300]
-    model = train(train_x, train_y, epochs=6)
+    train_x, train_y, test_x, test_y = train_x[:600], train_y[:600], test_x[:300], test_y[:300]
+    model = train(train_x, train_y, epochs=4)
     return (
         model,
         ArrayDataset({"pixels": train_x}, train_y),
@@ -444,13 +444,14 @@ def free_port() -> int:
 def test_two_processes_under_torchrun_match_one_with_the_same_global_batch(tmp_path):
     teacher = bert_teacher(tmp_path / "teacher", dropout=0.0)  # dropout masks differ per rank
     train = write_tsv(tmp_path / "train.tsv", *sentences(40, seed=2))
-    sets = ["layers=[0]", "epochs=3", "batch_size=8", "learning_rate=1e-3", "checkpoint_every=2"]
+    sets = ["layers=[0]", "epochs=3", "batch_size=8", "learning_rate=3e-3", "alpha=1.0"]
+    sets.append("checkpoint_every=2")
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     launcher += ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     two = tmp_path / "two"
     run = subprocess.run(
-        [*launcher, *command(teacher, train, two, *sets)[1:]],
+        [*launcher, *command(teacher, train, two, *sets)],
         capture_output=True,
         text=True,
         env=env,
