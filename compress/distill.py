@@ -39,7 +39,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -51,11 +50,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgepack.runtime.errors import InputError, PreprocessingError
+from edgepack.runtime.errors import InputError
 
 from .data import ArrayDataset, TextDataset, load_dataset
 from .evaluate import LABEL_METRICS, classification_metrics
-from .students import bert_student, check_layers, encoder_layers, is_bert_family, narrow_cnn
+from .students import (
+    bert_student,
+    check_layers,
+    encoder_layers,
+    is_bert_family,
+    narrow_cnn,
+    trim_vocab,
+)
 
 PathLike = str | os.PathLike[str]
 ATTENTION = ("none", "tinybert", "minilm")
@@ -67,6 +73,14 @@ TEACHER_LOGITS = "teacher_logits.pt"
 STUDENT = "student"  # the final student: a Hugging Face folder, or student.pt for a module
 RESULT = "distill.json"
 log = logging.getLogger(__name__)
+_NUMBER = ((int, float), "a number")
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {  # option -> types; sizes are checked as ints
+    **dict.fromkeys(("temperature", "alpha", "hidden_weight", "attention_weight"), _NUMBER),
+    **dict.fromkeys(("learning_rate", "weight_decay", "warmup", "clip_norm"), _NUMBER),
+    "channels_keep": _NUMBER,
+    **dict.fromkeys(("ffn_init", "attention", "metric", "device"), ((str,), "a string")),
+    **dict.fromkeys(("cache_teacher", "trim_vocab"), ((bool,), "true or false")),
+}
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,13 @@ class DistillOptions:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        for name, (kinds, what) in _KINDS.items():
+            value = getattr(self, name)
+            # True is an int to Python, but not a temperature; and 1 is not a yes.
+            if value is not None and (
+                not isinstance(value, kinds) or isinstance(value, bool) != (kinds == (bool,))
+            ):
+                raise InputError(f"{name} must be {what}, got {value!r}")
         for name in ("layers", "layer_map"):
             value = getattr(self, name)
             if value is not None:
@@ -471,7 +492,7 @@ class DistillationLoss(torch.nn.Module):
         terms = {"soft": o.alpha * soft_loss(logits, teacher_logits, o.temperature)}
         if labels is not None and o.alpha < 1:
             terms["hard"] = (1 - o.alpha) * F.cross_entropy(logits, labels, reduction="none")
-        mask = feeds.get("attention_mask")
+        mask = _mask(feeds)
         if o.hidden_weight > 0:
             hidden = hidden_loss(states, teacher_states, self.pairs, mask, self.projection)
             terms["hidden"] = o.hidden_weight * hidden
@@ -622,7 +643,7 @@ class _Loop:
         else:
             with torch.no_grad():
                 teacher_logits, states = _forward(self.teacher, feeds, options.intermediate_losses)
-                attention = self._teacher_attention(states, feeds.get("attention_mask"))
+                attention = self._teacher_attention(states, _mask(feeds))
         terms = self.model(student_feeds, labels, teacher_logits, states, attention)
         # Each rank sums its samples' losses over the global batch size; DDP averages the
         # gradients over ranks, so world * sum / global is the 1-process batch mean exactly.
@@ -793,7 +814,11 @@ class _Loop:
 def length_buckets(lengths: torch.Tensor, batch_size: int, seed: int, epoch: int) -> list:
     """Global batches for one epoch: shuffled, then sorted by length within buckets of BUCKET
     batches so each batch pads to similar lengths, then the batches shuffled. A function of
-    (seed, epoch) alone, so every rank and every resumed run sees the same batches."""
+    (seed, epoch) alone, so every rank and every resumed run sees the same batches.
+
+    This is the distributed sampler too: rank r of W trains on batch[r::W] of each global batch.
+    torch's DistributedSampler shards samples before batching, so the ranks' batches would
+    neither share a length bucket nor add up to the batch a single process would train on."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(lengths), generator=generator)
     chunks = []
@@ -861,6 +886,14 @@ def _examples(
         pad = getattr(tokenizer, "pad_token_id", 0) or 0
         return _Examples(rows, labels, lengths, True, pad)
     return _Examples(arrays, labels, torch.ones(len(data), dtype=torch.long), False)
+
+
+def _mask(feeds: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The attention mask of a text batch (all ones when the data came without one)."""
+    if "attention_mask" in feeds:
+        return feeds["attention_mask"]
+    ids = feeds.get("input_ids")
+    return None if ids is None else torch.ones_like(ids)
 
 
 def _forward(model: torch.nn.Module, feeds: dict[str, torch.Tensor], states: bool):
@@ -949,61 +982,6 @@ def _check_fit(
                 f"the {role} labels go up to {int(data.labels.max())}, but the teacher has "
                 f"{classes} classes (0..{classes - 1})"
             )
-
-
-def trim_vocab(
-    student: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int = 128
-) -> tuple[torch.nn.Module, Any, torch.Tensor]:
-    """Keep only the word pieces that occur in the training data plus the special tokens: the
-    embedding rows are sliced (in vocabulary order) and a new WordPiece tokenizer is written.
-
-    Returns the student, its tokenizer and remap (old id -> new id; pieces dropped map to
-    [UNK]). Checks that the new tokenizer gives remap[old ids] for every training text and
-    encodes every kept whole-word piece as itself; raises PreprocessingError otherwise.
-    """
-    from transformers import AutoTokenizer
-
-    if tokenizer is None or not hasattr(tokenizer, "vocab"):
-        raise InputError("trim_vocab needs the teacher's WordPiece tokenizer (a vocab.txt)")
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    old = {int(i) for row in ids for i in row} | set(tokenizer.all_special_ids)
-    keep = torch.tensor(sorted(old))
-    size = len(tokenizer)
-    remap = torch.full((size,), -1, dtype=torch.long)
-    remap[keep] = torch.arange(len(keep))
-    remap[remap < 0] = int(remap[tokenizer.unk_token_id])
-    pieces = tokenizer.convert_ids_to_tokens(keep.tolist())
-
-    with tempfile.TemporaryDirectory(prefix="edgepack-vocab-") as tmp:
-        scratch = Path(tmp)
-        tokenizer.save_pretrained(tmp)
-        (scratch / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")
-        (scratch / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
-        trimmed = AutoTokenizer.from_pretrained(tmp)
-
-    new_ids = trimmed(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    for text, before, after in zip(texts, ids, new_ids, strict=True):
-        if remap[torch.as_tensor(before)].tolist() != list(after):
-            raise PreprocessingError(f"the trimmed tokenizer encodes {text!r} differently")
-    words = [p for p in pieces if not p.startswith("##") and p not in tokenizer.all_special_tokens]
-    if words:
-        encoded = trimmed(words, add_special_tokens=False)["input_ids"]
-        for word, got in zip(words, encoded, strict=True):
-            if got != [trimmed.convert_tokens_to_ids(word)]:
-                raise PreprocessingError(
-                    f"the trimmed tokenizer does not encode {word!r} as one id"
-                )
-
-    embeddings = student.get_input_embeddings()
-    pad = student.config.pad_token_id
-    new_pad = None if pad is None else int(remap[pad])
-    table = torch.nn.Embedding(len(keep), embeddings.embedding_dim, padding_idx=new_pad)
-    with torch.no_grad():
-        table.weight.copy_(embeddings.weight[keep.to(embeddings.weight.device)])
-    student.set_input_embeddings(table)
-    student.config.vocab_size = len(keep)
-    student.config.pad_token_id = new_pad
-    return student, trimmed, remap
 
 
 # --- distributed ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Students made from a teacher: a BERT-family classifier with fewer layers and/or a narrower FFN,
-initialised from the teacher's weights, or a CNN narrowed by Torch-Pruning's channel pruning.
+initialised from the teacher's weights, or a CNN narrowed by Torch-Pruning's channel pruning; and
+vocabulary trimming, which keeps only the word pieces a text student needs.
 
 A student that starts from the teacher's weights learns in a fraction of the steps of one that
 starts from random ones (TinyBERT, DistilBERT both initialise this way).
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from edgepack.runtime.errors import InputError
+from edgepack.runtime.errors import InputError, PreprocessingError
 
 FfnInit = Literal["magnitude", "first"]
 # Hugging Face model types whose encoder is `encoder.layer[i]` with BERT's FFN (intermediate.dense
@@ -184,3 +187,61 @@ def _last_layer(model: torch.nn.Module, example_inputs: torch.Tensor) -> torch.n
             f"{type(model).__name__} has no Conv or Linear layer for channel pruning to narrow"
         )
     return order[-1]
+
+
+def trim_vocab(
+    student: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int = 128
+) -> tuple[torch.nn.Module, Any, torch.Tensor]:
+    """Keep only the word pieces that occur in the training data plus the special tokens: the
+    embedding rows are sliced (in vocabulary order) and a new WordPiece tokenizer is written.
+
+    Returns the student, its tokenizer and remap (old id -> new id; pieces dropped map to
+    [UNK]). Checks that the new tokenizer gives remap[old ids] for every training text and
+    encodes every kept whole-word piece as itself; raises PreprocessingError otherwise.
+    """
+    from transformers import AutoTokenizer
+
+    if getattr(tokenizer, "vocab_files_names", {}).get("vocab_file") != "vocab.txt":
+        raise InputError(
+            f"trim_vocab needs a WordPiece tokenizer (one with a vocab.txt); got "
+            f"{type(tokenizer).__name__}"
+        )
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    old = {int(i) for row in ids for i in row} | set(tokenizer.all_special_ids)
+    keep = torch.tensor(sorted(old))
+    size = len(tokenizer)
+    remap = torch.full((size,), -1, dtype=torch.long)
+    remap[keep] = torch.arange(len(keep))
+    remap[remap < 0] = int(remap[tokenizer.unk_token_id])
+    pieces = tokenizer.convert_ids_to_tokens(keep.tolist())
+
+    with tempfile.TemporaryDirectory(prefix="edgepack-vocab-") as tmp:
+        scratch = Path(tmp)
+        tokenizer.save_pretrained(tmp)
+        (scratch / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")
+        (scratch / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
+        trimmed = AutoTokenizer.from_pretrained(tmp)
+
+    new_ids = trimmed(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    for text, before, after in zip(texts, ids, new_ids, strict=True):
+        if remap[torch.as_tensor(before)].tolist() != list(after):
+            raise PreprocessingError(f"the trimmed tokenizer encodes {text!r} differently")
+    words = [p for p in pieces if not p.startswith("##") and p not in tokenizer.all_special_tokens]
+    if words:
+        encoded = trimmed(words, add_special_tokens=False)["input_ids"]
+        for word, got in zip(words, encoded, strict=True):
+            if got != [trimmed.convert_tokens_to_ids(word)]:
+                raise PreprocessingError(
+                    f"the trimmed tokenizer does not encode {word!r} as one id"
+                )
+
+    embeddings = student.get_input_embeddings()
+    pad = student.config.pad_token_id
+    new_pad = None if pad is None else int(remap[pad])
+    table = torch.nn.Embedding(len(keep), embeddings.embedding_dim, padding_idx=new_pad)
+    with torch.no_grad():
+        table.weight.copy_(embeddings.weight[keep.to(embeddings.weight.device)])
+    student.set_input_embeddings(table)
+    student.config.vocab_size = len(keep)
+    student.config.pad_token_id = new_pad
+    return student, trimmed, remap

@@ -107,6 +107,8 @@ def quick(**changes) -> DistillOptions:
         ({"layers": (0, 1), "layer_map": (1,)}, "layer_map has 1 entries"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"metric": "agreement"}, "metric 'agreement'"),
+        ({"temperature": "2"}, "temperature must be a number, got '2'"),
+        ({"trim_vocab": 1}, "trim_vocab must be true or false"),
     ],
 )
 def test_bad_options_are_rejected_at_construction(changes, message):
@@ -397,6 +399,7 @@ def final_weights(workdir: Path) -> dict[str, torch.Tensor]:
 def assert_same_weights(a: dict, b: dict, atol: float) -> None:
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    print(f"largest weight difference: {worst:.2e}")
     assert worst <= atol, f"weights differ by up to {worst:.2e}"
 
 
