@@ -297,6 +297,7 @@ class DistillResult:
     parameters: dict[str, int]
     vocab: dict[str, int] | None  # teacher and student vocabulary sizes when trimmed
     world_size: int
+    lineage: dict[str, Any]  # teacher_sha256, student (how it was made), data sha256s
     seconds: float
     tokenizer: Any = field(default=None, repr=False)
 
@@ -345,7 +346,7 @@ def distill(
                 "or give a label column"
             )
         options.check(teacher)
-        student = _make_student(student, teacher, options, train_set)
+        student, spec = _make_student(student, teacher, options, train_set)
         options.check(teacher, student)
         teacher.to(dist.device)
         _check_fit(teacher, student, train_set, eval_set, dist.device)
@@ -356,7 +357,7 @@ def distill(
             student, student_tokenizer, remap = trim_vocab(
                 student, tokenizer, train_set.texts, options.max_length
             )
-        loop = _Loop(teacher, student, train_set, eval_set, options, workdir, dist, remap)
+        loop = _Loop(teacher, student, train_set, eval_set, options, workdir, dist, remap, spec)
         history, resumed, losses, stopped = loop.run(progress)
         output = loop.finish(student_tokenizer) if dist.rank == 0 else str(workdir / STUDENT)
         tail = max(1, len(losses) // 10)
@@ -377,6 +378,7 @@ def distill(
             if remap is None
             else {"teacher": len(remap), "student": int(remap.max()) + 1},
             world_size=dist.world,
+            lineage=loop.lineage,
             seconds=0.0,
             tokenizer=student_tokenizer,
         )
@@ -556,6 +558,7 @@ class _Loop:
         workdir: Path,
         dist: _Distributed,
         remap: torch.Tensor | None,
+        spec: dict[str, Any],
     ) -> None:
         self.teacher, self.train, self.eval_set = teacher, train, eval_set
         self.options, self.workdir, self.dist = options, workdir, dist
@@ -585,7 +588,11 @@ class _Loop:
         self.finished = False
         self.stopped = False
         self.teacher_metrics: dict[str, float] | None = None
-        self.fingerprint = _run_fingerprint(options, teacher, student, train, eval_set)
+        self.lineage = _lineage(teacher, student, spec, train, eval_set)
+        # A checkpoint with another fingerprint (options, teacher, student or data) is refused.
+        self.fingerprint = hashlib.sha256(
+            json.dumps([options.to_dict(), self.lineage], sort_keys=True).encode()
+        ).hexdigest()
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
         batches = length_buckets(
@@ -930,25 +937,32 @@ def _make_student(
     teacher: torch.nn.Module,
     options: DistillOptions,
     train: _Examples,
-) -> torch.nn.Module:
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The student and a description of how it was made, for the lineage."""
     if student is not None:
         if options.layers or options.intermediate_size or options.channels_keep:
             raise InputError(
                 "a student was given and the options also ask to build one (layers, "
                 "intermediate_size or channels_keep); give one or the other"
             )
-        return _load_model(student, None, "student")[0].cpu()
+        source = None if isinstance(student, torch.nn.Module) else str(student)
+        model = _load_model(student, None, "student")[0].cpu()
+        return model, {"kind": "given", "class": type(model).__name__, "source": source}
     if is_bert_family(teacher):
-        return bert_student(
-            teacher.cpu(), options.layers, options.intermediate_size, options.ffn_init
-        )
+        model = bert_student(teacher, options.layers, options.intermediate_size, options.ffn_init)
+        layers = list(options.layers or range(teacher.config.num_hidden_layers))
+        spec = {"kind": "teacher_layers", "layers": layers}
+        if options.intermediate_size:
+            spec |= {"intermediate_size": options.intermediate_size, "ffn_init": options.ffn_init}
+        return model, spec
     if options.channels_keep is None:
         raise InputError(
             f"no student given and none to build for a {_kind(teacher)} teacher: pass a student, "
             "or channels_keep (CNN) / layers (BERT-family)"
         )
     example, _ = train.collate(torch.arange(1), torch.device("cpu"))
-    return narrow_cnn(teacher.cpu(), options.channels_keep, next(iter(example.values())))
+    model = narrow_cnn(teacher, options.channels_keep, next(iter(example.values())))
+    return model, {"kind": "narrow_cnn", "channels_keep": options.channels_keep}
 
 
 def _check_fit(
@@ -1075,32 +1089,44 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _run_fingerprint(
-    options: DistillOptions,
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 over a model's state dict (names and bytes, in order): the teacher's identity in
+    the lineage, and part of the run's fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _data_sha256(data: _Examples) -> str:
+    digest = hashlib.sha256()
+    for name, rows in sorted(data.inputs.items()):
+        digest.update(name.encode())
+        tensor = torch.cat([r.flatten() for r in rows]) if data.text else rows
+        digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy())
+    digest.update(data.lengths.numpy())
+    if data.labels is not None:
+        digest.update(data.labels.numpy())
+    return digest.hexdigest()
+
+
+def _lineage(
     teacher: torch.nn.Module,
     student: torch.nn.Module,
+    spec: dict[str, Any],
     train: _Examples,
     eval_set: _Examples | None,
-) -> str:
-    """sha256 of what decides the run: options, the teacher's and the initial student's
-    weights, and the data. A checkpoint with another fingerprint is not resumed."""
-    digest = hashlib.sha256(json.dumps(options.to_dict(), sort_keys=True).encode())
-    for model in (teacher, student):
-        for name, tensor in model.state_dict().items():
-            digest.update(name.encode())
-            flat = tensor.detach().cpu().reshape(-1).contiguous()
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
-    for data in (train, eval_set):
-        if data is None:
-            continue
-        for name, rows in sorted(data.inputs.items()):
-            digest.update(name.encode())
-            tensor = torch.cat([r.flatten() for r in rows]) if data.text else rows
-            digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-        digest.update(data.lengths.numpy().tobytes())
-        if data.labels is not None:
-            digest.update(data.labels.numpy().tobytes())
-    return digest.hexdigest()
+) -> dict[str, Any]:
+    """What the student came from: the teacher's weights, how the student was made (and its
+    initial weights), and the data, each by sha256."""
+    return {
+        "teacher_sha256": weights_sha256(teacher),
+        "student": spec,
+        "student_init_sha256": weights_sha256(student),
+        "train_sha256": _data_sha256(train),
+        "eval_sha256": None if eval_set is None else _data_sha256(eval_set),
+    }
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

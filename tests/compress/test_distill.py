@@ -35,6 +35,7 @@ from edgepack.compress.distill import (  # noqa: E402
     minilm_attention_loss,
     soft_loss,
     tinybert_attention_loss,
+    weights_sha256,
 )
 from edgepack.compress.students import bert_student, narrow_cnn  # noqa: E402
 
@@ -221,6 +222,7 @@ def test_cnn_student_distilled_on_digits_gets_close_to_its_teacher(tmp_path):
     assert result.teacher_eval["accuracy"] > 90
     assert result.eval["accuracy"] > result.teacher_eval["accuracy"] - 5
     assert Path(result.output).name == "student.pt"
+    assert result.lineage["student"] == {"kind": "narrow_cnn", "channels_keep": 0.5}
     saved = torch.load(result.output, weights_only=False)
     with torch.no_grad():
         x = torch.from_numpy(test.inputs["pixels"][:8])
@@ -291,6 +293,8 @@ def test_bert_student_learns_from_cached_teacher_logits(tmp_path, teacher, texts
     assert reloaded.config.num_hidden_layers == 1
     assert json.loads((tmp_path / "w" / RESULT).read_text())["steps"] == 24
     assert (Path(result.output) / "vocab.txt").is_file()
+    assert result.lineage["teacher_sha256"] == weights_sha256(model)
+    assert result.lineage["student"] == {"kind": "teacher_layers", "layers": [0]}
 
 
 @pytest.mark.parametrize(
