@@ -338,6 +338,7 @@ def distill(
     try:
         teacher, tokenizer = _load_model(teacher, tokenizer, "teacher")
         teacher.cpu().eval()  # never trained: it runs under no_grad
+        options.check(teacher)  # before reading the data: a bad option fails at once
         train_set = _examples(train, tokenizer, options, "training")
         eval_set = None if eval_data is None else _examples(eval_data, tokenizer, options, "eval")
         if train_set.labels is None and options.alpha < 1:
@@ -345,7 +346,6 @@ def distill(
                 "the training data has no labels: set alpha = 1 (learn from the teacher alone) "
                 "or give a label column"
             )
-        options.check(teacher)
         student, spec = _make_student(student, teacher, options, train_set)
         options.check(teacher, student)
         teacher.to(dist.device)
