@@ -478,3 +478,13 @@ def test_two_processes_under_torchrun_match_one_with_the_same_global_batch(tmp_p
     assert losses == pytest.approx([h["loss"] for h in single["history"]], rel=1e-4)
     assert multi["eval"] == single["eval"]
     assert_same_weights(final_weights(two), final_weights(one), atol=1e-4)
+
+
+def test_cli_names_a_misspelt_option_and_exits_2(tmp_path, capsys):
+    from edgepack.compress.distill import main
+
+    argv = ["--teacher", str(tmp_path), "--train", "x.tsv", "--workdir", str(tmp_path / "w")]
+    assert main([*argv, "--set", "temprature=3"]) == 2
+    assert "unknown option 'temprature'; did you mean 'temperature'?" in capsys.readouterr().err
+    assert main([*argv, "--set", "layers"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
