@@ -9,6 +9,7 @@ starts from random ones (TinyBERT, DistilBERT both initialise this way).
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -220,6 +221,7 @@ def trim_vocab(
         tokenizer.save_pretrained(tmp)
         (scratch / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")
         (scratch / "tokenizer.json").unlink(missing_ok=True)  # rebuilt from vocab.txt
+        _renumber_added_tokens(scratch / "tokenizer_config.json", remap, set(keep.tolist()))
         trimmed = AutoTokenizer.from_pretrained(tmp)
 
     new_ids = trimmed(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -245,3 +247,17 @@ def trim_vocab(
     student.config.vocab_size = len(keep)
     student.config.pad_token_id = new_pad
     return student, trimmed, remap
+
+
+def _renumber_added_tokens(config_file: Path, remap: torch.Tensor, kept: set[int]) -> None:
+    """tokenizer_config.json pins special tokens to their ids ([CLS] at 101 in BERT's vocab):
+    give them their new ids, or the rebuilt tokenizer appends them after the trimmed vocab."""
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    added = config.get("added_tokens_decoder")
+    if added:
+        config["added_tokens_decoder"] = {
+            str(int(remap[int(i)])): token for i, token in added.items() if int(i) in kept
+        }
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -62,8 +62,16 @@ def write_tsv(path: Path, texts, labels) -> Path:
 
 def bert_teacher(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
     """save_tiny_bert's folder, with `layers` layers and the given dropout, and a classifier
-    scaled up so that its outputs are confident: soft targets worth learning."""
+    scaled up so that its outputs are confident: soft targets worth learning. Its vocabulary
+    is laid out as BERT's: [PAD] first, then unused pieces, then [UNK] [CLS] [SEP] [MASK]."""
     save_tiny_bert(folder)
+    pieces = (folder / "vocab.txt").read_text().split()
+    special = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    unused = [f"[unused{i}]" for i in range(6)]
+    words = [p for p in pieces if p not in ["[PAD]", *special]]
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", *unused, *special, *words][:100]))
+    (folder / "tokenizer.json").unlink()
+    transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
     config = transformers.BertConfig.from_pretrained(folder)
     config.num_hidden_layers = layers
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = dropout
