@@ -394,7 +394,9 @@ def distill(
 # --- the loss -------------------------------------------------------------------------------
 
 
-def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
+def soft_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Per-sample T^2 * KL(p_t || p_s) at temperature T (Hinton et al. 2015): the T^2 keeps its
     gradients on the scale of the hard loss as T changes."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
@@ -818,7 +820,9 @@ class _Loop:
         return str(target)
 
 
-def length_buckets(lengths: torch.Tensor, batch_size: int, seed: int, epoch: int) -> list:
+def length_buckets(
+    lengths: torch.Tensor, batch_size: int, seed: int, epoch: int
+) -> list[torch.Tensor]:
     """Global batches for one epoch: shuffled, then sorted by length within buckets of BUCKET
     batches so each batch pads to similar lengths, then the batches shuffled. A function of
     (seed, epoch) alone, so every rank and every resumed run sees the same batches.
