@@ -37,6 +37,7 @@ from edgepack.compress.distill import (  # noqa: E402
     tinybert_attention_loss,
     weights_sha256,
 )
+from edgepack.compress.evaluate import classification_metrics  # noqa: E402
 from edgepack.compress.students import bert_student, narrow_cnn  # noqa: E402
 
 WORDS = ["good", "bad", "film", "plot", "a", "the", "is", "fun"]
@@ -69,6 +70,7 @@ def bert_teacher(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
     special = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     unused = [f"[unused{i}]" for i in range(6)]
     words = [p for p in pieces if p not in ["[PAD]", *special]]
+    words = ["films", "##s", *words]  # "plots" splits into plot ##s, "films" does not
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", *unused, *special, *words][:100]))
     (folder / "tokenizer.json").unlink()
     transformers.BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
@@ -347,17 +349,28 @@ def test_trimmed_vocabulary_gives_the_same_ids_and_ships_in_the_pack(tmp_path, t
     from edgepack.runtime import load
     from edgepack.runtime.assemble import assemble_pack
 
+    train = TextDataset((*texts.texts, "good plots"), np.append(texts.labels, 1))
+    words, labels = sentences(40, seed=3)
+    dev = TextDataset(tuple(t.replace("film", "films") for t in words), labels)
     options = quick(trim_vocab=True)
-    result = distill(teacher, None, texts, None, options, tmp_path / "w", progress=False)
+    result = distill(teacher, None, train, dev, options, tmp_path / "w", progress=False)
     old = transformers.AutoTokenizer.from_pretrained(teacher)
     new = transformers.AutoTokenizer.from_pretrained(result.output)
+    assert "films" not in new.get_vocab()  # not in the training data: "film" + "##s" now
+    assert new.tokenize("films") == ["film", "##s"]
+    # The eval metric is the student's with the tokenizer it ships with.
+    student = transformers.AutoModelForSequenceClassification.from_pretrained(result.output)
+    with torch.no_grad():
+        feeds = new(list(dev.texts), padding=True, return_tensors="pt")
+        shipped = student(**feeds).logits.argmax(-1).numpy()
+    assert result.eval == classification_metrics(dev.labels, shipped)
+    texts = train
     vocab = (Path(result.output) / "vocab.txt").read_text().split()
     used = {i for row in old(list(texts.texts))["input_ids"] for i in row}
     assert len(vocab) == len(used | set(old.all_special_ids)) == result.vocab["student"] < 100
     remap = {old.convert_tokens_to_ids(piece): i for i, piece in enumerate(vocab)}
     for text in texts.texts:
         assert new(text)["input_ids"] == [remap[i] for i in old(text)["input_ids"]]
-    student = transformers.AutoModelForSequenceClassification.from_pretrained(result.output)
     assert student.get_input_embeddings().num_embeddings == len(vocab)
 
     exported = export_hf(result.output, tmp_path / "onnx")
