@@ -31,7 +31,6 @@ a run and rerunning the same command continues from the last checkpoint in --wor
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
 import json
 import logging
@@ -40,8 +39,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from edgepack.runtime.errors import InputError
 
 from .data import ArrayDataset, TextDataset, load_dataset
 from .evaluate import LABEL_METRICS, classification_metrics
+from .options import StageOptions, plain_value
 from .students import (
     bert_student,
     check_layers,
@@ -73,18 +73,10 @@ TEACHER_LOGITS = "teacher_logits.pt"
 STUDENT = "student"  # the final student: a Hugging Face folder, or student.pt for a module
 RESULT = "distill.json"
 log = logging.getLogger(__name__)
-_NUMBER = ((int, float), "a number")
-_KINDS: dict[str, tuple[tuple[type, ...], str]] = {  # option -> types; sizes are checked as ints
-    **dict.fromkeys(("temperature", "alpha", "hidden_weight", "attention_weight"), _NUMBER),
-    **dict.fromkeys(("learning_rate", "weight_decay", "warmup", "clip_norm"), _NUMBER),
-    "channels_keep": _NUMBER,
-    **dict.fromkeys(("ffn_init", "attention", "metric", "device"), ((str,), "a string")),
-    **dict.fromkeys(("cache_teacher", "trim_vocab"), ((bool,), "true or false")),
-}
 
 
 @dataclass(frozen=True)
-class DistillOptions:
+class DistillOptions(StageOptions):
     """What the distillation does; validated here, and against the teacher by `check`.
 
     Student (when none is given): layers (teacher layer indices kept, e.g. (0, 2, 4)) and/or
@@ -125,24 +117,14 @@ class DistillOptions:
     trim_vocab: bool = False
     device: str = "auto"
 
-    def __post_init__(self) -> None:
-        for name, (kinds, what) in _KINDS.items():
-            value = getattr(self, name)
-            # True is an int to Python, but not a temperature; and 1 is not a yes.
-            if value is not None and (
-                not isinstance(value, kinds) or isinstance(value, bool) != (kinds == (bool,))
-            ):
-                raise InputError(f"{name} must be {what}, got {value!r}")
+    def validate(self) -> None:
+        """Ranges and combinations; StageOptions has checked each field's type already."""
         for name in ("layers", "layer_map"):
             value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-                    raise InputError(f"{name} must be a list of layer indices, got {value!r}")
-                object.__setattr__(self, name, tuple(value))
-                if not value or any(not _is_int(i) or i < 0 for i in value):
-                    raise InputError(
-                        f"{name} must be a non-empty list of layer indices >= 0, got {list(value)}"
-                    )
+            if value is not None and (not value or any(not _is_int(i) or i < 0 for i in value)):
+                raise InputError(
+                    f"{name} must be a non-empty list of layer indices >= 0, got {list(value)}"
+                )
         positive = {"epochs": self.epochs, "batch_size": self.batch_size}
         positive |= {"max_length": self.max_length}
         if self.intermediate_size is not None:
@@ -205,20 +187,10 @@ class DistillOptions:
         """Whether the loss needs the teacher's hidden states (so it runs on every batch)."""
         return self.hidden_weight > 0 or self.attention != "none"
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], origin: str = "distill options") -> DistillOptions:
-        """Options from a recipe table; an unknown key names the closest valid one."""
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {known}"
-                raise InputError(f"{origin}: unknown option {key!r}{hint}")
-        return cls(**dict(data))
+    def record(self) -> dict[str, Any]:
+        """Every field (to_dict gives only those that differ from the defaults): what the
+        result and the run's fingerprint record."""
+        return {f.name: plain_value(getattr(self, f.name)) for f in fields(self)}
 
     def check(self, teacher: Any, student: Any = None) -> None:
         """Reject what cannot work with this teacher (and student) before any training starts:
@@ -370,7 +342,7 @@ def distill(
         result = DistillResult(
             student=loop.student,
             output=output,
-            options=options.to_dict(),
+            options=options.record(),
             steps=loop.step,
             epochs=len(history),
             stopped_early=stopped,
@@ -600,7 +572,7 @@ class _Loop:
         self.lineage = _lineage(teacher, student, spec, train, eval_set)
         # A checkpoint with another fingerprint (options, teacher, student or data) is refused.
         self.fingerprint = hashlib.sha256(
-            json.dumps([options.to_dict(), self.lineage], sort_keys=True).encode()
+            json.dumps([options.record(), self.lineage], sort_keys=True).encode()
         ).hexdigest()
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
@@ -1200,7 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 values[key] = json.loads(raw)
             except json.JSONDecodeError:
                 values[key] = raw  # a bare word: a string option such as attention=minilm
-        options = DistillOptions.from_dict(values)
+        options = DistillOptions.from_dict(values, "distill options")
         result = distill(
             args.teacher,
             args.student,

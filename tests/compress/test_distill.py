@@ -118,8 +118,9 @@ def quick(**changes) -> DistillOptions:
         ({"layers": (0, 1), "layer_map": (1,)}, "layer_map has 1 entries"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"metric": "agreement"}, "metric 'agreement'"),
-        ({"temperature": "2"}, "temperature must be a number, got '2'"),
-        ({"trim_vocab": 1}, "trim_vocab must be true or false"),
+        ({"temperature": "2"}, "temperature must be float, got '2'"),
+        ({"trim_vocab": 1}, "trim_vocab must be bool, got 1"),
+        ({"epochs": True}, "epochs must be int, got True"),
     ],
 )
 def test_bad_options_are_rejected_at_construction(changes, message):
@@ -134,6 +135,8 @@ def test_options_round_trip_and_name_the_closest_key():
     assert DistillOptions.from_dict(json.loads(json.dumps(data))) == options
     with pytest.raises(InputError, match="did you mean 'temperature'"):
         DistillOptions.from_dict({"temprature": 2.0})
+    assert DistillOptions().to_dict() == {}  # a recipe table holds what differs from defaults
+    assert DistillOptions().record()["temperature"] == 2.0  # the result holds every field
 
 
 @pytest.mark.parametrize(
@@ -506,6 +509,6 @@ def test_cli_names_a_misspelt_option_and_exits_2(tmp_path, capsys):
 
     argv = ["--teacher", str(tmp_path), "--train", "x.tsv", "--workdir", str(tmp_path / "w")]
     assert main([*argv, "--set", "temprature=3"]) == 2
-    assert "unknown option 'temprature'; did you mean 'temperature'?" in capsys.readouterr().err
+    assert "unknown key 'temprature'; did you mean 'temperature'?" in capsys.readouterr().err
     assert main([*argv, "--set", "layers"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
