@@ -13,7 +13,7 @@ from .errors import ManifestError, SchemaVersionError
 from .schema import schema_errors
 from .version import __version__
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: example_inputs
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
 
@@ -87,6 +87,7 @@ class PackManifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
+    example_inputs: dict[str, Any] | None = None  # what bench feeds by default
     schema_version: str = SCHEMA_VERSION
     edgepack_version: str = __version__
     created: str = ""
@@ -188,6 +189,7 @@ def _from_dict(data: dict[str, Any]) -> PackManifest:
         provenance=data.get("provenance", {}),
         metrics=data.get("metrics", {}),
         requirements=data.get("requirements", {}),
+        example_inputs=data.get("example_inputs"),
         schema_version=data["schema_version"],
         edgepack_version=data["edgepack_version"],
         created=data["created"],
