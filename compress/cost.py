@@ -624,6 +624,22 @@ def cost_summary(
     }
 
 
+def cost_or_none(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    shape_assumptions: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """cost_summary, or (None, why) when it cannot be computed: packing never fails on it, and
+    the estimate says it needs shapes."""
+    try:
+        return cost_summary(model, shape_assumptions, input_shapes), None
+    except CostError as exc:
+        return None, (
+            f"no cost summary ({exc}); `edgepack estimate` cannot estimate this model until "
+            "it is packed with its shapes"
+        )
+
+
 # --- TFLite graphs --------------------------------------------------------------------------
 # A .tflite file's cost is counted at pack time, here, from the op list and tensor shapes the LiteRT
 # interpreter reports (the file is not converted back to ONNX), so LiteRT entries of a pack carry a
