@@ -179,7 +179,7 @@ def _fitted(array: np.ndarray, spec: Any, dtype: np.dtype) -> np.ndarray:
         raise BenchmarkError(
             f"input {spec.name!r}: the given array is {array.dtype}; expected {dtype}"
         )
-    return np.ascontiguousarray(array, dtype=dtype)
+    return np.asarray(array, dtype=dtype, order="C")  # ascontiguousarray makes 0-d 1-d
 
 
 def _filled(values: Any, shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator):

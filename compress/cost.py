@@ -596,8 +596,8 @@ def cost_summary(
     totals = _graph_totals(proto.graph, tensors, set(), unknown, notes)
     if unknown:
         message = (
-            f"shape inference could not size some tensors of {', '.join(sorted(unknown))} ops; "
-            "their FLOPs and bytes are undercounted"
+            f"some ops could not be sized ({', '.join(sorted(unknown))}); their FLOPs and "
+            "bytes are undercounted"
         )
         notes.append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
