@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgepack.device_profiles import DeviceProfile
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 
 from .data import ArrayDataset, TextDataset, load_dataset
 
@@ -69,6 +68,7 @@ class Workspace:
     example_inputs: dict[str, Any] | None = None
     hf_dir: Path | None = None  # the Hugging Face source folder (config, tokenizer)
     profile: DeviceProfile | None = None  # the target, when the recipe names one
+    train: ArrayDataset | None = None  # labelled data for stages that train (prune, distill)
     calibration: ArrayDataset | None = None
     evaluation: ArrayDataset | None = None
     assets: dict[str, tuple[Path, str]] = field(default_factory=dict)
@@ -181,7 +181,7 @@ def _text_preprocessing(model_dir: Path, onnx: Path, work: Workspace) -> dict[st
 def load_data(work: Workspace) -> None:
     data = work.recipe.data
     options = dict(data.get("options", {}))
-    for role in ("calibration", "evaluation"):
+    for role in ("train", "calibration", "evaluation"):
         if data.get(role) is None:
             continue
         dataset = load_dataset(data[role], **options)
@@ -336,7 +336,7 @@ def open_model_file(model: ModelFile, scratch: Path) -> Any:
 # --- The pack ---
 
 
-def write_pack(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
+def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
     """One pack from the records: the ONNX models made last first, the fp32 ONNX model when
     asked or when no stage made an ONNX model, then the other formats; models made from
     weights that a later stage changed are left out."""

@@ -14,8 +14,8 @@ from edgepack.benchmarks.harness import _feedback, _streamer, benchmark
 from edgepack.benchmarks.inputs import InputSpec, parse_input_spec
 from edgepack.cli.main import main
 from edgepack.device_profiles import load_profile
+from edgepack.packing import assemble_pack
 from edgepack.runtime import BenchmarkError, load
-from edgepack.runtime.assemble import assemble_pack
 
 from ..conftest import require
 
