@@ -2,9 +2,8 @@
 
 - `ocr_detector`: NCHW float image with dynamic batch, height and width (exporter-style names
   that say nothing: 'p2o.DynamicDimension.N'), every weight a `Constant` node, not an initializer.
-- `ocr_recognizer`: fixed height 48, dynamic width; per-position character softmax; Constant
-  weights. Its logits have one outlier channel, as CTC recognizers' blank channel does, so int8
-  with per-tensor activations loses the other characters unless checked.
+- `ocr_recognizer`: fixed height 48, dynamic width; per-position character softmax (class 0 the
+  CTC blank); Constant weights.
 - `question_classifier`: a classifier whose height and width are both named '?', and whose
   batch is stored as dim_value -1.
 - `streaming_vad`: a stateful voice-activity model: the whole graph sits in `If` branches chosen
@@ -16,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -212,10 +212,20 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 }
 
 
+# The inputs each model is really used with, as `edgepack pack --input` takes them.
+EXAMPLE_INPUTS = {
+    "ocr_detector": ["x=1x3x480x640:0..1"],
+    "ocr_recognizer": ["x=1x3x48x320:0..1"],
+    "question_classifier": ["input=1x3x48x192:0..1"],
+    "streaming_vad": [f"input=1x{VAD_CHUNK}", f"state=2x1x{VAD_STATE}:zeros", "sr=16000"],
+}
+
+
 def write_all(folder: str | Path) -> dict[str, Path]:
-    """Every model above as FOLDER/<name>.onnx."""
+    """Every model above as FOLDER/<name>.onnx, and FOLDER/inputs.json of EXAMPLE_INPUTS."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inputs.json").write_text(json.dumps(EXAMPLE_INPUTS, indent=1))
     return {name: build(folder / f"{name}.onnx") for name, build in BUILDERS.items()}
 
 
