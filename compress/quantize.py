@@ -46,7 +46,14 @@ from .evaluate import (
     open_model,
     run_batched,
 )
-from .sensitivity import FloatNode, keep_float_until_within, rank_nodes, rank_op_types
+from .sensitivity import (
+    FloatNode,
+    float_groups,
+    keep_float_until_within,
+    keep_groups_until_within,
+    rank_nodes,
+    rank_op_types,
+)
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -258,6 +265,7 @@ class Budget:
     sensitivity_samples: int = 64
     max_probes: int = 64
     min_speedup: float | None = 1.0
+    max_group_steps: int = 12  # after single nodes: op types and blocks kept in float, at most
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_drop, int | float) or self.max_drop < 0:
@@ -295,6 +303,7 @@ class Candidate:
     all_int8_size_bytes: int | None = None
     op_type_errors: dict[str, float] = field(default_factory=dict)  # each type quantized alone
     check: dict[str, Any] | None = None  # agreement with fp32 when there is no evaluation data
+    frontier: list[dict[str, Any]] = field(default_factory=list)  # the search's steps
     quantized_ops: int | None = None  # ops of QUANTIZED_OPS in the file, subgraphs included
     notes: list[str] = field(default_factory=list)
     path: Path | None = field(default=None, repr=False)
@@ -309,6 +318,7 @@ class Candidate:
         data = dataclasses.asdict(self)
         data.pop("path")
         data["speedup"] = self.speedup
+        data["frontier"] = [{k: v for k, v in p.items() if k != "path"} for p in self.frontier]
         return data
 
 
@@ -347,7 +357,22 @@ class QuantizeReport:
             lines.append(f"p50: {timed.speed_kind} {where} {timed.speed_on}")
         for c in self.candidates:
             lines += _float_node_lines(c, self.metric or "metric")
+            lines += _frontier_lines(c, self.metric or "metric")
         return "\n".join(line.rstrip() for line in lines)
+
+
+def _frontier_lines(candidate: Candidate, metric: str) -> list[str]:
+    """The points the accuracy search explored: float nodes vs metric vs size vs p50."""
+    if len(candidate.frontier) < 2:
+        return []
+    lines = [f"{candidate.options['method']} frontier (float nodes, {metric}, size, p50):"]
+    for point in candidate.frontier:
+        p50 = point.get("p50_ms")
+        lines.append(
+            f"  {point['float_nodes']:>4}  {point['metric']:7.2f}  {_mb(point['size_bytes'])} MB"
+            f"  {'-' if p50 is None else f'{p50:.3f} ms'}  {point['step']}"
+        )
+    return lines
 
 
 def _float_node_lines(candidate: Candidate, metric: str) -> list[str]:
@@ -495,6 +520,8 @@ def quantize(
     report.output = str(output)
     for c in report.candidates:
         c.path = None  # those files are gone with the work directory
+        for point in c.frontier:
+            point.pop("path", None)
     return report
 
 
@@ -600,6 +627,36 @@ def _try_candidate(
     candidate.notes.append(
         f"probed {len(ranked)} of {len(nodes)} quantizable nodes alone; {moved} moved the output"
     )
+    target = fp32_metric - budget.max_drop
+    candidate.frontier = [
+        {"step": "all int8", "float_nodes": 0, "metric": candidate.metric,
+         "size_bytes": candidate.size_bytes, "path": path}
+    ] + [
+        {"step": f"+ {k.name}", "float_nodes": i + 1, "metric": k.metric,
+         "size_bytes": k.size_bytes, "path": work / f"keep{i}.onnx"}
+        for i, k in enumerate(kept)
+    ]  # fmt: skip
+    if best_metric < target and budget.max_group_steps:
+        start = [*opts.nodes_to_exclude, *(k.name for k in kept)]
+        group_path, group_metric, group_excluded, steps = keep_groups_until_within(
+            quantize_into, float_groups(nodes, candidate.op_type_errors), score, target, work,
+            exclude=start, max_steps=budget.max_group_steps, quantizable=_compute_nodes(nodes),
+        )  # fmt: skip
+        candidate.frontier += steps
+        reached = "reached" if group_metric >= target else "did not reach"
+        candidate.notes.append(
+            f"single nodes stopped at {budget.metric} {max(best_metric, candidate.metric):.2f}; "
+            f"kept {len(steps)} group(s) (op types, then blocks from the last) in float and "
+            f"{reached} the budget ({target:.2f}) within the cap of {budget.max_group_steps}"
+        )
+        if group_path is not None and group_metric > best_metric:
+            kinds = dict(nodes)
+            best_path, best_metric = group_path, group_metric
+            kept = [
+                FloatNode(name, kinds.get(name, "?"), 0.0, group_metric, group_path.stat().st_size)
+                for name in group_excluded
+                if name not in opts.nodes_to_exclude
+            ]
     if best_path is None or best_metric <= candidate.metric:
         candidate.notes.append("keeping nodes in float did not improve the metric")
         return candidate
@@ -610,6 +667,13 @@ def _try_candidate(
     candidate.within_budget = candidate.drop <= budget.max_drop + 1e-9
     candidate.float_nodes = kept
     return candidate
+
+
+def _compute_nodes(nodes: Sequence[tuple[str, str]]) -> list[str]:
+    """The nodes whose int8 kernels make a model int8 (convolutions, matmuls, lookups): with all
+    of them in float, what is left (a quantized Relu) is not worth shipping as int8."""
+    compute = CONV_OPS | MATMUL_OPS | {"Gather"}
+    return [n for n, t in nodes if t in compute] or [n for n, _ in nodes]
 
 
 def host_is(profile: DeviceProfile) -> bool:
@@ -632,6 +696,14 @@ def _measure_speed(
     fp32, *int8 = measure_latency(
         [fp32_path, *(c.path for c in candidates)], feeds, threads=threads
     )
+    points = [p for c in candidates for p in c.frontier if Path(p.get("path", "")).is_file()]
+    if points:  # each frontier point timed briefly, side by side, for the table
+        for point, latency in zip(
+            points,
+            measure_latency([p["path"] for p in points], feeds, threads=threads, min_seconds=0.2),
+            strict=True,
+        ):
+            point["p50_ms"] = latency.p50_ms
     for candidate, latency in zip(candidates, int8, strict=True):
         _judge(candidate, fp32.p50_ms, latency.p50_ms, "measured", "this host", budget)
         if not candidate.faster:

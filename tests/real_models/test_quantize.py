@@ -163,3 +163,29 @@ def test_the_task_of_a_hugging_face_folder_comes_from_its_config(tmp_path, capsy
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"]}))
     with pytest.raises(InputError, match="pass --task"):
         _task_from_config(tmp_path)
+
+
+def test_the_search_continues_by_op_type_and_block_up_to_its_cap(files):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 48, 64)).astype(np.float32)
+    calib = x.copy()
+    calib[0] *= 1e4  # a corrupted calibration image: all-int8 collapses
+    budget = Budget(
+        max_drop=0.0, metric="cosine", max_float_nodes=1, max_probes=1, max_group_steps=2,
+        min_speedup=None, sensitivity_samples=8,
+    )  # fmt: skip
+    with pytest.raises(QuantizationError) as caught:
+        quantize(
+            files["ocr_recognizer"], files["ocr_recognizer"].with_suffix(".q.onnx"),
+            StaticOptions(), calib={"x": calib}, eval_data={"x": x}, budget=budget,
+            progress=False,
+        )  # fmt: skip
+    (candidate,) = caught.value.report.candidates
+    steps = [p["step"] for p in candidate.frontier]
+    assert steps[0] == "all int8" and len(steps) == 1 + 1 + 2  # all int8, 1 node, 2 groups
+    assert steps[2].startswith("+ all ") and [
+        p["float_nodes"] for p in candidate.frontier
+    ] == sorted(p["float_nodes"] for p in candidate.frontier)
+    assert any("did not reach the budget" in n and "cap of 2" in n for n in candidate.notes)
+    table = caught.value.report.table()
+    assert "static frontier (float nodes, cosine, size, p50):" in table
