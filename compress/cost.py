@@ -619,8 +619,9 @@ def cost_summary(
         "flops": float(sum(op["flops"] for op in ops)),
         "shape_assumptions": bound,
         "ops": ops,
-        "complete": not unknown,
-        "notes": notes,
+        # only when there is something to say, so summaries of plain graphs stay as they were
+        **({"complete": False} if unknown else {}),
+        **({"notes": notes} if notes else {}),
     }
 
 
