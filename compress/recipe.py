@@ -128,6 +128,7 @@ DATA_KEYS = (
     "max_length",
     "calibration_samples",
     "evaluation_samples",
+    "inputs",  # example inputs as `edgepack bench --input` takes them, e.g. ["sr=16000"]
 )
 
 
@@ -693,7 +694,7 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
 def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
     """Int8 ONNX within the stage's budget (by default, what the recipe's budget still allows),
     in the profile's scheme, with the speed rule judged for the profile."""
-    from .quantize import quantize
+    from .quantize import example_feeds, quantize
 
     remaining = 1.0 if work.recipe.budget is None else max(work.recipe.budget - work.drop, 0.0)
     budget = options.budget_for(remaining, work.metric)
@@ -707,12 +708,15 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
         budget=budget,
         profile=work.profile,
         progress=work.progress,
+        example_inputs=example_feeds(work.onnx(), work.recipe.data.get("inputs")),
     )
     chosen = report.candidates[report.chosen]  # type: ignore[index]
     entry = describe_model_file(output)
     entry.path = "model.int8.onnx"
     if chosen.float_nodes:
         entry.precision = "mixed"
+    elif entry.precision == "fp32":  # its int8 ops sit in subgraphs the file reader skips
+        entry.precision = f"int8-{chosen.options['method']}"
     figures = {
         "method": chosen.options["method"],
         report.metric or "metric": chosen.metric,
@@ -721,6 +725,7 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
         "fp32_p50_ms": chosen.fp32_p50_ms,
         "size_bytes": chosen.size_bytes,
         "float_nodes": len(chosen.float_nodes),
+        **{f"check_{k}": v for k, v in (chosen.check or {}).items()},  # no eval data: vs fp32
     }
     if chosen.speed_kind is not None:
         figures["speed"] = f"{chosen.speed_kind} ({chosen.speed_on})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,11 +348,19 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
         onnx_models.append(fp32)
     models = onnx_models + [m for m in current if m.entry.format != "onnx"]
     _parity_with_onnx(work, fp32, [m for m in models if m.entry.format == "tflite"])
-    from .cost import cost_summary
+    from .cost import cost_or_none
 
+    example = work.recipe.data.get("inputs")
+    shapes = None
+    if example:
+        from .quantize import example_feeds
+
+        shapes = {k: list(np.shape(v)) for k, v in example_feeds(fp32.path, example).items()}
     for model in models:
         if model.entry.format == "onnx":
-            model.entry.cost = cost_summary(model.path)
+            model.entry.cost, why = cost_or_none(model.path, input_shapes=shapes)
+            if why:
+                print(f"warning: {model.entry.path}: {why}", file=sys.stderr)
     preprocessing = recipe.preprocessing
     if preprocessing is None and work.hf_dir is not None and "vocab.txt" in work.assets:
         preprocessing = _text_preprocessing(work.hf_dir, fp32.path, work)
