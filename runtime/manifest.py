@@ -13,7 +13,7 @@ from .errors import ManifestError, SchemaVersionError
 from .schema import schema_errors
 from .version import __version__
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: example_inputs
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
 
@@ -87,6 +87,7 @@ class PackManifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
+    example_inputs: dict[str, Any] | None = None  # what bench feeds by default
     schema_version: str = SCHEMA_VERSION
     edgepack_version: str = __version__
     created: str = ""

@@ -195,4 +195,4 @@ def test_writer_output_is_valid_for_jsonschema(tmp_path, classifier):
     data = json.loads((tmp_path / "p" / "manifest.json").read_text())
     jsonschema.validate(data, pack_schema())
     assert data == manifest.to_dict()
-    assert copy.deepcopy(data)["schema_version"] == "1.0"
+    assert copy.deepcopy(data)["schema_version"] == "1.1"
