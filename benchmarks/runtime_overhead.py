@@ -1,10 +1,11 @@
 """What edgepack.runtime costs on top of bare onnxruntime: run() p50, cold start, peak RSS.
 
-    python benchmarks/runtime_overhead.py PACK [--threads 1] [--rounds 40]
+    python benchmarks/runtime_overhead.py PACK [--threads 1] [--min-count 4000]
 
-Both sides run the same model bytes, session options and inputs, interleaved in blocks so
-that machine noise hits both alike. Run it from a regular install, as a device has: an editable
-install's import finder adds 10-50 ms to every `import edgepack`. Targets (issue 2): run
+Both sides run the same model bytes, session options and inputs, timed by the harness's loop
+(interleaved in blocks, so that machine noise hits both alike); cold starts are the harness's
+fresh processes, the two sides alternating. Run it from a regular install, as a device has: an
+editable install's import finder adds 10-50 ms to every `import edgepack`. Targets (issue 2): run
 overhead <= 3% or 20 us at p50; import + load + first run <= 1.2x bare onnxruntime.
 """
 
@@ -12,128 +13,105 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from edgepack.benchmarks.cold_start import (
+    bare_onnxruntime_argv,
+    cold_process,
+    edgepack_argv,
+    summarize_cold_starts,
+)
 from edgepack.benchmarks.inputs import synthetic_inputs
+from edgepack.benchmarks.scenarios import measure, progress_bar
 from edgepack.runtime import load
 from edgepack.runtime.pack import PackReader
 
-COLD_SCRIPT = """
-import time
-start = time.perf_counter()
-import sys
-import numpy as np
-if sys.argv[1] == "edgepack":
-    import edgepack.runtime as ep
-    model = ep.load(sys.argv[2], backend="onnxruntime", threads=1)
-    run = lambda feeds: model.run(feeds)
-    specs = {s.name: s for s in model.entry.inputs}
-else:
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(sys.argv[3], options, providers=["CPUExecutionProvider"])
-    run = lambda feeds: session.run(None, feeds)
-feeds = dict(np.load(sys.argv[4]))
-run(feeds)
-elapsed = time.perf_counter() - start
-from edgepack.benchmarks.memory import peak_rss_bytes
-print(elapsed, peak_rss_bytes() // 1024)
-"""
+SIDES = ("edgepack", "onnxruntime")
 
 
-def measure_run(pack: Path, threads: int, rounds: int, block: int) -> dict[str, float]:
-    model = load(pack, backend="onnxruntime", threads=threads)
-    with PackReader(pack) as reader:
-        model_bytes = reader.read(model.entry.path)
+def session_options(threads: int) -> ort.SessionOptions:
+    """The settings of the runtime's ONNX Runtime backend, so both sides run alike."""
+    # TODO(lead): use ort_backend.session_options
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def measure_run(
+    pack: Path, threads: int, min_count: int, min_duration_s: float
+) -> tuple[dict[str, float], int]:
+    """p50 of run() in microseconds per side, edgepack against bare onnxruntime on the same
+    model bytes and inputs, timed by the harness's loop (interleaved in blocks, the order
+    reversed each round); and the fewest calls either side had."""
+    model = load(pack, backend="onnxruntime", threads=threads)
+    with PackReader(pack) as reader:
+        model_bytes = reader.read(model.entry.path)
+    session = ort.InferenceSession(
+        model_bytes, session_options(threads), providers=["CPUExecutionProvider"]
+    )
     feeds = synthetic_inputs(model.entry)
     names = [o.name for o in session.get_outputs()]
     np.testing.assert_array_equal(
         model.run(feeds)[model.entry.outputs[0].name], session.run(names, feeds)[0]
     )
-    calls = {"edgepack": lambda: model.run(feeds), "onnxruntime": lambda: session.run(names, feeds)}
-    times: dict[str, list[int]] = {k: [] for k in calls}
-    for _ in range(block):  # warm-up
-        for call in calls.values():
-            call()
-    for round_index in range(rounds):
-        order = list(calls) if round_index % 2 == 0 else list(reversed(calls))
-        for name in order:
-            call, bucket = calls[name], times[name]
-            for _ in range(block):
-                start = time.perf_counter_ns()
-                call()
-                bucket.append(time.perf_counter_ns() - start)
-    return {name: float(np.median(values)) / 1e3 for name, values in times.items()}
+    latencies, _ = measure(
+        [lambda: model.run(feeds), lambda: session.run(names, feeds)],
+        warmup=100,
+        min_count=min_count,
+        min_duration_s=min_duration_s,
+        progress=progress_bar("run()"),
+    )
+    p50 = {side: float(np.median(x)) * 1e6 for side, x in zip(SIDES, latencies, strict=True)}
+    return p50, min(len(x) for x in latencies)
 
 
-def measure_cold(pack: Path, repeats: int) -> dict[str, dict[str, float]]:
-    results: dict[str, list[tuple[float, int]]] = {"edgepack": [], "onnxruntime": []}
+def measure_cold(pack: Path, threads: int, repeats: int) -> dict[str, dict[str, Any]]:
+    """Import + load + first run and peak RSS in fresh processes, the sides alternating."""
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="edgepack-overhead-") as tmp:
         with PackReader(pack) as reader:
             entry = reader.manifest.model_for("onnxruntime")
             model_file = Path(tmp) / "model.onnx"
             model_file.write_bytes(reader.read(entry.path))
-        np.savez(Path(tmp) / "feeds.npz", **synthetic_inputs(entry))
-        for index in range(repeats):
-            order = list(results) if index % 2 == 0 else list(reversed(results))
-            for side in order:
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        "-c",
-                        COLD_SCRIPT,
-                        side,
-                        str(pack),
-                        str(model_file),
-                        str(Path(tmp) / "feeds.npz"),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                seconds, rss_kib = out.stdout.split()
-                results[side].append((float(seconds), int(rss_kib)))
-    return {
-        side: {
-            "seconds": float(np.median([s for s, _ in values])),
-            "peak_rss_mib": float(np.median([r for _, r in values])) / 1024,
+        feeds_file = Path(tmp) / "feeds.npz"
+        np.savez(feeds_file, **synthetic_inputs(entry))
+        argv = {
+            "edgepack": edgepack_argv(pack, backend="onnxruntime", threads=threads, dims={}),
+            "onnxruntime": bare_onnxruntime_argv(model_file, feeds_file, threads=threads),
         }
-        for side, values in results.items()
-    }
+        for index in range(repeats):
+            for side in SIDES if index % 2 == 0 else reversed(SIDES):
+                runs[side].append(cold_process(argv[side], pack))
+    return {side: summarize_cold_starts(values) for side, values in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("pack", type=Path)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds")
-    parser.add_argument("--block", type=int, default=100, help="calls per side per round")
+    parser.add_argument("--min-count", type=int, default=4000, help="run() calls per side")
+    parser.add_argument("--min-duration", type=float, default=5.0, help="seconds per side")
     parser.add_argument("--cold-repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    run = measure_run(args.pack, args.threads, args.rounds, args.block)
-    cold = measure_cold(args.pack, args.cold_repeats)
+    run, calls = measure_run(args.pack, args.threads, args.min_count, args.min_duration)
+    cold = measure_cold(args.pack, args.threads, args.cold_repeats)
     overhead_us = run["edgepack"] - run["onnxruntime"]
     overhead_pct = 100 * overhead_us / run["onnxruntime"]
-    cold_ratio = cold["edgepack"]["seconds"] / cold["onnxruntime"]["seconds"]
+    cold_ratio = cold["edgepack"]["total_s"] / cold["onnxruntime"]["total_s"]
     report = {
         "pack": str(args.pack),
         "threads": args.threads,
-        "calls_per_side": args.rounds * args.block,
+        "calls_per_side": calls,
         "run_p50_us": run,
         "run_overhead_us": overhead_us,
         "run_overhead_pct": overhead_pct,
@@ -152,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{overhead_us:+9.1f} us ({overhead_pct:+.1f}%)"
     )
     print(
-        f"{'import+load+1st run (ms)':28}{cold['edgepack']['seconds'] * 1e3:12.1f}"
-        f"{cold['onnxruntime']['seconds'] * 1e3:14.1f}{cold_ratio:11.2f}x"
+        f"{'import+load+1st run (ms)':28}{cold['edgepack']['total_s'] * 1e3:12.1f}"
+        f"{cold['onnxruntime']['total_s'] * 1e3:14.1f}{cold_ratio:11.2f}x"
     )
     print(
         f"{'peak RSS (MiB)':28}{cold['edgepack']['peak_rss_mib']:12.1f}"

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from edgepack.runtime.errors import BenchmarkError
+
 Progress = Callable[[float, str], None]
 BLOCK_S = 0.1  # how long one pack runs before the next takes over, when several are interleaved
 OVERLOAD_FACTOR = 2.0  # a server run stops at this multiple of its arrival span
@@ -103,7 +105,7 @@ def poisson_arrivals(
     as few as give at least `min_count` arrivals spanning at least `min_duration_s`. Seeded, so
     runs at different rates share one pattern, stretched (common random numbers)."""
     if rate <= 0:
-        raise ValueError(f"rate must be greater than 0 queries/s, got {rate}")
+        raise BenchmarkError(f"rate must be greater than 0 queries/s, got {rate}")
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0, max(min_count, 16))) / rate
     while arrivals[-1] < min_duration_s:

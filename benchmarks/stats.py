@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgepack.runtime.errors import BenchmarkError
+
 # numpy's "linear" method: Hyndman & Fan (1996) type 7, the position is p/100 * (n - 1) between the
 # sorted samples, interpolated linearly. It is numpy's and R's default, so numbers are reproducible.
 PERCENTILE_METHOD = "linear"
@@ -28,9 +30,11 @@ _CHUNK_ELEMENTS = 1_000_000
 def _as_latencies(latencies_s: Sequence[float] | np.ndarray) -> np.ndarray:
     x = np.asarray(latencies_s, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"latencies must be a non-empty 1-D array of seconds, got shape {x.shape}")
+        raise BenchmarkError(
+            f"latencies must be a non-empty 1-D array of seconds, got shape {x.shape}"
+        )
     if not np.all(np.isfinite(x)) or np.any(x < 0):
-        raise ValueError("latencies must be finite and non-negative (seconds)")
+        raise BenchmarkError("latencies must be finite and non-negative (seconds)")
     return x
 
 
@@ -60,9 +64,9 @@ def bootstrap_ci(
     """
     x = _as_latencies(latencies_s)
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+        raise BenchmarkError(f"confidence must be between 0 and 1, got {confidence}")
     if resamples < 2:
-        raise ValueError(f"resamples must be at least 2, got {resamples}")
+        raise BenchmarkError(f"resamples must be at least 2, got {resamples}")
     rng = np.random.default_rng(seed)
     n = x.size
     rows = max(1, _CHUNK_ELEMENTS // n)
@@ -81,7 +85,7 @@ def throughput(latencies_s: Sequence[float] | np.ndarray, batch_size: int = 1) -
     """Items per second when the calls ran back to back: batch_size * calls / total busy time."""
     x = _as_latencies(latencies_s)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise BenchmarkError(f"batch_size must be at least 1, got {batch_size}")
     total = float(x.sum())
     return batch_size * x.size / total if total > 0 else float("inf")
 

@@ -107,6 +107,11 @@ def test_poisson_arrivals_are_seeded_and_scale_with_the_rate():
     assert gaps.mean() == pytest.approx(1e-3, rel=0.05)  # exponential gaps of mean 1/rate
 
 
+def test_poisson_arrivals_refuse_a_rate_that_is_not_positive():
+    with pytest.raises(BenchmarkError, match="rate must be greater than 0 queries/s, got -5"):
+        scenarios.poisson_arrivals(-5.0, min_count=5, min_duration_s=0.0)
+
+
 def test_an_overloaded_server_run_stops_and_says_so():
     run = scenarios.serve(sleeper(0.005), 2000.0, min_count=100, min_duration_s=0.0)
     assert run["overloaded"]

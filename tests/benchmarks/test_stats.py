@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgepack.benchmarks import stats
+from edgepack.runtime.errors import BenchmarkError
 
 
 def test_percentiles_of_a_ramp_follow_linear_interpolation():
@@ -109,16 +110,16 @@ def test_to_dict_names_percentiles_and_states_the_method():
     "bad", [[], [[0.1, 0.2]], [0.1, -0.01], [0.1, float("nan")], [0.1, float("inf")]]
 )
 def test_bad_latencies_are_rejected(bad):
-    with pytest.raises(ValueError, match="latencies"):
+    with pytest.raises(BenchmarkError, match="latencies"):
         stats.summarize(bad)
 
 
 def test_bad_bootstrap_parameters_are_rejected():
-    with pytest.raises(ValueError, match="confidence"):
+    with pytest.raises(BenchmarkError, match="confidence"):
         stats.bootstrap_ci([0.1, 0.2], confidence=1.0)
-    with pytest.raises(ValueError, match="resamples"):
+    with pytest.raises(BenchmarkError, match="resamples"):
         stats.bootstrap_ci([0.1, 0.2], resamples=1)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(BenchmarkError, match="batch_size"):
         stats.throughput([0.1], batch_size=0)
 
 

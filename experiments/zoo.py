@@ -1,5 +1,10 @@
 """Well-known architectures built in plain torch with random weights, exported to ONNX packs whose
-manifests carry the cost summary: the models the latency predictor is checked and calibrated on."""
+manifests carry the cost summary: the models the latency predictor is checked and calibrated on.
+
+    python -m experiments.zoo --out DIR [--models mobilenet_v2,resnet18] [--costs costs.json]
+
+`--costs benchmarks/reference_costs.json` rewrites the cost summaries the package ships.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgepack.compress.cost import cost_summary
+from edgepack.compress.export_onnx import export_onnx
 from edgepack.runtime.assemble import assemble_pack
 from edgepack.runtime.errors import EdgepackError
 from edgepack.runtime.model_info import describe_model_file
-
-from .cost import cost_summary
 
 PathLike = str | os.PathLike[str]
 
@@ -272,32 +276,14 @@ ZOO: dict[str, ZooModel] = {
 }
 
 
-def export_onnx(name: str, dest: PathLike) -> Path:
-    """Build zoo model `name` with random weights (seed 0) and export it to ONNX (opset 17)."""
+def export_zoo_model(name: str, dest: PathLike) -> Path:
+    """Build zoo model `name` with random weights (seed 0) and export it with compress's
+    export_onnx (opset 17, checked against PyTorch); batch norm folds into the convolutions in
+    eval mode, as deployments have it. Only the axes the model's spec names are dynamic."""
     spec = ZOO[name]
     torch.manual_seed(0)
     module = spec.build().eval()
-    inputs = spec.inputs()
-    with torch.no_grad():
-        outputs = module(*inputs.values())
-    count = len(outputs) if isinstance(outputs, tuple) else 1
-    output_names = [f"output_{i}" for i in range(count)]
-    dest = Path(dest)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        # The TorchScript exporter is several times faster than dynamo here and folds batch norm
-        # into the convolutions in eval mode, as deployments do.
-        torch.onnx.export(
-            module,
-            tuple(inputs.values()),
-            str(dest),
-            input_names=list(inputs),
-            output_names=output_names,
-            dynamic_axes=spec.dynamic or None,
-            opset_version=17,
-            dynamo=False,
-        )
-    return dest
+    return export_onnx(module, spec.inputs(), dest, dynamic_axes=spec.dynamic).path
 
 
 def quantize_onnx(name: str, source: PathLike, dest: PathLike, samples: int = 2) -> Path:
@@ -355,7 +341,7 @@ def build_packs(
     if unknown:
         raise EdgepackError(f"zoo precisions are 'fp32' and 'int8', got {unknown}")
     work, out = Path(work), Path(out)
-    fp32 = export_onnx(name, work / f"{name}-fp32.onnx")
+    fp32 = export_zoo_model(name, work / f"{name}-fp32.onnx")
     built = []
     for precision in precisions:
         path, label = fp32, "fp32"
@@ -370,7 +356,7 @@ def build_packs(
             [(path, entry)],
             name=f"{name}-{precision}",
             task=ZOO[name].task,
-            provenance={"source_model": f"edgepack.compress.zoo:{name} (random weights)"},
+            provenance={"source_model": f"experiments.zoo:{name} (random weights)"},
         )
         built.append({"model": name, "precision": label, "pack": str(dest), "cost": cost})
     return built
@@ -378,7 +364,7 @@ def build_packs(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m edgepack.compress.zoo",
+        prog="python -m experiments.zoo",
         description="Export well-known architectures (random weights) as packs with their cost.",
     )
     parser.add_argument("--out", type=Path, required=True, help="directory for the packs")

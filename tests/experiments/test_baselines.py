@@ -15,7 +15,7 @@ TEXTS = ["good film", "bad plot", "a good plot", "the film is bad"]
 @pytest.fixture(scope="module")
 def packs(tmp_path_factory):
     require("optimum.onnxruntime")
-    from edgepack.compress.baselines import export_fp32, optimum_dynamic
+    from experiments.baselines import export_fp32, optimum_dynamic
 
     tmp = tmp_path_factory.mktemp("baselines")
     model = save_tiny_bert(tmp / "hf", labels=["negative", "positive"])
@@ -48,25 +48,3 @@ def test_optimum_pack_runs_text_like_the_fp32_pack(packs):
     got = np.array([list(p.scores.values()) for p in predictions])
     want = np.array([list(p.scores.values()) for p in reference.predict(TEXTS)])
     assert np.abs(got - want).max() < 0.05  # int8 weights: close to fp32, not equal
-
-
-def test_cli_writes_a_baseline_and_says_what(tmp_path, packs, capsys):
-    from edgepack.compress.baselines import main
-
-    model = save_tiny_bert(tmp_path / "hf")
-    out = tmp_path / "optimum-per-tensor.edgepack"
-    argv = ["optimum-dynamic", "--model", str(model), "--out", str(out), "--no-per-channel"]
-    assert main(argv) == 0
-    assert "model.int8.onnx (int8-dynamic" in capsys.readouterr().out
-    stage = ep.read_manifest(out).provenance["stages"][-1]
-    assert stage["options"]["per_channel"] is False
-
-
-def test_cli_rejects_a_folder_that_is_no_model(tmp_path, capsys):
-    require("optimum.onnxruntime")
-    from edgepack.compress.baselines import main
-
-    (tmp_path / "empty").mkdir()
-    argv = ["fp32", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "p.edgepack")]
-    assert main(argv) == 2
-    assert "neither an .onnx file nor a Hugging Face model folder" in capsys.readouterr().err

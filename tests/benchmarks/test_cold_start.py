@@ -1,0 +1,44 @@
+"""Cold-start processes: edgepack's and bare onnxruntime's report the same phases, so
+benchmarks/runtime_overhead.py can set one against the other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.benchmarks.cold_start import (
+    PHASES,
+    bare_onnxruntime_argv,
+    cold_process,
+    edgepack_argv,
+    summarize_cold_starts,
+)
+from edgepack.benchmarks.inputs import synthetic_inputs
+from edgepack.runtime import BenchmarkError, read_manifest
+from edgepack.runtime.assemble import assemble_pack
+
+
+def test_bare_onnxruntime_and_edgepack_processes_report_the_same_phases(classifier, tmp_path):
+    pack = assemble_pack(tmp_path / "tiny", [classifier[0]])
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, **synthetic_inputs(read_manifest(tmp_path / "tiny").models[0]))
+    bare = cold_process(bare_onnxruntime_argv(classifier[0], feeds, threads=1), classifier[0])
+    ours = cold_process(
+        edgepack_argv(tmp_path / "tiny", backend="onnxruntime", threads=1, dims={}), pack.name
+    )
+    assert set(bare) == set(ours)
+    for run in (bare, ours):
+        assert all(run[k] > 0 for k in PHASES) and run["peak_rss_bytes"] > 0
+        assert run["process_wall_s"] > sum(run[k] for k in PHASES)
+    summary = summarize_cold_starts([bare, bare])
+    assert summary["repeats"] == 2 and summary["total_s"] == pytest.approx(
+        sum(bare[k] for k in PHASES)
+    )
+
+
+def test_a_failing_process_names_the_model(tmp_path):
+    argv = bare_onnxruntime_argv(tmp_path / "absent.onnx", tmp_path / "f.npz", threads=1)
+    with pytest.raises(BenchmarkError, match=r"absent\.onnx failed \(exit 1\)"):
+        cold_process(argv, tmp_path / "absent.onnx")
+    with pytest.raises(BenchmarkError, match="at least one"):
+        summarize_cold_starts([])
