@@ -5,7 +5,7 @@ The attacks and the judge are tests/attack's (attacks.py, craft.py); this runs m
 Target: 0 crashes, 0 wrong answers, 0 stray files; silent accepts only where the changed bytes
 are provably not used (the answers are identical to the untouched pack's).
 
-    python experiments/attack_report.py [--quick] [--details N]
+    python -m experiments.attack_report [--quick] [--details N]
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.attack import attacks, craft
 
@@ -146,7 +144,9 @@ def rows(bench: attacks.Workbench, quick: bool) -> Iterable[tuple[str, Callable[
 
 def _kill_points(bench: attacks.Workbench, dest: str, sig: int, count: int) -> Iterable:
     total = attacks.write_points(bench, dest)
-    points = sorted({1 + round(i * (total - 1) / max(count - 1, 1)) for i in range(count)})
+    # spread over the write, and the last few (the renames into place) each
+    spread = {1 + round(i * (total - 1) / max(count - 1, 1)) for i in range(count)}
+    points = sorted(spread | set(range(max(1, total - 5), total + 1)))
     return (attacks.killed_write(bench, dest, sig, p) for p in points)
 
 

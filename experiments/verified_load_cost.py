@@ -6,7 +6,7 @@ nothing; `bytes+sha256` reads the file once, hashes it and hands onnxruntime tho
 `edgepack` is `edgepack.runtime.load`, which checks every listed sha256. The difference from
 `bare` is what verification costs.
 
-    python experiments/verified_load_cost.py PACK_DIR [--archive PACK.edgepack] [--repeats 9]
+    python -m experiments.verified_load_cost PACK_DIR [--archive PACK.edgepack] [--repeats 9]
 """
 
 from __future__ import annotations
