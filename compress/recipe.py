@@ -40,9 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 
 from .data import ArrayDataset, TextDataset, load_dataset
 

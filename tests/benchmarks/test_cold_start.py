@@ -14,8 +14,8 @@ from edgepack.benchmarks.cold_start import (
     summarize_cold_starts,
 )
 from edgepack.benchmarks.inputs import synthetic_inputs
+from edgepack.packing import assemble_pack
 from edgepack.runtime import BenchmarkError, read_manifest
-from edgepack.runtime.assemble import assemble_pack
 
 
 def test_bare_onnxruntime_and_edgepack_processes_report_the_same_phases(classifier, tmp_path):

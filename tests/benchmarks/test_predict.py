@@ -21,9 +21,8 @@ from edgepack.benchmarks.predict import (
     reference_cost,
 )
 from edgepack.device_profiles import detect_host, read_profile_file
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import BenchmarkError
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 from tests.conftest import require
 
 # A made-up host: 2 GHz, 256-bit SIMD with AVX2 (int8 peak 2x fp32), 2 cores.
