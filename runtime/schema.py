@@ -75,8 +75,9 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
             errors.append(f"{path}: must not be empty")
         if "pattern" in node and not re.search(node["pattern"], value):
             errors.append(f"{path}: {value!r} does not match the pattern {node['pattern']}")
-    if _is_type(value, "number") and "minimum" in node and value < node["minimum"]:
-        errors.append(f"{path}: must be >= {node['minimum']}, got {value}")
+    for word, (sign, broken) in _BOUNDS.items():
+        if _is_type(value, "number") and word in node and broken(value, node[word]):
+            errors.append(f"{path}: must be {sign} {node[word]}, got {value}")
     if isinstance(value, list):
         if len(value) < node.get("minItems", 0):
             errors.append(f"{path}: needs at least {node['minItems']} item(s), got {len(value)}")
@@ -102,6 +103,13 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
             elif isinstance(extra, dict):
                 errors += _errors(item, extra, root, f"{path}.{key}", lenient)
     return errors
+
+
+_BOUNDS = {
+    "minimum": (">=", lambda v, b: v < b),
+    "maximum": ("<=", lambda v, b: v > b),
+    "exclusiveMinimum": (">", lambda v, b: v <= b),
+}
 
 
 def _describe(value: Any) -> str:
