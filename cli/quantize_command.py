@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.packing import scratch_dir
 from edgepack.runtime import InputError
 from edgepack.runtime.pack import PackReader
 
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         data={"calibration": args.calib, "evaluation": args.eval_data, "options": options},
         stages=[stage],
     )
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         recipe.source = _source(Path(args.model), recipe, Path(tmp))
         manifest = run_recipe(recipe, progress=not args.quiet)
     print(f"wrote {output}")

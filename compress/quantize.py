@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
+from edgepack.packing import scratch_dir
 from edgepack.runtime.errors import InputError, QuantizationError
 
 from .calibration import CalibrationSource, FeedReader, calibration_feeds
@@ -366,7 +366,7 @@ def quantize(
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
 
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         prepared: dict[bool, tuple[Path, list[str]]] = {}
         for index, opts in enumerate(candidates):
@@ -406,7 +406,7 @@ def quantize_model(
     progress: bool = True,
 ) -> Path:
     """Just quantize, no evaluation or search: one onnxruntime run in a scratch directory."""
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         feeds = None
         if isinstance(options, StaticOptions):

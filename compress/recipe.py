@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.packing import assemble_pack, describe_model_file
+from edgepack.packing import assemble_pack, describe_model_file, scratch_dir
 from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
 
 from .data import ArrayDataset, TextDataset, load_dataset
@@ -149,7 +149,7 @@ def run_recipe(
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
-    with tempfile.TemporaryDirectory(prefix="edgepack-recipe-") as tmp:
+    with scratch_dir("edgepack-recipe-") as tmp:
         work = Workspace(Path(tmp), recipe, module, dict(example_inputs or {}) or None)
         work.progress = progress
         work.assets = {p: (Path(a["source"]), a["role"]) for p, a in recipe.assets.items()}

@@ -164,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tries per attack")
     parser.add_argument("--details", type=int, default=2, help="examples shown per bad outcome")
+    parser.add_argument("--only", help="run the attacks whose name holds this text")
     args = parser.parse_args()
     # An attack that makes the reader allocate without bound must end as a MemoryError here
     # (counted as a crash), not take the machine down.
@@ -175,6 +176,8 @@ def main() -> None:
         bench = attacks.Workbench(Path(tmp))
         table, notes = [], []
         for attack, outcomes in rows(bench, args.quick):
+            if args.only and args.only not in attack:
+                continue
             before = attacks.tmp_strays()
             start = time.perf_counter()
             counts: Counter[str] = Counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -37,11 +38,12 @@ def scratch_dir(
     """
     parent = Path(parent if parent is not None else tempfile.gettempdir())
     remove_stale(prefix, parent, restore)
-    try:
-        work = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
-    except OSError as exc:
-        raise EdgepackError(f"cannot make a folder in {parent}: {exc.strerror}") from exc
-    try:
+    work = parent / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+    try:  # made inside the try: a signal that lands just after mkdir still removes it
+        try:
+            os.mkdir(work, 0o700)
+        except OSError as exc:
+            raise EdgepackError(f"cannot make a folder in {parent}: {exc.strerror}") from exc
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)

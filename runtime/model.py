@@ -79,8 +79,8 @@ def _check_against_model(manifest: PackManifest, entry: ModelEntry, runner: Back
         for i, spec in enumerate(specs):
             if signature[kind].get(spec.file_name) != (spec.dtype, len(spec.shape)):
                 raise ManifestError(
-                    f"{where}.{kind}[{i}] is {spec.file_name!r} {spec.dtype} of rank "
-                    f"{len(spec.shape)}, but {entry.path} has {kind} {signature[kind]} "
+                    f"{where}.{kind}[{i}] ({spec.file_name!r}, dtype {spec.dtype}, shape "
+                    f"{spec.shape}) is not in {entry.path}, whose {kind} are {signature[kind]} "
                     "(name: (dtype, rank)): the manifest does not describe this model"
                 )
     pre, post = manifest.preprocessing or {}, manifest.postprocessing or {}

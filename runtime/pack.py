@@ -142,14 +142,13 @@ class PackReader:
                     f"{cap} its manifest entry allows"
                 )
             return self._zip.open(info)
-        target = self.path / relpath
-        real = target.resolve()
-        if real != self._root / relpath:
-            raise UnsafeArchiveError(
-                f"{relpath} in {self.path} is reached through a symbolic link (to {real}); "
-                "packs hold regular files, nothing outside the pack"
-            )
         try:
+            real = (self.path / relpath).resolve()
+            if real != self._root / relpath:
+                raise UnsafeArchiveError(
+                    f"{relpath} in {self.path} is reached through a symbolic link (to {real}); "
+                    "packs hold regular files, nothing outside the pack"
+                )
             handle = open(real, "rb")  # noqa: SIM115 - returned to the caller's `with`
         except OSError as exc:
             problem = (

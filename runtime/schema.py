@@ -58,7 +58,10 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
         if branches.count([]) == 1:
             return []
         # None fits: report the branch with the fewest errors, the form most likely meant.
-        return [f"{path}: matches several forms"] if [] in branches else min(branches, key=len)
+        # A branch that refuses the value as a whole (its type) is the form least likely meant.
+        whole = [all(e.startswith(f"{path}:") for e in b) for b in branches]
+        best = min(range(len(branches)), key=lambda i: (whole[i], len(branches[i])))
+        return [f"{path}: matches several forms"] if [] in branches else branches[best]
     errors: list[str] = []
     expected = node.get("type")
     if expected is not None:

@@ -485,8 +485,8 @@ def malformed(bench: Workbench, case: str) -> tuple[str, str]:
     (pack / "sub").mkdir()
     data = craft.manifest_of(pack)
     where, value, _ = MALFORMED[case]
-    _put(data, where, value)
-    data = craft.rehash(pack, data)
+    _put(data, craft.rehash(pack, data) and where, value)  # after re-hashing: sizes stay as put
+    data = craft.reseal(data)
     text = json.dumps(data, indent=2)
     # json cannot write these: placed in the text (the size is re-hashed above, before)
     text = text.replace('"DEEP"', "[" * 100_000 + "]" * 100_000).replace('"BIG"', "1" + "0" * 5000)
@@ -654,28 +654,27 @@ def killed_write(bench: Workbench, dest_name: str, sig: int, point: int) -> tupl
 
 
 QUANTIZE_CHILD = """
-import os, signal, sys, tempfile
+import os, signal, sys
 sig, nth = int(sys.argv[1]), int(sys.argv[2])
 made = 0
-real = tempfile.mkdtemp
-def mkdtemp(*args, **kwargs):
+real = os.mkdir
+def mkdir(path, *args, **kwargs):
     global made
-    path = real(*args, **kwargs)
-    made += 1
+    real(path, *args, **kwargs)
+    made += os.path.basename(path).startswith(("edgepack-quantize-", "edgepack-recipe-"))
     if made == nth:
         os.kill(os.getpid(), sig)
         if sig == signal.SIGKILL:
             signal.pause()
-    return path
-tempfile.mkdtemp = mkdtemp
+os.mkdir = mkdir
 from edgepack.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 
 
 def killed_quantize(bench: Workbench, sig: int, nth: int) -> tuple[str, str]:
-    """`edgepack quantize` killed right after its nth temporary folder was made: a SIGTERM
-    must leave the temp dir empty, and a SIGKILL's leftovers must go with the next run."""
+    """`edgepack quantize` killed right after it made its nth quantize or recipe scratch folder:
+    a SIGTERM must leave the temp dir empty, a SIGKILL's leftovers must go with the next run."""
     folder = bench.scratch()
     tmp = folder / "tmp"
     tmp.mkdir()
@@ -688,7 +687,7 @@ def killed_quantize(bench: Workbench, sig: int, nth: int) -> tuple[str, str]:
         env=env,
         check=False,
     )
-    left = sorted(os.listdir(tmp))
+    left = sorted(n for n in os.listdir(tmp) if n.startswith("edgepack-"))
     if sig == signal.SIGTERM and left:
         return "stray", f"after SIGTERM: {left}"
     subprocess.run(
@@ -697,7 +696,7 @@ def killed_quantize(bench: Workbench, sig: int, nth: int) -> tuple[str, str]:
         env=env,
         check=False,
     )
-    left = sorted(os.listdir(tmp))
+    left = sorted(n for n in os.listdir(tmp) if n.startswith("edgepack-"))
     return ("stray", f"after the next run: {left}") if left else ("clean", "")
 
 
@@ -798,9 +797,9 @@ def cli_cases(bench: Workbench) -> dict[str, tuple[list[str], int]]:
     text_file.write_text("1 2 3")
     pickled = folder / "obj.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    corrupt = folder / "corrupt.edgepack"
+    corrupt = folder / "corrupt.edgepack"  # a byte of the manifest: even `info` reads it
     data = bytearray(bench.packs["image"].read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[manifest_span(bench.packs["image"])[40]] ^= 0xFF
     corrupt.write_bytes(bytes(data))
     image, text = str(bench.packs["image"]), str(bench.packs["text"])
     model = str(bench.image_model)
@@ -828,8 +827,9 @@ def cli_cases(bench: Workbench) -> dict[str, tuple[list[str], int]]:
 
 
 def tmp_strays() -> set[str]:
-    """What lies in the temp dir (give each run a temp dir of its own: TMPDIR)."""
-    return set(os.listdir(tempfile.gettempdir()))
+    """edgepack's folders in the temp dir (give each run a temp dir of its own: TMPDIR);
+    other libraries' files (a session id file of one of them) are not ours to judge."""
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("edgepack-")}
 
 
 def seconds(action: Callable[[], Any]) -> float:

@@ -104,11 +104,14 @@ def use_pack(path: Path) -> Any:
     describe(manifest).encode("utf-8")  # what `edgepack info` prints must be printable
     verified = ep.verify_pack(path)
     model = ep.load(path, threads=1)
-    if model.manifest.preprocessing["kind"] == "image":
-        outputs = model.run({model.entry.inputs[0].name: PIXELS})
-        prediction = model.predict(IMAGE)
-    else:
+    kind = (model.manifest.preprocessing or {}).get("kind")
+    if kind == "text":
         outputs, prediction = None, model.predict("a good film")
+    else:
+        outputs = model.run({model.entry.inputs[0].name: PIXELS})
+        if kind is None:
+            return (verified.name, outputs)
+        prediction = model.predict(IMAGE)
     return (verified.name, outputs, prediction.label, prediction.index, prediction.scores)
 
 
@@ -235,14 +238,21 @@ def rehash(pack: Path, data: dict[str, Any]) -> dict[str, Any]:
             continue
         for entry in entries:
             path = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(path, str) and "\0" not in path and (pack / path).is_file():
+            try:
                 content = (pack / path).read_bytes()
-                entry["size_bytes"] = len(content)
-                entry["sha256"] = hashlib.sha256(content).hexdigest()
+            except (TypeError, ValueError, OSError):  # not a path, or no file there
+                continue
+            entry["size_bytes"] = len(content)
+            entry["sha256"] = hashlib.sha256(content).hexdigest()
+    return reseal(data)
+
+
+def reseal(data: Any) -> Any:
+    """The manifest with its integrity field made to match its content, where the runtime has
+    one; content it cannot canonicalise stays without one (the reader must refuse it anyway)."""
     digest = getattr(ep, "manifest_digest", None)
     if digest is not None and isinstance(data, dict):
         data.pop("integrity", None)
-        # content the runtime cannot canonicalise stays without one: the reader must refuse it
         with suppress(EdgepackError, TypeError, ValueError, RecursionError):
             data["integrity"] = digest(data)
     return data
