@@ -76,7 +76,7 @@ def _check_kind(model: Model, given: str | None) -> None:
         wanted = {"text": "text (--text)", "image": "images (--image FILE)"}
         raise InputError(
             f"pack {model.manifest.name!r} takes "
-            f"{wanted.get(takes, 'arrays (--npy NAME=FILE): it has no preprocessing')}, "
+            f"{wanted.get(takes, 'arrays (--npy NAME=FILE): it has no preprocessing section')}, "
             f"not --{given}"
         )
 

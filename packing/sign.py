@@ -12,8 +12,9 @@ import os
 import zipfile
 from pathlib import Path
 
+from edgepack.runtime.errors import EdgepackError
 from edgepack.runtime.manifest import MANIFEST_NAME
-from edgepack.runtime.pack import SIGNATURE_NAME, PackReader, load_key
+from edgepack.runtime.pack import SIGNATURE_NAME, PackReader
 
 from .staging import replace, scratch_dir
 
@@ -25,9 +26,19 @@ def sign_pack(pack: str | os.PathLike[str], key: str | os.PathLike[str] | bytes)
     >>> sign_pack("digits.edgepack", "key.pem")  # doctest: +SKIP
     'sha256:4f1c09e2a7b3d5c8'
     """
-    from cryptography.hazmat.primitives import serialization
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    except ImportError as exc:
+        raise EdgepackError("signing packs needs: pip install 'edgepack[sign]'") from exc
 
-    private = load_key(key, private=True)
+    try:
+        data = key if isinstance(key, bytes) else Path(key).read_bytes()
+        private = serialization.load_pem_private_key(data, None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgepackError(f"cannot read the private key {key!r}: {exc}") from exc
+    if not isinstance(private, Ed25519PrivateKey):
+        raise EdgepackError(f"{key!r} is not an Ed25519 private key")
     pack = Path(pack)
     with PackReader(pack) as reader:
         reader.verify()  # sign only what is intact

@@ -6,6 +6,7 @@ failure never leaves a half-written pack.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from edgepack.runtime.errors import EdgepackError, ManifestError
 from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
-from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader, digest_stream
+from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader
 from edgepack.runtime.version import __version__
 
 from .staging import replace, scratch_dir
@@ -86,8 +87,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def _digest_source(source: Source) -> tuple[int, str]:
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise EdgepackError(f"cannot add {source} to a pack: it is not a file")
+    digest, length = hashlib.sha256(), 0
     with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as handle:
-        return digest_stream(handle)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            length += len(chunk)
+    return length, digest.hexdigest()
 
 
 @contextmanager

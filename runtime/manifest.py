@@ -20,6 +20,7 @@ SCHEMA_VERSION = "1.1"  # 1.1: the `integrity` field
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
 MAX_DEPTH = 32  # manifests nest about 8 levels; a deeper one is an attack on the parsers
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -157,35 +158,26 @@ def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManife
 def _check_values(data: Any, source: str) -> None:
     """Refuse, naming the field, what Python's JSON reader accepts but no manifest holds:
     nesting deeper than MAX_DEPTH, numbers that are not finite or beyond 64 bits, and strings
-    that are not Unicode text (lone surrogates from \\ud800 escapes)."""
+    or keys that are not Unicode text (lone surrogates, from escapes)."""
     stack = [("manifest", data, 0)]
     while stack:
         where, value, depth = stack.pop()
-        problem = None
-        if depth > MAX_DEPTH:
-            problem = f"nests deeper than {MAX_DEPTH} levels"
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value) or abs(value) >= 2**63:
-                problem = f"{value} is not a finite number within 64 bits"
-        elif isinstance(value, str) and not _is_text(value):
-            problem = f"{ascii(value)[:80]} is not valid Unicode text (a lone surrogate)"
-        elif isinstance(value, (dict, list)):
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and not _is_text(key):
-                    problem = f"key {ascii(key)[:80]} is not valid Unicode text"
-                step = f".{key}" if isinstance(key, str) else f"[{key}]"
-                stack.append((where + step, item, depth + 1))
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        problem = (
+            f"nests deeper than {MAX_DEPTH} levels"
+            if depth > MAX_DEPTH
+            else f"{value} is not a finite number within 64 bits"
+            if number and not abs(value) < 2**63
+            else "is not Unicode text (a lone surrogate)"
+            if _SURROGATE.search(where + (value if isinstance(value, str) else ""))
+            else None
+        )
         if problem:
             raise ManifestError(f"{source}: {ascii(where)[1:-1][:200]}: {problem}")
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        if isinstance(value, dict):
+            stack += [(f"{where}.{key}", item, depth + 1) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value)]
 
 
 def _check_version(version: Any, source: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -84,14 +85,13 @@ def _check_against_model(manifest: PackManifest, entry: ModelEntry, runner: Back
                     "(name: (dtype, rank)): the manifest does not describe this model"
                 )
     pre, post = manifest.preprocessing or {}, manifest.postprocessing or {}
-    named = [("preprocessing.input_name", pre.get("input_name"), entry.inputs)]
-    named += [("preprocessing.input_names", n, entry.inputs) for n in pre.get("input_names", {})]
-    named += [("postprocessing.output_name", post.get("output_name"), entry.outputs)]
-    for field_name, name, specs in named:
-        if name is not None and name not in {spec.name for spec in specs}:
-            raise ManifestError(
-                f"{field_name} names {name!r}; {entry.path} has {[s.name for s in specs]}"
-            )
+    inputs, outputs = [s.name for s in entry.inputs], [s.name for s in entry.outputs]
+    named = [("preprocessing.input_names", n, inputs) for n in pre.get("input_names", {}).values()]
+    named += [("preprocessing.input_name", pre.get("input_name"), inputs)]
+    named += [("postprocessing.output_name", post.get("output_name"), outputs)]
+    for field_name, name, have in named:
+        if name is not None and name not in have:
+            raise ManifestError(f"{field_name} names {name!r}; {entry.path} has {have}")
 
 
 def _choose_model(
@@ -260,19 +260,14 @@ def _converted(value: np.ndarray, check: _InputCheck) -> np.ndarray:
             f"input {spec.name!r} has dtype {value.dtype}; expected {check.dtype} "
             f"(an array of {_KIND_NAMES[check.kind]})"
         )
-    if check.kind == "f" and value.size and value.dtype.itemsize > check.dtype.itemsize:
-        top, most = float(np.abs(value).max()), float(np.finfo(check.dtype).max)
-        if math.isfinite(top) and top > most:
-            raise InputError(
-                f"input {spec.name!r} has finite values up to {top:.3g}, outside {check.dtype}'s "
-                f"range (+-{most:.3g}); scale them"
-            )
-    if check.kind == "i" and value.size:
-        info = np.iinfo(check.dtype)
-        if value.min() < info.min or value.max() > info.max:
+    # Integers may not wrap, floats may not become inf (float64 1e300 as float32): both ranges.
+    if value.size and (kind == "i" or value.dtype.itemsize > check.dtype.itemsize):
+        info = (np.iinfo if kind == "i" else np.finfo)(check.dtype)
+        low, high = value.min(), value.max()  # NaN and inf are the finite check's to name
+        if np.isfinite([low, high]).all() and (low < info.min or high > info.max):
             raise InputError(
                 f"input {spec.name!r} has values outside {check.dtype}'s range "
-                f"[{info.min}, {info.max}]"
+                f"[{info.min:.4g}, {info.max:.4g}]"
             )
     return value.astype(check.dtype)
 
@@ -280,13 +275,11 @@ def _converted(value: np.ndarray, check: _InputCheck) -> np.ndarray:
 _CHECK_MEMORY_FROM = 64 << 20  # smaller inputs fit anywhere: /proc/meminfo is not read for them
 
 
-def _available_memory() -> int:
-    """Bytes of memory available now (Linux MemAvailable), else all physical memory."""
-    try:
-        with open("/proc/meminfo", "rb") as meminfo:
-            return next(int(line.split()[1]) << 10 for line in meminfo if b"MemAvailable" in line)
-    except (OSError, StopIteration):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+def _available_memory() -> float:
+    """Bytes of memory available now (Linux MemAvailable); elsewhere unknown, so no limit."""
+    with contextlib.suppress(OSError, StopIteration), open("/proc/meminfo", "rb") as meminfo:
+        return next(int(line.split()[1]) << 10 for line in meminfo if b"MemAvailable" in line)
+    return math.inf
 
 
 def _make_preprocessor(config: dict, assets: dict[str, bytes]):

@@ -13,7 +13,7 @@ import os
 import stat
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -54,13 +54,13 @@ class PackReader:
 
     def read(self, relpath: str) -> bytes:
         """The bytes of a listed file, after checking its size and sha256."""
-        data = b"".join(self._chunks(relpath))
-        self._check_digest(relpath, len(data), hashlib.sha256(data).hexdigest())
-        return data
+        parts: list[bytes] = []
+        self._stream(relpath, parts.append)
+        return b"".join(parts)
 
     def check(self, relpath: str) -> None:
         """Check a listed file's size and sha256 by streaming it, without keeping its bytes."""
-        self._check_digest(relpath, *digest_stream(self._chunks(relpath)))
+        self._stream(relpath, lambda chunk: None)
 
     @contextmanager
     def verified(self, relpath: str) -> Iterator[bytes | Path]:
@@ -74,15 +74,9 @@ class PackReader:
 
         fd = os.memfd_create(relpath, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            digest, length = hashlib.sha256(), 0
-            for chunk in self._chunks(relpath):
-                digest.update(chunk)
-                length += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            self._check_digest(relpath, length, digest.hexdigest())
-            seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+            with open(fd, "wb", closefd=False) as copy:
+                self._stream(relpath, copy.write)
+            seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
             yield Path(f"/proc/self/fd/{fd}")
         finally:
@@ -116,6 +110,14 @@ class PackReader:
                 f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
                 f"with sha256 {digest[:12]}...): the file was changed or damaged"
             )
+
+    def _stream(self, relpath: str, sink: Callable[[bytes], Any]) -> None:
+        digest, length = hashlib.sha256(), 0
+        for chunk in self._chunks(relpath):
+            digest.update(chunk)
+            length += len(chunk)
+            sink(chunk)
+        self._check_digest(relpath, length, digest.hexdigest())
 
     def _chunks(self, relpath: str, cap: int | None = None) -> Iterator[bytes]:
         """The file in chunks, never more than `cap` (default: its listed size) bytes read."""
@@ -179,28 +181,19 @@ class PackReader:
         )
 
 
-def load_key(key: KeySource, private: bool = False) -> Any:
-    """An Ed25519 key from a PEM file or PEM bytes (needs the `sign` extra: cryptography)."""
+def load_key(key: KeySource) -> Any:
+    """An Ed25519 public key from a PEM file or PEM bytes (needs the `sign` extra)."""
     try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
     except ImportError as exc:
-        raise EdgepackError(
-            "signed packs need pip install 'edgepack[sign]' (cryptography)"
-        ) from exc
-    kind = "private" if private else "public"
+        raise EdgepackError("signed packs need: pip install 'edgepack[sign]'") from exc
     try:
-        data = key if isinstance(key, bytes) else Path(key).read_bytes()
-        loaded = (
-            serialization.load_pem_private_key(data, None)
-            if private
-            else serialization.load_pem_public_key(data)
-        )
+        loaded = load_pem_public_key(key if isinstance(key, bytes) else Path(key).read_bytes())
     except (OSError, ValueError, TypeError) as exc:
-        raise EdgepackError(f"cannot read the {kind} key {key!r}: {exc}") from exc
-    want = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
-    if not isinstance(loaded, want):
-        raise EdgepackError(f"{key!r} is not an Ed25519 {kind} key (PEM)")
+        raise EdgepackError(f"cannot read the public key {key!r}: {exc}") from exc
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise EdgepackError(f"{key!r} is not an Ed25519 public key")
     return loaded
 
 
@@ -218,18 +211,6 @@ def verify_pack(
     with PackReader(path, trusted_keys) as reader:
         reader.verify()
         return reader.manifest
-
-
-def digest_stream(chunks: Iterable[bytes] | BinaryIO) -> tuple[int, str]:
-    """(length, hex sha256) of chunks of bytes, or of what is left in a binary file."""
-    if hasattr(chunks, "read"):
-        handle = chunks
-        chunks = iter(lambda: handle.read(_CHUNK), b"")
-    digest, length = hashlib.sha256(), 0
-    for chunk in chunks:
-        digest.update(chunk)
-        length += len(chunk)
-    return length, digest.hexdigest()
 
 
 @contextmanager
@@ -265,15 +246,13 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
 
 def _check_entry(info: zipfile.ZipInfo, archive: Path) -> None:
     """Refuse entries that could write outside the pack, are not plain files or are encrypted."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an absolute path")
-    if ".." in PurePosixPath(name).parts or "\\" in name:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} points outside the pack ('..')")
-    if stat.S_ISLNK(mode):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} is a symbolic link")
-    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} is not a regular file")
-    if info.flag_bits & 1:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} is encrypted; packs never are")
+    name, mode = info.filename, info.external_attr >> 16
+    problems = {
+        "has an absolute path": name.startswith(("/", "\\")) or name[1:2] == ":",
+        "points outside the pack ('..')": ".." in PurePosixPath(name).parts or "\\" in name,
+        "is a symbolic link": stat.S_ISLNK(mode),
+        "is not a regular file": stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR),
+        "is encrypted; packs never are": info.flag_bits & 1,
+    }
+    for problem in (p for p, found in problems.items() if found):
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} {problem}")
