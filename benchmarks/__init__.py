@@ -1,1 +1,1 @@
-"""Benchmarks: measure packs on the device (or the host under a profile) and predict them off it."""
+"""Benchmarks: measure packs on the device (or the host under a profile), estimate them off it."""

@@ -118,7 +118,7 @@ class BenchResult:
     model_size_bytes: int
     cold_start: dict[str, Any] | None
     details: dict[str, Any]  # offline: the batch sweep; server: rate, queueing, rate search
-    prediction: dict[str, Any] | None
+    estimate: dict[str, Any] | None  # estimate.estimate_manifest(), or why there is none
     conditions: dict[str, Any]  # read_conditions() readings before and after the run
     warnings: list[str]
     metrics: dict[str, Any]  # the pack manifest's quality metrics, per compression stage
@@ -153,7 +153,7 @@ def benchmark(
     dims: Mapping[str, int] | None = None,
     cold_starts: int = 3,
     seed: int = 0,
-    predict: bool = False,
+    estimate: bool = False,
     progress: bool = False,
 ) -> BenchResult:
     """Benchmark one pack; `edgepack bench PACK` with the same options.
@@ -167,9 +167,9 @@ def benchmark(
     Every timed phase runs at least `min_count` queries AND `min_duration_s` seconds after
     `warmup` queries. dims: sizes of named input dims (default batch 1, others 64).
     cold_starts: new processes timed for import + load + first inference (0: skip).
-    predict: also predict the latency on the profile (on this host without one) with
-    edgepack.benchmarks.predict, from the pack's cost summary; labelled "predicted", and the
-    reason when there is none (no cost summary, predictor missing) instead of a number.
+    estimate: also estimate the latency on the profile (on this host without one) with
+    edgepack.benchmarks.estimate, from the pack's cost summary; labelled "estimated", and the
+    reason when there is none (no cost summary, estimator missing) instead of a number.
     """
     return compare(
         [pack],
@@ -187,7 +187,7 @@ def benchmark(
         dims=dims,
         cold_starts=cold_starts,
         seed=seed,
-        predict=predict,
+        estimate=estimate,
         progress=progress,
     )[0]
 
@@ -203,7 +203,7 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
     backend = options.pop("backend", "auto")
     threads = options.pop("threads", None)
     providers = options.pop("providers", None)
-    predict = options.pop("predict", False)
+    estimate = options.pop("estimate", False)
     show = options.pop("progress", False)
     dims = options.pop("dims", None) or {}
     settings = BenchSettings(dims=dims, **options)
@@ -270,7 +270,7 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
             model_size_bytes=model.entry.size_bytes,
             cold_start=cold,
             details=run.details,
-            prediction=None,
+            estimate=None,
             conditions=conditions,
             warnings=notes,
             metrics=dict(manifest.metrics),
@@ -278,13 +278,11 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
             edgepack_version=__version__,
             created=created,
         )
-        if predict:
-            result.prediction = _predict(manifest, result.backend, setup)
+        if estimate:
+            result.estimate = _estimate(manifest, result.backend, setup)
             if setup.emulation is None and settings.scenario == "single-stream":
-                result.prediction = _recorded(
-                    result.prediction, summary["percentiles_s"]["p50"] * 1e3
-                )
-            result.warnings += [f"prediction: {n}" for n in result.prediction.get("notes", [])]
+                result.estimate = _recorded(result.estimate, summary["percentiles_s"]["p50"] * 1e3)
+            result.warnings += [f"estimate: {n}" for n in result.estimate.get("notes", [])]
         results.append(result)
     return results
 
@@ -617,33 +615,33 @@ def _kept(latencies: np.ndarray) -> list[float]:
     return [float(x) for x in latencies[::stride]]
 
 
-def _predict(manifest: PackManifest, backend: str, setup: _Setup) -> dict[str, Any]:
-    """The predictor's latency for the profile (the host without one), or why there is none.
-    Imported here: the prediction is optional and its module may be absent."""
+def _estimate(manifest: PackManifest, backend: str, setup: _Setup) -> dict[str, Any]:
+    """The estimated latency on the profile (the host without one), or why there is none.
+    Imported here: the estimate is optional and its module may be absent."""
     profile = setup.profile or load_profile(HOST)
     threads = setup.emulation["profile_threads"] if setup.emulation else setup.threads
     try:
-        from .predict import predict_manifest
+        from .estimate import estimate_manifest
     except ImportError as exc:
-        return _no_prediction(profile.name, f"the latency predictor is not available ({exc})")
+        return _no_estimate(profile.name, f"the latency estimator is not available ({exc})")
     try:
-        return predict_manifest(manifest, profile, backend=backend, threads=threads)
+        return estimate_manifest(manifest, profile, backend=backend, threads=threads)
     except EdgepackError as exc:
-        return _no_prediction(profile.name, str(exc))
+        return _no_estimate(profile.name, str(exc))
 
 
-def _recorded(prediction: dict[str, Any], measured_ms: float) -> dict[str, Any]:
-    """Measured on the device itself: the measurement replaces the prediction, and the
-    prediction's error is kept in the history so later predictions for the device improve."""
-    if prediction.get("kind") != "predicted":
-        return prediction
-    from .predict import record_measurement
+def _recorded(estimate: dict[str, Any], measured_ms: float) -> dict[str, Any]:
+    """Measured on the device itself: the measurement replaces the estimate, and the
+    estimate's error is kept in the history so later estimates for the device improve."""
+    if estimate.get("kind") != "estimated":
+        return estimate
+    from .estimate import record_measurement
 
     try:
-        return record_measurement(prediction, measured_ms)
+        return record_measurement(estimate, measured_ms)
     except EdgepackError as exc:
-        return {**prediction, "notes": [*prediction.get("notes", []), str(exc)]}
+        return {**estimate, "notes": [*estimate.get("notes", []), str(exc)]}
 
 
-def _no_prediction(profile: str, reason: str) -> dict[str, Any]:
+def _no_estimate(profile: str, reason: str) -> dict[str, Any]:
     return {"kind": "none", "profile": profile, "error": reason}

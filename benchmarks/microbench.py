@@ -1,5 +1,5 @@
 """Microbenchmarks of this machine's ONNX Runtime throughput per op class and precision, the host
-coefficients the latency predictor carries to absent devices; cached per CPU model and ORT version.
+coefficients the latency estimator carries to absent devices; cached per CPU model and ORT version.
 
 The tiny ONNX graphs are written as protobuf bytes here, so the device needs no onnx package.
 """
@@ -11,7 +11,7 @@ import os
 import platform
 import re
 import sys
-import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +22,13 @@ import onnxruntime as ort
 
 from edgepack.device_profiles import detect_host
 
-SCHEMA_VERSION = 1
+from .scenarios import measure
+
+SCHEMA_VERSION = 2  # 2: the host's load is recorded with the measurement
 CACHE_ENV = "EDGEPACK_CACHE_DIR"
+# Load average per core above which a measurement counts as taken on a busy machine: it is
+# labelled so, and measured again on a later use when the machine is quieter.
+BUSY_LOAD_PER_CORE = 0.5
 
 # ONNX TensorProto data types used below.
 FLOAT, UINT8, INT8, INT32 = 1, 2, 3, 6
@@ -226,6 +231,7 @@ CHAIN_LENGTH = {"full": 64, "quick": 8}
 
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
     # The same session settings as edgepack.runtime's ONNX Runtime backend.
+    # TODO(lead): use ort_backend.session_options(threads) once that helper lands.
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -235,21 +241,27 @@ def _session(model: bytes, threads: int) -> ort.InferenceSession:
 
 
 def time_run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], min_time: float) -> float:
-    """Seconds of the fastest run after two warm-up runs, over at least min_time and 5 runs.
+    """Seconds of the fastest run after two warm-up runs, over at least min_time and 5 runs, timed
+    by the harness's loop (scenarios.measure).
 
     The fastest, not the median: these kernels do the same work every run, so a slower run was
-    slowed by something else (another process on a shared machine), and the predictor wants what
+    slowed by something else (another process on a shared machine), and the estimator wants what
     the hardware can do."""
-    for _ in range(2):
-        session.run(None, feeds)
-    fastest = float("inf")
-    count, start = 0, time.perf_counter()
-    while count < 5 or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        session.run(None, feeds)
-        fastest = min(fastest, time.perf_counter() - t0)
-        count += 1
-    return fastest
+    latencies, _ = measure(
+        [lambda: session.run(None, feeds)], warmup=2, min_count=5, min_duration_s=min_time
+    )
+    return float(latencies[0].min())
+
+
+def host_load() -> dict[str, Any]:
+    """The 1-minute load average, per core too, and whether that counts as busy."""
+    cores = os.cpu_count() or 1
+    try:
+        one_minute = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return {"loadavg_1m": None, "per_core": None, "busy": False}
+    per_core = one_minute / cores
+    return {"loadavg_1m": one_minute, "per_core": per_core, "busy": per_core > BUSY_LOAD_PER_CORE}
 
 
 def _kernels(sizes: dict[str, Any], chain: int) -> dict[tuple[str, int], tuple[bytes, dict, float]]:
@@ -294,7 +306,7 @@ def _measure(
 
 
 def host_descriptor() -> dict[str, Any]:
-    """The figures of this machine that the predictor scales by: core, cores, clock, SIMD, ISA."""
+    """The figures of this machine that the estimator scales by: core, cores, clock, SIMD, ISA."""
     host = detect_host()
     cpu = host.cpu
     return {
@@ -344,12 +356,14 @@ def measure_host(
     size_name = "quick" if quick else "full"
     min_time = min_time if min_time is not None else (0.005 if quick else 0.08)
     rounds = rounds or (1 if quick else 3)
+    load = host_load()  # before measuring: afterwards the load average counts the run itself
     return {
         "schema_version": SCHEMA_VERSION,
         "backend": "onnxruntime",
         "host": host,
         "sizes": size_name,
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load": load,
         "threads": {
             str(t): _measure(t, SIZES[size_name], CHAIN_LENGTH[size_name], min_time, rounds)
             for t in counts
@@ -357,32 +371,67 @@ def measure_host(
     }
 
 
+def _usable(cached: dict[str, Any]) -> bool:
+    """A cached measurement is used unless it ran on a busy machine and this one is quieter now
+    (measuring again would then give better figures); a busy one is kept, with a warning, while
+    the machine stays as busy."""
+    if cached.get("schema_version") != SCHEMA_VERSION or cached.get("sizes") != "full":
+        return False
+    then = cached.get("load") or {}
+    if not then.get("busy"):
+        return True
+    now = host_load()
+    if now["per_core"] is not None and now["per_core"] < then["per_core"]:
+        return False
+    _warn_busy(then)
+    return True
+
+
+def _warn_busy(load: dict[str, Any]) -> None:
+    warnings.warn(
+        f"the host's microbenchmarks ran under load {load['loadavg_1m']:.1f} "
+        f"({load['per_core']:.2f} per core, over {BUSY_LOAD_PER_CORE}): host estimates are "
+        "pessimistic; they are measured again when the machine is quieter (or pass --refresh)",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def host_coefficients(refresh: bool = False, path: str | os.PathLike[str] | None = None) -> dict:
     """The cached coefficients of this host (CPU model + ORT version), measuring them when absent,
-    stale in format, or when refresh is asked for. A full measurement takes about ten seconds."""
+    stale in format, taken under a load heavier than now, or when refresh is asked for. A full
+    measurement takes about ten seconds."""
     target = Path(path) if path else cache_path()
     if not refresh and target.is_file():
         try:
             cached = json.loads(target.read_text())
-            if cached.get("schema_version") == SCHEMA_VERSION and cached.get("sizes") == "full":
+            if _usable(cached):
                 return cached
         except (OSError, json.JSONDecodeError):
             pass  # a damaged cache is remeasured
     coefficients = measure_host()
+    if coefficients["load"]["busy"]:
+        _warn_busy(coefficients["load"])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(coefficients, indent=1) + "\n")
-    tmp.replace(target)
+    try:
+        tmp.write_text(json.dumps(coefficients, indent=1) + "\n")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return coefficients
 
 
 def format_coefficients(coefficients: dict[str, Any]) -> str:
     """A human table of measured coefficients."""
     host = coefficients["host"]
+    load = coefficients.get("load") or {}
+    busy = " (BUSY)" if load.get("busy") else ""
     lines = [
         f"{host['cpu']} ({host['cores']} cores, {host['max_clock_ghz']} GHz, "
         f"{host['simd_width_bits']}-bit SIMD, {', '.join(host['features']) or 'no ISA extras'}), "
-        f"onnxruntime {host['onnxruntime']}",
+        f"onnxruntime {host['onnxruntime']}; measured {coefficients.get('measured')} at load "
+        f"{load.get('loadavg_1m')}{busy}",
     ]
     for threads, c in coefficients["threads"].items():
         rates = ", ".join(
@@ -398,8 +447,20 @@ def format_coefficients(coefficients: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    refresh = "--refresh" in sys.argv
-    coefficients = host_coefficients(refresh=refresh)
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m edgepack.benchmarks.microbench",
+        description="Measure (or show the cached) ONNX Runtime coefficients of this host.",
+    )
+    parser.add_argument("--refresh", action="store_true", help="measure again, ignoring the cache")
+    args = parser.parse_args(argv)
+    coefficients = host_coefficients(refresh=args.refresh)
     print(format_coefficients(coefficients))
     print(f"cached in {cache_path(coefficients['host'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,7 +47,7 @@ CSV_COLUMNS = (
     "cold_start_s",
     "peak_rss_mib",
     "model_size_bytes",
-    "predicted_ms",
+    "estimated_ms",
     "warnings",
     "created",
 )
@@ -138,8 +138,8 @@ def table_rows(results: Sequence[BenchResult]) -> list[tuple[str, list[str]]]:
     ]
     if any(quality(r.metrics) for r in results):
         rows.append(row("quality", _quality_cell))
-    if any(r.prediction for r in results):
-        rows.append(row("predicted", _prediction_cell))
+    if any(r.estimate for r in results):
+        rows.append(row("estimated", _estimate_cell))
     return rows
 
 
@@ -196,14 +196,14 @@ def _quality_cell(r: BenchResult) -> str:
     return f"{found[0]} = {found[1]:g}" if found else "-"
 
 
-def _prediction_cell(r: BenchResult) -> str:
-    p = r.prediction
+def _estimate_cell(r: BenchResult) -> str:
+    p = r.estimate
     if not p:
         return "-"
     if p.get("error"):
         return f"none for {p['profile']}: {p['error']}"
-    if p["kind"] == "measured":  # measured on the device: the prediction's error is recorded
-        before = p["prediction"]
+    if p["kind"] == "measured":  # measured on the device: the estimate's error is recorded
+        before = p["estimate"]
         return (
             f"was {_ms(before['latency_ms'] / 1e3)} ms ({before['error_pct']:+.0f}% off the "
             f"measured p50; recorded in {p['history_file']})"
@@ -247,7 +247,7 @@ def _warnings(results: Sequence[BenchResult]) -> list[str]:
 def csv_row(result: BenchResult) -> dict[str, Any]:
     """One CSV row (CSV_COLUMNS), latencies in milliseconds."""
     r, lat = result, result.latency
-    predicted = (r.prediction or {}).get("latency_ms")
+    estimated = (r.estimate or {}).get("latency_ms")
     row: dict[str, Any] = {
         "pack": r.pack,
         "name": r.name,
@@ -271,7 +271,7 @@ def csv_row(result: BenchResult) -> dict[str, Any]:
         "cold_start_s": r.cold_start["total_s"] if r.cold_start else "",
         "peak_rss_mib": r.cold_start["peak_rss_mib"] if r.cold_start else "",
         "model_size_bytes": r.model_size_bytes,
-        "predicted_ms": predicted if predicted is not None else "",
+        "estimated_ms": estimated if estimated is not None else "",
         "warnings": " | ".join(r.warnings),
         "created": r.created,
     }

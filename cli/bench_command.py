@@ -54,9 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", action="store_true", help="run the packs interleaved, in one table"
     )
     parser.add_argument(
-        "--predict",
-        action="store_true",
-        help="also predict the latency on the profile from the pack's cost summary",
+        "--estimate",
+        "--predict",  # the old name, kept for one release
+        action=_Estimate,
+        nargs=0,
+        default=False,
+        help="also estimate the latency on the profile from the pack's cost summary",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per pack")
@@ -87,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         "dims": dict(_dim(item) for item in args.dim),
         "cold_starts": args.cold_starts,
         "seed": args.seed,
-        "predict": args.predict,
+        "estimate": args.estimate,
         "progress": sys.stderr.isatty() if args.progress is None else args.progress,
     }
     if args.compare:
@@ -100,10 +103,10 @@ def main(args: argparse.Namespace) -> int:
     else:
         print("\n".join(format_table(group) for group in groups), end="")
         profile = results[0].profile
-        if results[0].emulation and not args.predict:
+        if results[0].emulation and not args.estimate:
             print(
                 f"note: measured on this host under {profile}'s cores and threads, not on "
-                f"{profile} itself; add --predict for a predicted {profile} latency"
+                f"{profile} itself; add --estimate for an estimated {profile} latency"
             )
     if args.csv:
         print(f"wrote {write_csv(results, args.csv)}", file=sys.stderr)
@@ -111,6 +114,15 @@ def main(args: argparse.Namespace) -> int:
         written = write_report(results, args.report)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
+
+
+class _Estimate(argparse.Action):
+    """--estimate; under its old name --predict it still works, with a note on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string == "--predict":
+            print("edgepack bench: --predict is deprecated, use --estimate", file=sys.stderr)
+        setattr(namespace, self.dest, True)
 
 
 def _dim(item: str) -> tuple[str, int]:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 
 from edgepack.cli.info_command import describe
+from edgepack.cli.quantize_command import speed_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe .toml file")
     parser.add_argument("-o", "--output", help="pack to write (overrides the recipe's output)")
+    parser.add_argument(
+        "--profile",
+        help="target device profile (overrides the recipe's profile): its int8 scheme and "
+        "speed rule (measured when this host is that device, else estimated)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
 
 
@@ -17,9 +23,14 @@ def main(args: argparse.Namespace) -> int:
     from edgepack.compress.recipe import Recipe, run_recipe  # workstation only
 
     recipe = Recipe.load(args.recipe)
+    from edgepack.compress.recipe import set_option
+
     if args.output:
         recipe.output = args.output
+    if args.profile:
+        recipe = set_option(recipe, "profile", args.profile)
     manifest = run_recipe(recipe, progress=not args.quiet)
     print(f"wrote {recipe.output}")
+    print(speed_line(manifest))
     print(describe(manifest), end="")
     return 0

@@ -20,13 +20,15 @@ COMMANDS = {
     "verify": ("verify_command", "check a pack's manifest, every file hash and its signature"),
     "sign": ("sign_command", "sign a pack with an Ed25519 key"),
     "run": ("run_command", "run a pack on text, an image or .npy arrays"),
-    "predict": ("predict_command", "predict a pack's latency on a device profile"),
+    "estimate": ("estimate_command", "estimate a pack's latency on a device profile"),
     "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
     "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
     "demo": ("demo_command", "the main job: digits CNN to a benchmarked int8 pack"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
 }
+# Old command names kept for one release: alias -> (command, release that removes it).
+DEPRECATED_ALIASES = {"predict": ("estimate", "0.3")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"edgepack.cli.{module_name}")
-        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        aliases = [old for old, (new, _) in DEPRECATED_ALIASES.items() if new == name]
+        command = sub.add_parser(name, aliases=aliases, help=help_text, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(handler=module.main)
     return parser
@@ -55,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit 0, 1 with one line on stderr when an input is refused, 2 for a
     usage error (argparse), 130 on Ctrl-C and 143 on SIGTERM, after cleaning up the same way."""
     args = build_parser().parse_args(argv)
+    if args.command in DEPRECATED_ALIASES:
+        new, removal = DEPRECATED_ALIASES[args.command]
+        print(
+            f"edgepack {args.command}: deprecated, use `edgepack {new}` "
+            f"(the old name goes in {removal})",
+            file=sys.stderr,
+        )
     previous = _raise_on_sigterm()
     try:
         return args.handler(args)

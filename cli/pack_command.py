@@ -117,15 +117,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _cost(path: str, fmt: str) -> dict | None:
-    """The cost summary the latency predictor reads; needs onnx (the compress extra)."""
-    if fmt != "onnx":
-        return None
+    """The cost summary the latency estimator reads; needs the compress extra (onnx; for TFLite
+    files also the LiteRT interpreter)."""
     try:
-        from edgepack.compress.cost import cost_summary
+        from edgepack.compress.cost import cost_summary, tflite_cost_summary
     except ImportError:
-        print("note: no cost summary (needs the compress extra): no latency prediction for it")
+        print("note: no cost summary (needs the compress extra): no latency estimate for it")
         return None
-    return cost_summary(path)
+    return tflite_cost_summary(path) if fmt == "tflite" else cost_summary(path)
 
 
 def _pair(item: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgepack.cli.info_command import describe
 from edgepack.packing import scratch_dir
-from edgepack.runtime import InputError
+from edgepack.runtime import InputError, PackManifest
 from edgepack.runtime.pack import PackReader
 
 
@@ -18,15 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=["dynamic", "static"],
         action="append",
-        help="quantization method (repeat to try both; default dynamic)",
+        help="quantization method (repeat to try both; default: the profile's, else dynamic)",
+    )
+    parser.add_argument(
+        "--profile",
+        help="target device profile (rpi5, rpi4-1.8ghz, host, a .toml path): sets the int8 "
+        "scheme (Arm: int8 symmetric activations, per-channel) and judges int8-vs-fp32 speed "
+        "for it, measured when this host is that device, else estimated",
     )
     parser.add_argument(
         "--calibration",
         choices=["minmax", "entropy", "percentile"],
-        default="minmax",
-        help="static: how activation ranges are calibrated",
+        help="static: how activation ranges are calibrated (default minmax)",
     )
-    parser.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    parser.add_argument(
+        "--per-channel",
+        action="store_true",
+        default=None,
+        help="per-channel weight scales (default: the profile's choice, else per tensor)",
+    )
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (old CPUs)")
     parser.add_argument("--op-types", nargs="+", help="op types to quantize (default: all)")
     parser.add_argument(
@@ -61,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     stage: dict = {"type": "quantize", "budget": args.budget, "min_speedup": args.min_speedup}
     if args.metric:
         stage["metric"] = args.metric
-    stage["candidates"] = [_options(method, args) for method in args.method or ["dynamic"]]
+    stage["candidates"] = [_options(method, args) for method in args.method or [None]]
     options = {}
     if args.sample_shape:
         options["sample_shape"] = args.sample_shape
@@ -72,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         name=args.name or output.name.removesuffix(".edgepack"),
         output=str(output),
         task=args.task,
+        profile=args.profile,
         data={"calibration": args.calib, "evaluation": args.eval_data, "options": options},
         stages=[stage],
     )
@@ -79,17 +90,33 @@ def main(args: argparse.Namespace) -> int:
         recipe.source = _source(Path(args.model), recipe, Path(tmp))
         manifest = run_recipe(recipe, progress=not args.quiet)
     print(f"wrote {output}")
+    print(speed_line(manifest))
     print(describe(manifest), end="")
     return 0
 
 
-def _options(method: str, args: argparse.Namespace) -> dict:
-    options = {"method": method, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
+def _options(method: str | None, args: argparse.Namespace) -> dict:
+    """One candidate table; what is not given here is the profile's choice (or the default)."""
+    options: dict = {"reduce_range": args.reduce_range}
+    if method is not None:
+        options["method"] = method
+    if args.per_channel is not None:
+        options["per_channel"] = args.per_channel
     if args.op_types:
         options["op_types"] = tuple(args.op_types)
-    if method == "static":
+    if args.calibration and method != "dynamic":
         options["calibration"] = args.calibration
     return options
+
+
+def speed_line(manifest: PackManifest) -> str:
+    """Whether the int8-vs-fp32 speed was measured here or estimated for the target profile."""
+    for stage in manifest.provenance.get("stages", []):
+        speed = stage.get("speed") or {}
+        if stage.get("name") == "quantize" and speed.get("kind"):
+            where = "on" if speed["kind"] == "measured" else "for"
+            return f"int8 vs fp32 speed: {speed['kind']} {where} {speed['on']}"
+    return "int8 vs fp32 speed: not timed"
 
 
 def _source(model: Path, recipe, tmp: Path) -> str:

@@ -1,5 +1,6 @@
-"""The cost of an ONNX model per op class and precision (parameters, FLOPs, bytes moved), written to
-the manifest's `cost` field so the device side can predict latency without the onnx package."""
+"""The cost of an ONNX or TFLite model per op class and precision (parameters, FLOPs, bytes moved),
+written to the manifest's `cost` field at pack time so the device side can estimate latency without
+the onnx package."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, shape_inference
 
+from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime.errors import EdgepackError
 
 # What a symbolic dim is bound to when the caller does not say: a single request of 128 tokens.
@@ -470,6 +473,135 @@ def cost_summary(
     }
 
 
+# --- TFLite graphs --------------------------------------------------------------------------
+# A .tflite file's cost is counted at pack time, here, from the op list and tensor shapes the LiteRT
+# interpreter reports (the file is not converted back to ONNX), so LiteRT entries of a pack carry a
+# cost summary of the graph LiteRT runs. The device side reads only the summary.
+_TFLITE_CLASS_OPS = {
+    "gemm": "FULLY_CONNECTED BATCH_MATMUL",
+    "conv": "CONV_2D TRANSPOSE_CONV CONV_3D",
+    "depthwise_conv": "DEPTHWISE_CONV_2D",
+    "elementwise": """ADD SUB MUL DIV RELU RELU6 RELU_N1_TO_1 RELU_0_TO_1 LEAKY_RELU PRELU LOGISTIC
+        TANH HARD_SWISH GELU EXP LOG SQRT RSQRT POW SQUARE SQUARED_DIFFERENCE MAXIMUM MINIMUM ABS
+        NEG CAST FLOOR CEIL ROUND SIGN SELECT SELECT_V2 EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER
+        GREATER_EQUAL LOGICAL_AND LOGICAL_OR LOGICAL_NOT ADD_N FLOOR_DIV FLOOR_MOD ELU
+        RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR""",
+    "normalization": "L2_NORMALIZATION LOCAL_RESPONSE_NORMALIZATION",
+    "softmax": "SOFTMAX LOG_SOFTMAX",
+    "pooling": "AVERAGE_POOL_2D MAX_POOL_2D L2_POOL_2D MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD",
+    "gather": "GATHER GATHER_ND EMBEDDING_LOOKUP SCATTER_ND",
+    "layout": """RESHAPE TRANSPOSE CONCATENATION SPLIT SPLIT_V SLICE STRIDED_SLICE PAD PADV2
+        MIRROR_PAD SQUEEZE EXPAND_DIMS PACK UNPACK TILE BROADCAST_TO SHAPE DEPTH_TO_SPACE
+        SPACE_TO_DEPTH""",
+    "quantize": "QUANTIZE DEQUANTIZE",
+}
+TFLITE_OP_CLASSES = {op: cls for cls, ops in _TFLITE_CLASS_OPS.items() for op in ops.split()}
+TFLITE_VIEW_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # LiteRT aliases their buffers
+
+
+def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> float:
+    """FLOPs of one TFLite op from its tensors' shapes (2 per MAC; weights are OHWI / 1HWC / OI)."""
+    out_elements = math.prod(out) if out is not None else 0
+    weight = shapes[1] if len(shapes) > 1 else None
+    if op in ("CONV_2D", "CONV_3D") and weight is not None:
+        return 2.0 * out_elements * math.prod(weight[1:])
+    if op == "DEPTHWISE_CONV_2D" and weight is not None:
+        return 2.0 * out_elements * math.prod(weight[1:-1])
+    if op == "TRANSPOSE_CONV" and len(shapes) > 2 and shapes[2] is not None:
+        weight = shapes[1]  # inputs: output shape, weights, data
+        return 2.0 * math.prod(shapes[2]) * math.prod(weight[:-1])
+    if op == "FULLY_CONNECTED" and weight is not None:
+        return 2.0 * out_elements * weight[-1]
+    if op == "BATCH_MATMUL" and shapes and shapes[0] is not None:
+        return 2.0 * out_elements * shapes[0][-1]
+    if op_class == "pooling" and shapes and shapes[0] is not None:
+        return float(math.prod(shapes[0]))
+    return float(out_elements * {"softmax": 5, "normalization": 5, "quantize": 2}.get(op_class, 1))
+
+
+def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest's `cost` object for a .tflite file, as cost_summary is for ONNX: parameters,
+    FLOPs and, per (op class, precision), op count, FLOPs and bytes read and written.
+
+    An op whose data input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
+    with int8 weights; a DEQUANTIZE of a constant (fp16 or int8 weights) is folded before the
+    first run and costs nothing; reshapes copy nothing.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise EdgepackError(
+            f"counting a TFLite graph needs the LiteRT interpreter (pip install "
+            f"'edgepack[tflite]'): {exc}"
+        ) from None
+    try:
+        interpreter = Interpreter(model_path=os.fspath(model))
+    except (ValueError, RuntimeError) as exc:
+        raise EdgepackError(f"{model}: not a TFLite model LiteRT can read: {exc}") from None
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # the op list; LiteRT has no public accessor for it
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    graph_inputs = {d["index"] for d in interpreter.get_input_details()}
+    constant = set(tensors) - produced - graph_inputs
+
+    def shape(index: int) -> list[int] | None:
+        return [int(d) for d in tensors[index]["shape"]] if index in tensors else None
+
+    def nbytes(index: int) -> int:
+        t = tensors[index]
+        return int(math.prod(int(d) for d in t["shape"]) * np.dtype(t["dtype"]).itemsize)
+
+    # Parameters: float and 8-bit constants, and the int32 biases of quantized kernels (int32
+    # constants elsewhere are shapes and permutations).
+    biases = {
+        int(op["inputs"][2])
+        for op in ops
+        if TFLITE_OP_CLASSES.get(op["op_name"]) in COMPUTE_CLASSES and len(op["inputs"]) > 2
+    }
+    parameters = sum(
+        int(math.prod(int(d) for d in tensors[i]["shape"]))
+        for i in constant
+        if np.dtype(tensors[i]["dtype"]).kind == "f"
+        or np.dtype(tensors[i]["dtype"]).itemsize == 1
+        or i in biases
+    )
+    totals: dict[tuple[str, str], list[float]] = {}
+    for op in ops:
+        name = op["op_name"]
+        inputs = [int(i) for i in op["inputs"] if int(i) >= 0]
+        outputs = [int(i) for i in op["outputs"] if int(i) >= 0]
+        if name == "DEQUANTIZE" and inputs and inputs[0] in constant:
+            continue  # folded into the weights before the first run
+        op_class = TFLITE_OP_CLASSES.get(name, "other")
+        kinds = [np.dtype(tensors[i]["dtype"]) for i in inputs]
+        data_int8 = bool(kinds) and kinds[0] in (np.dtype(np.int8), np.dtype(np.uint8))
+        hybrid = len(kinds) > 1 and kinds[1] == np.dtype(np.int8) and op_class in QDQ_FUSED_CLASSES
+        if data_int8 or hybrid:
+            precision = "int8"
+        elif kinds and kinds[0] == np.dtype(np.float16):
+            precision = "fp16"
+        else:
+            precision = "fp32"
+        moved = 0 if name in TFLITE_VIEW_OPS else sum(nbytes(i) for i in inputs + outputs)
+        out = shape(outputs[0]) if outputs else None
+        flops = _tflite_flops(name, op_class, [shape(i) for i in inputs], out)
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry[0] += 1
+        entry[1] += flops
+        entry[2] += moved
+    order = {name: i for i, name in enumerate(CLASS_ORDER)}
+    rows = [
+        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b)}
+        for (c, p), (n, f, b) in sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+    ]
+    return {
+        "parameters": parameters,
+        "flops": float(sum(r["flops"] for r in rows)),
+        "shape_assumptions": {},
+        "ops": rows,
+    }
+
+
 def format_cost(cost: Mapping[str, Any]) -> str:
     """A human table of a cost summary."""
     lines = [
@@ -495,9 +627,9 @@ def _assumption(text: str) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m edgepack.compress.cost",
-        description="Print the per-op-class cost (FLOPs, bytes) of an ONNX model.",
+        description="Print the per-op-class cost (FLOPs, bytes) of an ONNX or TFLite model.",
     )
-    parser.add_argument("model", type=Path, help="an .onnx file")
+    parser.add_argument("model", type=Path, help="an .onnx or .tflite file")
     parser.add_argument(
         "--assume",
         type=_assumption,
@@ -509,7 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the manifest JSON only")
     args = parser.parse_args(argv)
     try:
-        cost = cost_summary(args.model, dict(args.assume))
+        if args.model.suffix == ".tflite":
+            cost = tflite_cost_summary(args.model)
+        else:
+            cost = cost_summary(args.model, dict(args.assume))
     except (EdgepackError, OSError, DecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """The main job on the bundled default: train a small CNN on scikit-learn's digits, compress it
 to an int8 ONNX + TFLite pack within a 1-point accuracy budget, run it, benchmark it here and
-predict its latency on the device profiles. `edgepack demo` runs it.
+estimate its latency on the device profiles. `edgepack demo` runs it.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int = 12, seed: int = 0) -> torc
 
 
 def run_demo(output: PathLike = "edgepack-demo", *, quick: bool = False) -> dict:
-    """Train, compress, pack, run, benchmark and predict; print each step; return the figures."""
+    """Train, compress, pack, run, benchmark, estimate latency; print each step; return figures."""
+    from edgepack.benchmarks.estimate import estimate_pack, format_estimate
     from edgepack.benchmarks.harness import benchmark
-    from edgepack.benchmarks.predict import format_prediction, predict_pack
     from edgepack.benchmarks.report import format_table
 
     output = Path(output)
@@ -130,7 +130,7 @@ def run_demo(output: PathLike = "edgepack-demo", *, quick: bool = False) -> dict
         f"digit {test_y[0]} predicted as {prediction.label} ({prediction.score:.3f})"
     )
 
-    print("[5/5] benchmarking here, then predicting the device profiles")
+    print("[5/5] benchmarking here, then estimating the device profiles")
     backends = ["onnxruntime", "litert"]
     results = [
         benchmark(
@@ -144,15 +144,15 @@ def run_demo(output: PathLike = "edgepack-demo", *, quick: bool = False) -> dict
         for b in backends
     ]
     print(format_table(results))
-    predictions = {}
+    estimates = {}
     for profile in ("rpi-zero-2w", "rpi4-1.8ghz", "rpi5", "jetson-orin-nano"):
-        # The cost summary the predictor reads is counted on the ONNX models.
-        predictions[profile] = predict_pack(pack, profile, backend="onnxruntime")
-        print(f"  {profile}: {format_prediction(predictions[profile]).splitlines()[0]}")
+        # The cost summary the estimator reads is counted on the ONNX models.
+        estimates[profile] = estimate_pack(pack, profile, backend="onnxruntime")
+        print(f"  {profile}: {format_estimate(estimates[profile]).splitlines()[0]}")
     print(f"done in {time.perf_counter() - started:.0f} s; try: edgepack info {pack}")
     return {
         "pytorch_accuracy": accuracy,
         "pack": str(pack),
         "benchmarks": [r.to_dict() for r in results],
-        "predictions": predictions,
+        "estimates": estimates,
     }

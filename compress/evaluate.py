@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ REFERENCE_METRICS = ("agreement", "cosine")
 METRICS = LABEL_METRICS + REFERENCE_METRICS
 
 
-def _open_model(path: PathLike, threads: int | None = None) -> Model:
+def open_model(path: PathLike, threads: int | None = None) -> Model:
     """Load a bare model file the way a device would: as a pack, through the runtime.
 
     The only place compress/ creates an inference session, so that what is evaluated is what
@@ -93,7 +92,7 @@ class Evaluation:
     outputs: np.ndarray
 
 
-def predict(
+def run_batched(
     model: PathLike | Model,
     data: ArrayDataset | Mapping[str, np.ndarray],
     *,
@@ -101,10 +100,10 @@ def predict(
     batch_size: int = 32,
     threads: int | None = None,
     progress: bool = True,
-    desc: str = "predict",
+    desc: str = "run",
 ) -> np.ndarray:
     """Run a model over a dataset in batches and stack one output (the first by default)."""
-    runner = model if isinstance(model, Model) else _open_model(model, threads)
+    runner = model if isinstance(model, Model) else open_model(model, threads)
     data = match_inputs(as_dataset(data), runner.entry.inputs, "evaluation data")
     names = [s.name for s in runner.entry.outputs]
     output = output or names[0]
@@ -144,11 +143,11 @@ def evaluate(
             "the evaluation data has no labels and no reference outputs were given; "
             "pass labels, or reference= the fp32 model's outputs to measure agreement"
         )
-    runner = model if isinstance(model, Model) else _open_model(model, threads)
+    runner = model if isinstance(model, Model) else open_model(model, threads)
     classes = runner.entry.outputs[0].shape[-1] if output is None else None
     if data.labels is not None and isinstance(classes, int):
         _check_labels(data.labels, classes)  # before a long run, when the file says the count
-    outputs = predict(
+    outputs = run_batched(
         runner,
         data,
         output=output,
@@ -193,23 +192,18 @@ def measure_latency(
     min_runs: int = 20,
     min_seconds: float = 0.5,
 ) -> list[Latency]:
-    """p50/p90 of each model on the same feeds, measured side by side.
+    """p50/p90 of each model on the same feeds, measured side by side in one call.
 
-    Runs alternate between models in short rounds so that a change in machine load (another
-    process, frequency scaling) hits all of them alike instead of biasing one.
+    The timing is the harness's own loop (edgepack.benchmarks.scenarios.measure): models take
+    turns in short blocks, so a change in machine load hits all of them alike, and compress
+    times candidates exactly as `edgepack bench` times packs.
     """
-    runners = [m if isinstance(m, Model) else _open_model(m, threads) for m in models]
-    for runner in runners:
-        for _ in range(warmup):
-            runner.run(dict(feeds))
-    times: list[list[float]] = [[] for _ in runners]
-    start = time.perf_counter()
-    while min(len(t) for t in times) < min_runs or time.perf_counter() - start < min_seconds:
-        for runner, series in zip(runners, times, strict=True):
-            for _ in range(5):
-                begin = time.perf_counter()
-                runner.run(dict(feeds))
-                series.append((time.perf_counter() - begin) * 1000.0)
+    from edgepack.benchmarks.scenarios import measure
+
+    runners = [m if isinstance(m, Model) else open_model(m, threads) for m in models]
+    calls = [lambda runner=runner: runner.run(dict(feeds)) for runner in runners]
+    latencies, _ = measure(calls, warmup=warmup, min_count=min_runs, min_duration_s=min_seconds)
     return [
-        Latency(float(np.percentile(t, 50)), float(np.percentile(t, 90)), len(t)) for t in times
+        Latency(float(np.percentile(t, 50)) * 1e3, float(np.percentile(t, 90)) * 1e3, len(t))
+        for t in latencies
     ]

@@ -24,7 +24,7 @@ import torch
 from edgepack.runtime.errors import ExportError, InputError
 
 from .data import ArrayDataset, match_inputs
-from .evaluate import _open_model
+from .evaluate import open_model
 
 PathLike = str | os.PathLike[str]
 Task = Literal["text-classification", "image-classification"]
@@ -94,7 +94,7 @@ def export_onnx(
     """
     path = Path(path)
     module = module.eval()
-    example_inputs = dict(example_inputs)
+    example_inputs = _in_signature_order(module, example_inputs)
     with torch.no_grad():
         count = len(_flatten(_call(module, example_inputs)))
     default_names = ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
@@ -155,7 +155,7 @@ def export_hf(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
-    torch_model = _load_hf(model_dir, task)
+    torch_model = load_hf(model_dir, task)
     with tempfile.TemporaryDirectory(prefix="edgepack-export-") as tmp:
         try:
             # Exporting the instance we check against matters: loading the folder twice gives a
@@ -191,7 +191,7 @@ def _check_export(
     rtol: float,
 ) -> ExportCheck:
     """Run the exported file through the runtime and PyTorch on the same feeds and compare."""
-    runner = _open_model(path)
+    runner = open_model(path)
     feeds = match_inputs(ArrayDataset(feeds), runner.entry.inputs, "check inputs").inputs
     exported = list(runner.run(feeds).values())
     expected = run_torch(feeds)
@@ -299,6 +299,21 @@ def _arguments(
     return tuple(inputs.values()), {}
 
 
+def _in_signature_order(
+    module: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Keyword inputs in forward()'s parameter order: the exporter lays the graph's inputs out in
+    that order and input_names name them by position, so a tokenizer's order (input_ids,
+    token_type_ids, attention_mask) would name BERT's attention mask 'token_type_ids'."""
+    args, kwargs = _arguments(module, inputs)
+    if args:
+        return dict(inputs)
+    order = list(inspect.signature(module.forward).parameters)
+    return dict(
+        sorted(kwargs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    )
+
+
 def _call(module: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> Any:
     args, kwargs = _arguments(module, inputs)
     return module(*args, **kwargs)
@@ -316,7 +331,8 @@ def _flatten(outputs: Any) -> list[torch.Tensor]:
     return flat
 
 
-def _load_hf(model_dir: Path, task: str) -> torch.nn.Module:
+def load_hf(model_dir: PathLike, task: str) -> torch.nn.Module:
+    """The PyTorch model of a Hugging Face folder for `task`, in eval mode."""
     import transformers
 
     auto = getattr(transformers, _HF_AUTO_CLASSES[task])

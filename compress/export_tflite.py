@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import ExportError, QuantizationError, TensorSpec, default_threads, load
+from edgepack.runtime import (
+    ExportError,
+    InputError,
+    QuantizationError,
+    TensorSpec,
+    default_threads,
+    load,
+)
 from edgepack.runtime.manifest import ModelEntry
 
 TFLiteQuantization = Literal["none", "dynamic", "full"]
@@ -113,16 +120,16 @@ def export_tflite(
     start = time.perf_counter()
     path = Path(path)
     if quantization not in PRECISIONS:
-        raise ValueError(f"quantization must be one of {list(PRECISIONS)}, got {quantization!r}")
+        raise InputError(f"quantization must be one of {list(PRECISIONS)}, got {quantization!r}")
     if full_int8_method not in ("auto", *_FULL_INT8):
-        raise ValueError(
+        raise InputError(
             f"full_int8_method must be 'auto', 'pt2e' or 'quantizer', got {full_int8_method!r}"
         )
     if not example_inputs:
-        raise ValueError("example_inputs is empty; expected a dict of input name -> tensor")
+        raise InputError("example_inputs is empty; expected a dict of input name -> tensor")
     samples = _representative_samples(representative_data, example_inputs)
     if quantization == "full" and not samples:
-        raise ValueError(
+        raise InputError(
             "full int8 needs representative_data (a few hundred real inputs, as dicts of "
             f"{list(example_inputs)} -> arrays) to calibrate activation ranges"
         )
@@ -207,7 +214,7 @@ def _output_names(output: Any, given: list[str] | None) -> list[str]:
     if given is None:
         return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
     if len(given) != count:
-        raise ValueError(f"output_names has {len(given)} names; the module returns {count}")
+        raise InputError(f"output_names has {len(given)} names; the module returns {count}")
     return list(given)
 
 
@@ -217,7 +224,7 @@ def _representative_samples(
     samples = []
     for i, sample in enumerate(data or ()):
         if set(sample) != set(example_inputs):
-            raise ValueError(
+            raise InputError(
                 f"representative sample {i} has inputs {sorted(sample)}; expected "
                 f"{sorted(example_inputs)} as in example_inputs"
             )
@@ -225,7 +232,7 @@ def _representative_samples(
         for name, value in sample.items():
             want = tuple(example_inputs[name].shape)
             if value.shape != want:
-                raise ValueError(
+                raise InputError(
                     f"representative sample {i}: input {name!r} has shape {value.shape}; the "
                     f"export is traced with static shapes, so it must be {want} like "
                     "example_inputs"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
+from edgepack.device_profiles import DeviceProfile, detect_host, quantization_scheme
 from edgepack.packing import scratch_dir
 from edgepack.runtime.errors import InputError, QuantizationError
 
@@ -37,10 +39,10 @@ from .evaluate import (
     LABEL_METRICS,
     METRICS,
     Evaluation,
-    _open_model,
     evaluate,
     measure_latency,
-    predict,
+    open_model,
+    run_batched,
 )
 from .sensitivity import FloatNode, keep_float_until_within, rank_nodes, rank_op_types
 
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 IntType = Literal["int8", "uint8"]
 Calibration = Literal["minmax", "entropy", "percentile"]
+SPEED_TIE = 0.10  # candidates this close in speedup are a tie, broken by accuracy
 
 _QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 _CALIBRATIONS = {
@@ -94,7 +97,8 @@ class StaticOptions:
     """Int8 weights and activations as QDQ pairs, activation ranges calibrated on sample data.
 
     calibration: "minmax", "entropy" or "percentile" (which keeps `percentile` % of values).
-    uint8 activations with int8 weights is the fast path on x86; ARM kernels prefer int8 for both.
+    uint8 activations with int8 weights is the fast path on x86; ARM kernels prefer int8 for both
+    (options_for_profile picks per target).
     calibration_samples: how many samples of the calibration data to use.
     """
 
@@ -105,6 +109,7 @@ class StaticOptions:
     reduce_range: bool = False
     activation_type: IntType = "uint8"
     weight_type: IntType = "int8"
+    activation_symmetric: bool = False  # zero point 0 for activations (Arm's S8S8 kernels)
     op_types: tuple[str, ...] = ()
     nodes_to_exclude: tuple[str, ...] = ()
     calibration_samples: int = 128
@@ -120,7 +125,7 @@ class StaticOptions:
 
 
 QuantizeOptions = DynamicOptions | StaticOptions
-_OPTION_CLASSES: dict[str, type[DynamicOptions] | type[StaticOptions]] = {
+OPTION_CLASSES: dict[str, type[DynamicOptions] | type[StaticOptions]] = {
     "dynamic": DynamicOptions,
     "static": StaticOptions,
 }
@@ -130,16 +135,37 @@ def options_from_dict(data: Mapping[str, Any]) -> QuantizeOptions:
     """Options from a recipe table, e.g. {"method": "static", "calibration": "entropy"}."""
     data = dict(data)
     method = data.pop("method", "dynamic")
-    if method not in _OPTION_CLASSES:
+    if method not in OPTION_CLASSES:
         raise InputError(f"unknown quantization method {method!r}; expected dynamic or static")
-    cls = _OPTION_CLASSES[method]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(
-            f"unknown option(s) {unknown} for method {method!r}; expected some of {sorted(known)}"
-        )
+    cls = OPTION_CLASSES[method]
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"unknown option {key!r} for method {method!r}{hint} (expected some of {known})"
+            )
     return cls(**data)
+
+
+def options_for_profile(
+    profile: DeviceProfile, method: str | None = None, **overrides: Any
+) -> QuantizeOptions:
+    """The quantization options a device profile implies (its defaults.quantization on its CPU),
+    with the user's explicit choices on top: method, activation/weight types, per-channel.
+
+    >>> from edgepack.device_profiles import load_profile
+    >>> options_for_profile(load_profile("rpi-zero-2w")).activation_type
+    'int8'
+    """
+    scheme = quantization_scheme(profile)
+    method = method or scheme.method or "dynamic"
+    implied: dict[str, Any] = {"per_channel": scheme.per_channel, "weight_type": scheme.weight_type}
+    if method == "static":
+        implied["activation_type"] = scheme.activation_type
+        implied["activation_symmetric"] = scheme.activation_symmetric
+    return options_from_dict({"method": method, **implied, **overrides})
 
 
 def _validate(opts: QuantizeOptions) -> None:
@@ -149,8 +175,9 @@ def _validate(opts: QuantizeOptions) -> None:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{name} must be a list of strings, got {value!r}")
         object.__setattr__(opts, name, tuple(value))
-    for name in ("per_channel", "reduce_range", "preprocess"):
-        if not isinstance(getattr(opts, name), bool):
+    flags = ("per_channel", "reduce_range", "preprocess", "activation_symmetric")
+    for name in flags:
+        if not isinstance(getattr(opts, name, False), bool):
             raise InputError(f"{name} must be true or false, got {getattr(opts, name)!r}")
     types = [opts.weight_type] + ([opts.activation_type] if isinstance(opts, StaticOptions) else [])
     for value in types:
@@ -234,6 +261,8 @@ class Candidate:
     p50_ms: float | None = None
     fp32_p50_ms: float | None = None
     faster: bool | None = None
+    speed_kind: str | None = None  # "measured" on this host, or "estimated" for a profile
+    speed_on: str | None = None  # where: "this host" or the profile's name
     float_nodes: list[FloatNode] = field(default_factory=list)
     all_int8_metric: float | None = None  # before any node was kept in float
     all_int8_size_bytes: int | None = None
@@ -283,6 +312,10 @@ class QuantizeReport:
         cells = [[str(v) if v is not None else "-" for v in row] for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+        timed = next((c for c in self.candidates if c.speed_kind), None)
+        if timed is not None:  # say whether p50 was measured here or estimated for a device
+            where = "on" if timed.speed_kind == "measured" else "for"
+            lines.append(f"p50: {timed.speed_kind} {where} {timed.speed_on}")
         for c in self.candidates:
             lines += _float_node_lines(c, self.metric or "metric")
         return "\n".join(line.rstrip() for line in lines)
@@ -314,14 +347,19 @@ def quantize(
     eval_data: ArrayDataset | Mapping[str, np.ndarray] | None = None,
     budget: Budget = Budget(),
     threads: int | None = 1,
+    profile: DeviceProfile | None = None,
     progress: bool = True,
 ) -> QuantizeReport:
     """Quantize an fp32 ONNX model and write the best candidate that meets the budget to output.
 
     Each candidate (one per options) is evaluated through the runtime against fp32 on eval_data;
     one that drops more than budget.max_drop gets its most sensitive nodes kept in float until it
-    fits. Candidates slower than fp32 at batch 1 on `threads` threads are reported, not chosen.
-    The fastest remaining candidate is written. Raises QuantizationError (with .report) when
+    fits. Candidates slower than fp32 at batch 1 are reported, not chosen: measured side by side
+    on this host (on `threads` threads, or the profile's when this host is the profile's
+    device), or, when `profile` names another device, estimated for it with the latency
+    estimator at the profile's threads; each candidate says which. The
+    fastest remaining candidate is written; candidates within 10% of it are a tie, which the
+    better metric breaks. Raises QuantizationError (with .report) when
     none qualifies; nothing is written then. Without eval_data there is no budget check.
 
     >>> report = quantize("model.onnx", "model.int8.onnx", StaticOptions(), calib=data,
@@ -332,7 +370,7 @@ def quantize(
     candidates = [options] if isinstance(options, DynamicOptions | StaticOptions) else options
     if not candidates:
         raise InputError("no quantization options given; expected at least one")
-    fp32 = _open_model(model)
+    fp32 = open_model(model)
     specs = fp32.entry.inputs
     # Every data check happens here, before calibration or a long evaluation starts.
     if eval_data is not None:
@@ -361,7 +399,7 @@ def quantize(
         if eval_data.labels is not None:
             baseline = evaluate(fp32, eval_data, progress=progress, desc="evaluate fp32")
         else:  # fp32 is the reference: it agrees with itself
-            outputs = predict(fp32, eval_data, progress=progress, desc="evaluate fp32")
+            outputs = run_batched(fp32, eval_data, progress=progress, desc="evaluate fp32")
             baseline = Evaluation({"agreement": 100.0, "cosine": 100.0}, outputs)
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
@@ -380,12 +418,17 @@ def quantize(
                 quantize_into, source, opts, eval_data, baseline, budget, cand_dir, progress
             )
             candidate.notes[:0] = notes
-            if speed_feeds is not None and candidate.within_budget is not False:
-                _compare_speed(candidate, model, speed_feeds, threads, budget)
             report.candidates.append(candidate)
+        timed = [c for c in report.candidates if c.within_budget is not False]
+        if profile is not None and not host_is(profile):
+            _estimate_speed(timed, model, profile, budget)
+        elif speed_feeds is not None and timed:
+            # this host is the profile's device: time it as that device runs, on its threads
+            on = threads if profile is None else profile.defaults.threads
+            _measure_speed(timed, model, speed_feeds, on, budget)
         report.chosen = _choose(report.candidates)
         if report.chosen is None:
-            error = QuantizationError(_no_choice_message(report, budget, threads))
+            error = QuantizationError(_no_choice_message(report, budget, threads, profile))
             error.report = report  # type: ignore[attr-defined]
             raise error
         chosen = report.candidates[report.chosen]
@@ -412,7 +455,7 @@ def quantize_model(
         if isinstance(options, StaticOptions):
             if calib is None:
                 raise InputError("static quantization needs calibration data (calib=...)")
-            specs = _open_model(model).entry.inputs
+            specs = open_model(model).entry.inputs
             feeds = calibration_feeds(calib, specs, max_samples=options.calibration_samples)
         source, _ = _prepare(Path(model), work, options.preprocess)
         result = _quantizer(source, options, feeds, work, progress)(work / "int8.onnx")
@@ -500,32 +543,78 @@ def _try_candidate(
     return candidate
 
 
-def _compare_speed(
-    candidate: Candidate,
+def host_is(profile: DeviceProfile) -> bool:
+    """Whether this machine is the profile's device (same core and core count), so its speed can
+    be measured here rather than estimated."""
+    if profile.detected:
+        return True
+    host = detect_host()
+    return host.cpu.core == profile.cpu.core and host.cpu.cores == profile.cpu.cores
+
+
+def _measure_speed(
+    candidates: Sequence[Candidate],
     fp32_path: Path,
     feeds: dict[str, np.ndarray],
     threads: int | None,
     budget: Budget,
 ) -> None:
-    fp32, int8 = measure_latency([fp32_path, candidate.path], feeds, threads=threads)
-    candidate.fp32_p50_ms, candidate.p50_ms = fp32.p50_ms, int8.p50_ms
+    """fp32 and every candidate timed side by side in one interleaved run of the harness."""
+    fp32, *int8 = measure_latency(
+        [fp32_path, *(c.path for c in candidates)], feeds, threads=threads
+    )
+    for candidate, latency in zip(candidates, int8, strict=True):
+        _judge(candidate, fp32.p50_ms, latency.p50_ms, "measured", "this host", budget)
+        if not candidate.faster:
+            candidate.notes.append(
+                f"slower than fp32 on this machine: p50 {latency.p50_ms:.3f} ms vs "
+                f"{fp32.p50_ms:.3f} ms fp32 at batch 1, {threads or 'all'} thread(s)"
+            )
+        if budget.min_speedup is None:
+            candidate.faster = True  # speed is reported but not required
+
+
+def _estimate_speed(
+    candidates: Sequence[Candidate], fp32_path: Path, profile: DeviceProfile, budget: Budget
+) -> None:
+    """fp32 and every candidate estimated for the profile's device from their cost summaries."""
+    from edgepack.benchmarks.estimate import estimate_latency
+
+    from .cost import cost_summary
+
+    def estimate(path: Path) -> float:
+        return float(estimate_latency(cost_summary(path), profile)["latency_ms"])
+
+    fp32_ms = estimate(fp32_path)
+    for candidate in candidates:
+        int8_ms = estimate(candidate.path)  # type: ignore[arg-type]
+        _judge(candidate, fp32_ms, int8_ms, "estimated", profile.name, budget)
+        if not candidate.faster:
+            candidate.notes.append(
+                f"slower than fp32 on {profile.name} (estimated, not measured): "
+                f"{int8_ms:.3f} ms vs {fp32_ms:.3f} ms fp32 at batch 1, "
+                f"{profile.defaults.threads} thread(s)"
+            )
+        if budget.min_speedup is None:
+            candidate.faster = True
+
+
+def _judge(
+    candidate: Candidate, fp32_ms: float, int8_ms: float, kind: str, where: str, budget: Budget
+) -> None:
+    candidate.fp32_p50_ms, candidate.p50_ms = fp32_ms, int8_ms
+    candidate.speed_kind, candidate.speed_on = kind, where
     candidate.faster = candidate.speedup is not None and candidate.speedup >= (
         budget.min_speedup or 1.0
     )
-    if not candidate.faster:
-        candidate.notes.append(
-            f"slower than fp32 on this machine: p50 {int8.p50_ms:.3f} ms vs "
-            f"{fp32.p50_ms:.3f} ms fp32 at batch 1, {threads or 'all'} thread(s)"
-        )
-    if budget.min_speedup is None:
-        candidate.faster = True  # speed is reported but not required
 
 
 def _choose(candidates: Sequence[Candidate]) -> int | None:
-    """The fastest candidate within budget (and faster than fp32 when measured).
+    """The fastest candidate within budget (and faster than fp32 when measured); candidates
+    within SPEED_TIE of the fastest are a tie, broken by the metric.
 
-    Fastest by speedup over fp32, not by raw p50: each speedup comes from one side-by-side
-    measurement, so a change in machine load between candidates does not decide the choice.
+    Fastest by speedup over fp32; all candidates come from one interleaved measurement, and
+    closer than 10% is within what a busy machine moves between runs, so accuracy decides.
     """
     ok = [
         i
@@ -534,10 +623,14 @@ def _choose(candidates: Sequence[Candidate]) -> int | None:
     ]
     if not ok:
         return None
-    return max(ok, key=lambda i: (candidates[i].speedup or 0.0, candidates[i].metric or 0.0))
+    fastest = max(candidates[i].speedup or 0.0 for i in ok)
+    tied = [i for i in ok if (candidates[i].speedup or 0.0) * (1 + SPEED_TIE) >= fastest]
+    return max(tied, key=lambda i: (candidates[i].metric or 0.0, candidates[i].speedup or 0.0))
 
 
-def _no_choice_message(report: QuantizeReport, budget: Budget, threads: int | None) -> str:
+def _no_choice_message(
+    report: QuantizeReport, budget: Budget, threads: int | None, profile: DeviceProfile | None
+) -> str:
     within = [c for c in report.candidates if c.within_budget is not False]
     if not within:
         best = max(report.candidates, key=lambda c: c.metric or 0.0)
@@ -557,6 +650,12 @@ def _no_choice_message(report: QuantizeReport, budget: Budget, threads: int | No
             f"the fp32 model is unchanged.{hint}"
         )
     best = max(within, key=lambda c: c.speedup or 0.0)
+    if best.speed_kind == "estimated":
+        return (
+            f"every int8 model within budget is estimated slower than fp32 on {best.speed_on} "
+            f"(not measured): best {best.p50_ms:.3f} ms vs {best.fp32_p50_ms:.3f} ms fp32. Keep "
+            "the fp32 model for that device, or measure on it (edgepack bench)"
+        )
     return (
         f"every int8 model within budget is slower than fp32 on this machine at "
         f"{threads or 'all'} thread(s): best p50 {best.p50_ms:.3f} ms vs {best.fp32_p50_ms:.3f} "
@@ -706,6 +805,8 @@ def _with_gemm_aliases(names: Sequence[str]) -> list[str]:
 def _static_extra_options(opts: StaticOptions) -> dict[str, Any]:
     # The one place onnxruntime's string-keyed extra_options are spelled out for static.
     extra: dict[str, Any] = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    if opts.activation_symmetric:
+        extra["ActivationSymmetric"] = True
     if opts.calibration == "percentile":
         extra["CalibPercentile"] = opts.percentile
     return extra

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import ArrayDataset
-from .evaluate import predict
+from .evaluate import run_batched
 
 # quantize_into(out_path, only=[names] or None, exclude=[names]) -> out_path
 QuantizeInto = Callable[..., Path]
@@ -58,7 +58,7 @@ def output_error(
     work_dir: Path,
 ) -> float:
     """Relative L2 distance from fp32 of the model with only `names` quantized."""
-    outputs = predict(
+    outputs = run_batched(
         quantize_into(work_dir / "probe.onnx", only=list(names)), data, progress=False
     )
     return float(np.linalg.norm(outputs - reference)) / (float(np.linalg.norm(reference)) or 1.0)

@@ -24,8 +24,9 @@ SCHEMA_VERSION = 1
 BACKENDS = ("onnxruntime", "litert")
 QUANTIZATIONS = ("int8-dynamic", "int8-static", "fp16", "fp32")
 ISA_FEATURES = ("neon", "dotprod", "i8mm", "fp16", "avx2", "avx512", "vnni")
-BANDWIDTH_KINDS = ("measured", "theoretical")
-MAX_REFERENCES = 2
+# "estimate": no published figure; the profile's [notes] give the reasoning (no source needed).
+BANDWIDTH_KINDS = ("measured", "theoretical", "estimate")
+MAX_REFERENCES = 2  # per backend: a calibration is one or two published measurements per runtime
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,10 @@ class Cpu:
 class Memory:
     ram_gib: float | None
     bandwidth_gbs: float | None = None
-    bandwidth_kind: str | None = None  # "measured" or "theoretical" (peak from the bus spec)
+    bandwidth_kind: str | None = None  # "measured", "theoretical" (bus spec) or "estimate"
+    l2_kib: int | None = None  # per core, or shared by the cluster when l2_shared
+    l2_shared: bool | None = None
+    l3_kib: int | None = None  # shared by all cores; absent where the SoC has none
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Defaults:
 
 @dataclass(frozen=True)
 class ReferenceMeasurement:
-    """A published latency on this device, to calibrate predictions (never a per-model fudge)."""
+    """A published latency on this device, to calibrate estimates (never a per-model fudge)."""
 
     model: str
     backend: str
@@ -121,13 +125,14 @@ class DeviceProfile:
 
 
 # The file format (rpi5.toml is a complete example): top-level name/description/soc, tables [cpu],
-# [memory], [accelerator], [power], [os], [defaults], up to two [[references]] (each with its own
-# url and title), [sources] mapping a dotted figure field to {url, title}, and [notes] saying why
+# [memory], [accelerator], [power], [os], [defaults], up to two [[references]] per backend (each
+# with its own url and title), [sources] mapping a dotted figure field to {url, title}, [notes] why
 # a figure is left out. TOML has no null: an unknown figure is simply absent.
 #
 # The schema in one table: dotted field -> (kind, required). A table that is absent counts as
 # empty, so its required fields are reported by name; [accelerator] is the one optional table.
 _STR, _INT, _FLOAT, _STR_LIST = "a string", "an integer", "a number", "a list of strings"
+_BOOL = "a boolean"
 FIELDS: dict[str, tuple[str, bool]] = {
     "schema_version": (_INT, True),
     "name": (_STR, True),
@@ -140,8 +145,11 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "cpu.simd_width_bits": (_INT, True),
     "cpu.features": (_STR_LIST, True),
     "memory.ram_gib": (_FLOAT, True),
-    "memory.bandwidth_gbs": (_FLOAT, False),
-    "memory.bandwidth_kind": (_STR, False),
+    "memory.bandwidth_gbs": (_FLOAT, True),
+    "memory.bandwidth_kind": (_STR, True),
+    "memory.l2_kib": (_INT, False),
+    "memory.l2_shared": (_BOOL, False),
+    "memory.l3_kib": (_INT, False),
     "accelerator.name": (_STR, True),
     "accelerator.fp16_tflops": (_FLOAT, False),
     "accelerator.int8_tops": (_FLOAT, False),
@@ -170,7 +178,8 @@ OPTIONAL_TABLES = ("accelerator",)
 FIGURE_FIELDS = tuple(
     f
     for f in FIELDS
-    if f not in ("schema_version", "name", "description", "memory.bandwidth_kind")
+    if f
+    not in ("schema_version", "name", "description", "memory.bandwidth_kind", "memory.l2_shared")
     and not f.startswith("defaults.")
 )
 _TABLES = tuple(sorted({f.split(".")[0] for f in FIELDS if "." in f}))
@@ -183,6 +192,8 @@ def _kind_ok(value: Any, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == _FLOAT:
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == _BOOL:
+        return isinstance(value, bool)
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
@@ -262,10 +273,6 @@ def _notes(raw: Any, file: Path) -> dict[str, str]:
 def _references(raw: Any, file: Path) -> tuple[ReferenceMeasurement, ...]:
     if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
         raise ProfileError(f"{file}: 'references' must be an array of tables ([[references]])")
-    if len(raw) > MAX_REFERENCES:
-        raise ProfileError(
-            f"{file}: {len(raw)} reference measurements; a profile holds at most {MAX_REFERENCES}"
-        )
     refs = []
     for i, entry in enumerate(raw):
         values = _check_fields(entry, REFERENCE_FIELDS, f"references[{i}].", file)
@@ -274,6 +281,13 @@ def _references(raw: Any, file: Path) -> tuple[ReferenceMeasurement, ...]:
                 raise ProfileError(f"{file}: field 'references[{i}].{name}' must be greater than 0")
         source = Source(values.pop("url"), values.pop("title"))
         refs.append(ReferenceMeasurement(source=source, **values))
+    for backend in {r.backend for r in refs}:
+        count = sum(r.backend == backend for r in refs)
+        if count > MAX_REFERENCES:
+            raise ProfileError(
+                f"{file}: {count} reference measurements for {backend}; a profile holds at most "
+                f"{MAX_REFERENCES} per backend"
+            )
     return tuple(refs)
 
 
@@ -322,13 +336,14 @@ def parse_profile(data: Mapping[str, Any], file: Path) -> DeviceProfile:
             f"{file}: field 'defaults.threads' is {flat['defaults.threads']} but the profile has "
             f"{flat['cpu.cores']} cores"
         )
-    if ("memory.bandwidth_gbs" in flat) != ("memory.bandwidth_kind" in flat):
+    _check_choice(flat["memory.bandwidth_kind"], BANDWIDTH_KINDS, "memory.bandwidth_kind", file)
+    if flat.get("memory.bandwidth_kind") == "estimate" and "memory.bandwidth_gbs" not in data.get(
+        "notes", {}
+    ):
         raise ProfileError(
-            f"{file}: fields 'memory.bandwidth_gbs' and 'memory.bandwidth_kind' go together "
-            f"(kind: {' or '.join(BANDWIDTH_KINDS)})"
+            f"{file}: an estimated 'memory.bandwidth_gbs' needs its reasoning in "
+            "[notes] 'memory.bandwidth_gbs'"
         )
-    if "memory.bandwidth_kind" in flat:
-        _check_choice(flat["memory.bandwidth_kind"], BANDWIDTH_KINDS, "memory.bandwidth_kind", file)
 
     def section(name: str) -> dict[str, Any]:
         return {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{name}.")}
@@ -377,8 +392,55 @@ def missing_sources(profile: DeviceProfile) -> list[str]:
         table, _, key = name.rpartition(".")
         holder = getattr(profile, table) if table else profile
         if holder is not None and getattr(holder, key) is not None and name not in profile.sources:
+            if name == "memory.bandwidth_gbs" and profile.memory.bandwidth_kind == "estimate":
+                continue  # a labelled estimate, reasoned in [notes]
             missing.append(name)
     return missing
+
+
+@dataclass(frozen=True)
+class QuantizationScheme:
+    """The int8 scheme a profile's `defaults.quantization` stands for on its CPU, as Optimum's
+    hardware presets (`arm64`, `avx512_vnni`) do: what `--profile` sets unless the user says.
+
+    method is None for an fp16/fp32 default (no int8 model is wanted there). Arm cores get int8
+    activations, symmetric, with int8 per-channel weights (onnxruntime's S8S8 QDQ, which its
+    Arm kernels take directly); x86 keeps uint8 activations with int8 weights (U8S8, the
+    VPMADDUBSW/VNNI operand order), per tensor.
+    """
+
+    method: str | None
+    activation_type: str
+    weight_type: str
+    per_channel: bool
+    activation_symmetric: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_arm(profile: DeviceProfile) -> bool:
+    """True for an Arm CPU: bundled profiles say armv8.x-a, a detected host aarch64/arm64."""
+    arch = profile.cpu.arch.lower()
+    return arch.startswith(("arm", "aarch64")) or "neon" in profile.cpu.features
+
+
+def quantization_scheme(profile: DeviceProfile) -> QuantizationScheme:
+    """The profile's default quantization as an int8 scheme for its CPU (see QuantizationScheme).
+
+    >>> from edgepack.device_profiles import load_profile
+    >>> quantization_scheme(load_profile("rpi-zero-2w")).activation_type
+    'int8'
+    """
+    method = {"int8-dynamic": "dynamic", "int8-static": "static"}.get(profile.defaults.quantization)
+    arm = is_arm(profile)
+    return QuantizationScheme(
+        method=method,
+        activation_type="int8" if arm else "uint8",
+        weight_type="int8",
+        per_channel=arm,
+        activation_symmetric=arm,
+    )
 
 
 def clamp_threads(profile: DeviceProfile, requested: int | None = None) -> int:

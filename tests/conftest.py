@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Keep microbenchmark caches and prediction histories out of the user's ~/.cache."""
+    """Keep microbenchmark caches and latency-estimate histories out of the user's ~/.cache."""
     os.environ["EDGEPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 

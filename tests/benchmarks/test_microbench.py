@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from edgepack.benchmarks import microbench
 from edgepack.benchmarks.microbench import (
@@ -69,7 +70,12 @@ def test_coefficients_are_cached_per_cpu_and_onnxruntime_version(tmp_path, monke
 
     def fake_measure(**_):
         calls.append(1)
-        return {"schema_version": 1, "sizes": "full", "host": microbench.host_descriptor()}
+        return {
+            "schema_version": microbench.SCHEMA_VERSION,
+            "sizes": "full",
+            "host": microbench.host_descriptor(),
+            "load": {"loadavg_1m": 0.1, "per_core": 0.05, "busy": False},
+        }
 
     monkeypatch.setattr(microbench, "measure_host", fake_measure)
     first = host_coefficients()
@@ -82,3 +88,46 @@ def test_coefficients_are_cached_per_cpu_and_onnxruntime_version(tmp_path, monke
     path.write_text("{damaged")
     host_coefficients()
     assert len(calls) == 3
+
+
+def test_a_measurement_records_the_load_and_a_busy_one_is_redone_when_quieter(
+    tmp_path, monkeypatch
+):
+    measured = measure_host(threads=[1], quick=True, min_time=0.001, rounds=1)
+    load = measured["load"]
+    assert load["loadavg_1m"] is None or load["loadavg_1m"] >= 0
+    assert load["busy"] == (load["per_core"] is not None and load["per_core"] > 0.5)
+
+    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
+    busy = {"loadavg_1m": 8.0, "per_core": 4.0, "busy": True}
+    cached = {
+        "schema_version": microbench.SCHEMA_VERSION,
+        "sizes": "full",
+        "host": microbench.host_descriptor(),
+        "load": busy,
+    }
+    cache_path().write_text(json.dumps(cached))
+    calls = []
+    fresh = {**cached, "load": {"loadavg_1m": 0.2, "per_core": 0.1, "busy": False}}
+    monkeypatch.setattr(microbench, "measure_host", lambda **_: calls.append(1) or fresh)
+    # As busy now as then: the cached figures are kept, with a warning that says so.
+    monkeypatch.setattr(microbench, "host_load", lambda: busy)
+    with pytest.warns(UserWarning, match="ran under load 8.0"):
+        assert host_coefficients()["load"]["busy"] and not calls
+    # Quieter now: measured again, and the quiet figures replace the busy ones.
+    monkeypatch.setattr(microbench, "host_load", lambda: fresh["load"])
+    assert not host_coefficients()["load"]["busy"] and calls == [1]
+    assert not json.loads(cache_path().read_text())["load"]["busy"]
+
+
+def test_the_microbench_command_refreshes_on_request(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(microbench.CACHE_ENV, str(tmp_path))
+    asked = []
+    monkeypatch.setattr(
+        microbench, "host_coefficients", lambda refresh=False: asked.append(refresh) or _QUICK
+    )
+    assert microbench.main(["--refresh"]) == 0 and asked == [True]
+    assert "measured" in capsys.readouterr().out
+
+
+_QUICK = measure_host(threads=[1], quick=True, min_time=0.001, rounds=1)

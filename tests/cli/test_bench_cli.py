@@ -75,25 +75,30 @@ def test_bench_under_a_profile_says_it_is_the_host(pack_paths, capsys):
     out = capsys.readouterr().out
     assert out.startswith("host (") and "under profile rpi4-1.8ghz" in out
     assert "9 threads requested but profile 'rpi4-1.8ghz' has 4 cores; using 4" in out
-    assert "add --predict for a predicted rpi4-1.8ghz latency" in out
+    assert "add --estimate for an estimated rpi4-1.8ghz latency" in out
 
 
-def test_bench_predict_shows_the_prediction_or_why_not(pack_paths, capsys, monkeypatch):
-    assert main(["bench", pack_paths[0], *FAST, "--predict", "--json"]) == 0
-    prediction = json.loads(capsys.readouterr().out)["results"][0]["prediction"]
-    assert prediction["kind"] == "none" and prediction["error"]  # the pack has no cost summary
+def test_bench_estimate_shows_the_estimate_or_why_not(pack_paths, capsys, monkeypatch):
+    assert main(["bench", pack_paths[0], *FAST, "--estimate", "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)["results"][0]["estimate"]
+    assert estimate["kind"] == "none" and estimate["error"]  # the pack has no cost summary
 
-    predict = pytest.importorskip("edgepack.benchmarks.predict")
+    estimator = pytest.importorskip("edgepack.benchmarks.estimate")
 
     def fake(manifest, profile, *, backend, threads):
-        label = f"predicted for {profile.name} (not measured)"
-        return {"kind": "predicted", "label": label, "latency_ms": 12.5, "range_ms": [9.0, 17.0]}
+        label = f"estimated for {profile.name} (not measured)"
+        return {"kind": "estimated", "label": label, "latency_ms": 12.5, "range_ms": [9.0, 17.0]}
 
-    monkeypatch.setattr(predict, "predict_manifest", fake)
+    monkeypatch.setattr(estimator, "estimate_manifest", fake)
+    assert main(["bench", pack_paths[0], *FAST, "--profile", "rpi5", "--estimate"]) == 0
+    captured = capsys.readouterr()
+    assert "12.5 ms (likely 9.00-17.0), estimated for rpi5 (not measured)" in captured.out
+    assert "add --estimate" not in captured.out and "deprecated" not in captured.err
+    # The old flag still works for one release, with a note on stderr.
     assert main(["bench", pack_paths[0], *FAST, "--profile", "rpi5", "--predict"]) == 0
-    out = capsys.readouterr().out
-    assert "12.5 ms (likely 9.00-17.0), predicted for rpi5 (not measured)" in out
-    assert "add --predict" not in out
+    captured = capsys.readouterr()
+    assert "estimated for rpi5 (not measured)" in captured.out
+    assert "--predict is deprecated, use --estimate" in captured.err
 
 
 @pytest.mark.parametrize(

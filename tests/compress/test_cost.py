@@ -12,7 +12,8 @@ from tests.conftest import require
 onnx = require("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgepack.compress.cost import OP_CLASSES, cost_summary, main  # noqa: E402
+from edgepack.compress.cost import OP_CLASSES, cost_summary, main, tflite_cost_summary  # noqa: E402
+from edgepack.packing import assemble_pack, describe_model_file  # noqa: E402
 from edgepack.runtime.errors import EdgepackError  # noqa: E402
 from edgepack.runtime.schema import schema_errors  # noqa: E402
 
@@ -249,3 +250,23 @@ def test_costs_what_onnx_runtime_runs_not_what_the_file_lists():
     # Gather: two 16-float rows read and written, plus the two int64 ids.
     assert ops[("gather", "fp32")]["bytes"] == 2 * (2 * 16 * 4) + 2 * 8
     assert ops[("elementwise", "fp32")]["count"] == 1
+
+
+def test_a_tflite_graph_is_counted_from_its_op_list(classifier_tflite, tmp_path, capsys):
+    """Linear(4, 16) -> ReLU -> Linear(16, 3): 2 x (4 x 16 + 16 x 3) FLOPs in two FULLY_CONNECTED
+    ops (the ReLU fuses into the first), and the weights and biases as parameters."""
+    path, _ = classifier_tflite
+    cost = tflite_cost_summary(path)
+    entry = describe_model_file(path, pack_path="model.tflite")
+    entry.cost = cost
+    manifest = assemble_pack(tmp_path / "lite", [(path, entry)])  # validates against the schema
+    assert manifest.models[0].cost == cost
+    gemm = _ops(cost)[("gemm", "fp32")]
+    assert gemm["count"] == 2 and gemm["flops"] == 2 * (4 * 16 + 16 * 3)
+    assert cost["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert main([str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == cost
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(EdgepackError, match="not a TFLite model LiteRT can read"):
+        tflite_cost_summary(bad)

@@ -11,7 +11,7 @@ from edgepack.compress.evaluate import (
     classification_metrics,
     evaluate,
     measure_latency,
-    predict,
+    run_batched,
 )
 from edgepack.runtime import InputError
 
@@ -70,7 +70,7 @@ def test_unlabelled_data_needs_a_reference(labelled):
     unlabelled = ArrayDataset(data.inputs)
     with pytest.raises(InputError, match="no labels and no reference"):
         evaluate(path, unlabelled, progress=False)
-    reference = predict(path, unlabelled, progress=False)
+    reference = run_batched(path, unlabelled, progress=False)
     assert evaluate(path, unlabelled, reference=reference, progress=False).metrics["cosine"] > 99
 
 

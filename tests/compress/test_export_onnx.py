@@ -153,3 +153,18 @@ def test_check_catches_a_wrong_export(tmp_path):
     check = {"x": -torch.ones(1, 3)}
     with pytest.raises(ExportError, match="differs from PyTorch"):
         export_onnx(Drift(), example, tmp_path / "d.onnx", check_inputs=check)
+
+
+def test_keyword_inputs_in_a_tokenizers_order_keep_their_names(tmp_path):
+    # A tokenizer gives input_ids, token_type_ids, attention_mask; BERT's forward takes the mask
+    # second. Named by the dict's order, the graph's mask input would be called token_type_ids.
+    example = {
+        "input_ids": torch.randint(0, 100, (2, 8)),
+        "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+        "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3]),
+    }
+    axes = {n: {0: "batch", 1: "sequence"} for n in example} | {"logits": {0: "batch"}}
+    result = export_onnx(tiny_bert_classifier(), example, tmp_path / "bert.onnx", dynamic_axes=axes)
+    assert result.check.max_abs_diff < 1e-4
+    names = [i.name for i in onnx.load(str(result.path)).graph.input]
+    assert names == ["input_ids", "attention_mask", "token_type_ids"]

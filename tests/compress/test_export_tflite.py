@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
+from edgepack.runtime import InputError
 from tests.conftest import require, tiny_bert_classifier
 
 # Argmax agreement with the fp32 torch module on held-out inputs, run in a bare LiteRT
@@ -262,12 +263,12 @@ def test_bad_requests_fail_before_converting(export_tflite, tmp_path):
     torch = require("torch")
     module = torch.nn.Linear(4, 2)
     example = {"x": torch.zeros(1, 4)}
-    with pytest.raises(ValueError, match="representative_data"):
+    with pytest.raises(InputError, match="representative_data"):
         export_tflite(module, example, tmp_path / "m.tflite", "full")
-    with pytest.raises(ValueError, match="static shapes"):
+    with pytest.raises(InputError, match="static shapes"):
         export_tflite(module, example, tmp_path / "m.tflite", "full", [{"x": np.zeros((2, 4))}])
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(InputError, match="expected"):
         export_tflite(module, example, tmp_path / "m.tflite", "full", [{"y": np.zeros((1, 4))}])
-    with pytest.raises(ValueError, match="quantization"):
+    with pytest.raises(InputError, match="quantization"):
         export_tflite(module, example, tmp_path / "m.tflite", "int4")
     assert list(tmp_path.iterdir()) == []

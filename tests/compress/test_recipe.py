@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import edgepack.runtime as ep
 from edgepack.cli.main import main
-from edgepack.compress.recipe import Recipe, run_recipe
-from tests.conftest import require
+from edgepack.compress.recipe import (
+    STAGES,
+    BudgetError,
+    QuantizeStageOptions,
+    Recipe,
+    StageOptions,
+    StageRecord,
+    StageType,
+    get_option,
+    option_paths,
+    run_recipe,
+    set_option,
+)
+from tests.conftest import require, save_tiny_bert
 
 
 @pytest.fixture
@@ -42,7 +56,7 @@ def write_recipe(path, **fields) -> None:
     ("fields", "message"),
     [
         ({"output": "p"}, "'name' is required"),
-        ({"name": "p", "output": "p", "colour": 1}, r"unknown key\(s\) \['colour'\]"),
+        ({"name": "p", "output": "p", "colour": 1}, "unknown key 'colour'"),
         ({"name": "p", "output": "p", "stages": [{"type": "distil"}]}, "type 'distil'"),
     ],
 )
@@ -100,7 +114,7 @@ def test_budget_that_cannot_be_met_still_writes_the_fp32_pack(tmp_path, classifi
             }
         ],
     )
-    with pytest.raises(ep.QuantizationError, match="written without an int8 model"):
+    with pytest.raises(ep.QuantizationError, match="written without its models"):
         run_recipe(recipe, progress=False)
     manifest = ep.verify_pack(tmp_path / "clf")
     assert [m.precision for m in manifest.models] == ["fp32"]
@@ -205,9 +219,313 @@ def test_cli_compress_runs_a_recipe_file(tmp_path, capsys, classifier, data):
         name="clf",
         output="clf.edgepack",
         source=str(classifier[0]),
+        profile="host",  # this machine: the speed rule is measured here
         data={"calibration": str(data), "evaluation": str(data)},
         stages=[{"type": "quantize", "method": "dynamic", "budget": 5.0, "min_speedup": 0}],
     )
     assert main(["compress", str(tmp_path / "r.toml"), "--quiet"]) == 0
-    assert "model model.int8.onnx" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "model model.int8.onnx" in out
+    assert "int8 vs fp32 speed: measured on this host" in out
     ep.verify_pack(tmp_path / "clf.edgepack")
+    # --profile overrides the recipe's: an Arm board, estimated, with its int8 scheme
+    assert main(["compress", str(tmp_path / "r.toml"), "--quiet", "--profile", "rpi5"]) == 0
+    assert "int8 vs fp32 speed: estimated for rpi5" in capsys.readouterr().out
+    manifest = ep.read_manifest(tmp_path / "clf.edgepack")
+    assert manifest.provenance["recipe"]["profile"] == "rpi5"
+    assert manifest.provenance["stages"][0]["options"]["per_channel"] is True
+
+
+# --- Stages as typed rows: validation first, lazy export, the global budget, dotted paths ---
+
+
+@dataclass(frozen=True)
+class ScaleOptions(StageOptions):
+    """A test-only stage that changes the weights: multiplies the last layer by `factor`."""
+
+    factor: float = 2.0
+
+    def validate(self):
+        if self.factor == 0:
+            raise ep.InputError("factor must not be 0")
+
+
+SEEN: list[dict] = []  # what each run of the test stage saw
+
+
+def run_scale(work, options: ScaleOptions) -> StageRecord:
+    import torch
+
+    SEEN.append({"exported_version": work.exported_version, "version": work.version})
+    with torch.no_grad():
+        last = [m for m in work.module.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.mul_(options.factor)
+        last.bias.mul_(options.factor)
+    return StageRecord("scale", figures={"scale": {"factor": options.factor}})
+
+
+@pytest.fixture
+def scale_stage(monkeypatch):
+    SEEN.clear()
+    monkeypatch.setitem(STAGES, "scale", StageType(ScaleOptions, run_scale, changes_weights=True))
+
+
+@pytest.fixture
+def mlp(tmp_path):
+    """A torch MLP and labelled data (its own predictions), for recipes that start from a module."""
+    torch = require("torch")
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x = np.random.default_rng(1).normal(size=(120, 4)).astype(np.float32)
+    with torch.no_grad():
+        labels = module(torch.from_numpy(x)).argmax(1).numpy()
+    np.savez(tmp_path / "d.npz", x=x, labels=labels)
+    return module.eval(), {"x": torch.from_numpy(x[:1])}, tmp_path / "d.npz", x
+
+
+def test_a_typo_in_stage_2_fails_before_stage_1_runs(tmp_path, scale_stage, mlp):
+    module, example, data, _ = mlp
+    write_recipe(
+        tmp_path / "r.toml",
+        name="m",
+        output="m.edgepack",
+        data={"evaluation": str(data)},
+        stages=[{"type": "scale"}, {"type": "quantize", "methd": "static"}],
+    )
+    with pytest.raises(
+        ep.InputError, match=r"stage 2 \(quantize\): unknown key 'methd'; did you mean 'method'"
+    ):
+        run_recipe(tmp_path / "r.toml", module=module, example_inputs=example, progress=False)
+    assert SEEN == []  # stage 1 never ran
+    assert not (tmp_path / "m.edgepack").exists()
+    with pytest.raises(ep.InputError, match="did you mean 'quantize'"):
+        Recipe(name="m", output="m", stages=[{"type": "quantise"}])
+    with pytest.raises(ep.InputError, match=r"stage 1 \(export\): .*tflite_quantization 'half'"):
+        Recipe(name="m", output="m", stages=[{"type": "export", "tflite_quantization": "half"}])
+    with pytest.raises(ep.InputError, match="did you mean 'budget'"):
+        Recipe.from_dict({"name": "m", "output": "m", "budgt": 1.0})
+
+
+def test_onnx_is_exported_lazily_and_again_after_weights_change(tmp_path, scale_stage, mlp):
+    module, example, data, x = mlp
+    reference = module(example["x"]).detach().numpy()  # before the stage changes the weights
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "export"}, {"type": "scale", "factor": 3.0}, {"type": "export"}],
+    )
+    manifest = run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    # the first export made version 0; the scale stage saw it, and the pack holds version 1
+    assert SEEN == [{"exported_version": 0, "version": 0}]
+    assert [m.path for m in manifest.models] == ["model.onnx"]
+    out = ep.load(tmp_path / "m.edgepack", threads=1).run({"x": x[:1]})["logits"]
+    np.testing.assert_allclose(out, 3.0 * reference, rtol=1e-4, atol=1e-5)  # not a stale file
+    np.testing.assert_array_equal(module(example["x"]).detach().numpy(), reference)  # caller's
+    assert manifest.metrics["scale"] == {"factor": 3.0}
+    assert [s["name"] for s in manifest.provenance["stages"]] == ["export", "scale", "export"]
+
+
+def test_nothing_is_exported_before_a_stage_asks(tmp_path, scale_stage, mlp):
+    module, example, data, _ = mlp
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"evaluation": str(data)},
+        stages=[{"type": "scale", "factor": 1.0}],
+    )
+    run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    assert SEEN == [{"exported_version": None, "version": 0}]
+
+
+def test_a_stage_that_breaks_the_global_budget_stops_and_keeps_the_last_good_pack(
+    tmp_path, scale_stage, mlp
+):
+    module, example, data, x = mlp
+    good = module(example["x"]).detach().numpy() * 2.0
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        budget=1.0,  # points of accuracy below the source model
+        data={"calibration": str(data), "evaluation": str(data)},
+        # x2 keeps every argmax; x-1 reverses the ranking of the classes, so accuracy collapses
+        stages=[{"type": "scale", "factor": 2.0}, {"type": "scale", "factor": -1.0}],
+    )
+    with pytest.raises(BudgetError, match=r"stage 2 \(scale\) broke the accuracy budget") as info:
+        run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    assert "from stage 1 (scale)" in str(info.value)
+    manifest = ep.verify_pack(tmp_path / "m.edgepack")
+    out = ep.load(tmp_path / "m.edgepack", threads=1).run({"x": x[:1]})["logits"]
+    np.testing.assert_allclose(out, good, rtol=1e-4, atol=1e-5)  # stage 1's weights, not 2's
+    assert "error" in manifest.metrics["scale"]
+    check = manifest.provenance["stages"][0]["budget_check"]
+    assert check["metric"] == "accuracy" and check["models"]["model.onnx"]["drop"] == 0.0
+
+
+def test_the_global_budget_bounds_quantization_against_the_source(tmp_path, classifier, data):
+    recipe = Recipe(
+        name="clf",
+        output=str(tmp_path / "clf"),
+        source=str(classifier[0]),
+        budget=0.0,
+        metric="cosine",  # int8 outputs always differ a little from fp32: nothing qualifies
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "quantize", "method": "static", "max_float_nodes": 0, "min_speedup": 0}],
+    )
+    with pytest.raises(ep.QuantizationError, match="written without its models, from the source"):
+        run_recipe(recipe, progress=False)
+    manifest = ep.verify_pack(tmp_path / "clf")
+    assert [m.precision for m in manifest.models] == ["fp32"]
+
+
+def test_options_are_set_by_dotted_path_and_validated(tmp_path):
+    recipe = Recipe(
+        name="m",
+        output="m",
+        stages=[{"type": "export"}, {"type": "quantize", "method": "static"}],
+    )
+    dynamic = set_option(recipe, "stages.quantize.method", "dynamic")
+    assert get_option(dynamic, "stages.quantize.method") == "dynamic"
+    assert get_option(recipe, "stages.quantize.method") == "static"  # the original is untouched
+    assert (
+        get_option(
+            set_option(recipe, "stages.2.max_float_nodes", 4), "stages.quantize.max_float_nodes"
+        )
+        == 4
+    )
+    assert set_option(recipe, "budget", 0.5).budget == 0.5
+    assert set_option(recipe, "data.max_length", 64).data == {"max_length": 64}
+    assert "stages.quantize.calibration" in option_paths(recipe)
+    with pytest.raises(ep.InputError, match="did you mean 'method'"):
+        set_option(recipe, "stages.quantize.methd", "dynamic")
+    with pytest.raises(ep.InputError, match="unknown quantization method 'int4'"):
+        set_option(recipe, "stages.quantize.method", "int4")
+    with pytest.raises(ep.InputError, match="did you mean 'quantize'"):
+        set_option(recipe, "stages.quantise.method", "dynamic")
+    with pytest.raises(ep.InputError, match="max_float_nodes must be int, got '8'"):
+        set_option(recipe, "stages.quantize.max_float_nodes", "8")
+    with pytest.raises(ep.InputError, match="budget must be a number"):
+        set_option(recipe, "budget", -1)
+    with pytest.raises(ep.ProfileError, match="known profiles"):
+        set_option(recipe, "profile", "rpi9")
+    # and a recipe written back to TOML reads back equal
+    tuned = set_option(
+        set_option(recipe, "profile", "rpi5"), "stages.quantize.candidates", [{"method": "dynamic"}]
+    )
+    (tmp_path / "r.toml").write_text(tuned.to_toml())
+    again = Recipe.load(tmp_path / "r.toml")
+    assert again.stages == tuned.stages and again.profile == "rpi5"
+
+
+def test_profile_sets_arm_quantization_and_labels_the_speed_estimated(
+    tmp_path, capsys, classifier, data
+):
+    out = tmp_path / "arm.edgepack"
+    # rpi-zero-2w's default is int8-static; it is a Cortex-A53, not this host
+    args = f"quantize {classifier[0]} -o {out} --profile rpi-zero-2w --calib {data} --eval {data}"
+    code = main([*args.split(), "--budget", "50", "--min-speedup", "0", "--quiet"])
+    assert code == 0
+    assert "int8 vs fp32 speed: estimated for rpi-zero-2w" in capsys.readouterr().out
+    stage = ep.read_manifest(out).provenance["stages"][0]
+    assert stage["options"]["method"] == "static"
+    assert stage["options"]["activation_type"] == "int8"
+    assert stage["options"]["activation_symmetric"] is True
+    assert stage["options"]["per_channel"] is True
+    assert stage["speed"] == {"kind": "estimated", "on": "rpi-zero-2w"}
+
+
+def test_a_hugging_face_source_is_exported_only_when_needed_and_after_new_weights(
+    tmp_path, scale_stage
+):
+    folder = save_tiny_bert(tmp_path / "hf", labels=["negative", "positive"])
+    rows = ["sentence\tlabel"] + [
+        f"{w} {v} film\t{i % 2}" for i, (w, v) in enumerate([("good", "plot"), ("bad", "a")] * 8)
+    ]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    recipe = Recipe(
+        name="bert",
+        output=str(tmp_path / "bert.edgepack"),
+        source=str(folder),
+        task="text-classification",
+        data={"evaluation": str(tmp_path / "d.tsv"), "max_length": 16},
+        stages=[{"type": "scale", "factor": 5.0}, {"type": "export"}],
+    )
+    manifest = run_recipe(recipe, progress=False)
+    assert SEEN == [{"exported_version": None, "version": 0}]  # not exported at load time
+    assert manifest.preprocessing["kind"] == "text"
+    assert {f.path for f in manifest.files} >= {"vocab.txt"}
+    # the pack's model has the scaled classifier: its logits are 5x the source's
+    transformers = require("transformers")
+    torch = require("torch")
+    source = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    feeds = {
+        k: v.astype(np.int64) for k, v in tokenizer(["good film"], return_tensors="np").items()
+    }
+    with torch.no_grad():
+        want = 5.0 * source(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    got = ep.load(tmp_path / "bert.edgepack", threads=1).run(feeds)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_the_quantize_stage_offers_every_field_of_the_quantizer_options():
+    from edgepack.compress.quantize import DynamicOptions, StaticOptions
+
+    fields = {f.name for cls in (DynamicOptions, StaticOptions) for f in dataclasses.fields(cls)}
+    assert set(QuantizeStageOptions.QUANTIZER_FIELDS) == fields
+    with pytest.raises(ep.InputError, match="budget but no data.evaluation"):
+        run_recipe(Recipe(name="m", output="m", source="m.onnx", budget=1.0), progress=False)
+
+
+def test_stage_options_are_checked_for_the_recipes_profile_before_running():
+    stages = [{"type": "quantize", "weight_type": "uint8"}]
+    Recipe(name="m", output="m", stages=stages)  # dynamic int8 (no profile): uint8 weights are fine
+    # rpi-zero-2w means static with int8 activations: onnxruntime has no kernel for uint8 weights
+    with pytest.raises(
+        ep.InputError, match=r"stage 1 \(quantize\) for profile rpi-zero-2w: int8 act"
+    ):
+        Recipe(name="m", output="m", profile="rpi-zero-2w", stages=stages)
+
+
+def test_a_prune_stage_shrinks_the_model_the_next_stages_export(tmp_path, mlp):
+    module, example, data, x = mlp
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        budget=10.0,
+        data={"train": str(data), "calibration": str(data), "evaluation": str(data)},
+        stages=[
+            {
+                "type": "prune",
+                "channels_keep": 0.5,
+                "finetune_steps": 300,
+                "learning_rate": 0.01,
+                "importance_samples": 32,
+                "measure_seconds": 0.05,
+            },
+            {"type": "quantize", "method": "dynamic", "min_speedup": 0},
+        ],
+    )
+    manifest = run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    figures = manifest.metrics["prune"]
+    assert figures["parameters_after"] < figures["parameters_before"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert [s["name"] for s in manifest.provenance["stages"]] == ["prune", "quantize"]
+    model = ep.load(tmp_path / "m.edgepack", threads=1)
+    assert model.run({"x": x[:2]})["logits"].shape == (2, 3)
+    # the source module is untouched: the stage pruned a copy
+    assert module[0].out_features == 16
+
+
+def test_a_prune_stage_without_labelled_training_data_is_refused(tmp_path, mlp):
+    module, example, _, x = mlp
+    np.savez(tmp_path / "unlabelled.npz", x=x)
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"calibration": str(tmp_path / "unlabelled.npz")},
+        stages=[{"type": "prune", "channels_keep": 0.5}],
+    )
+    with pytest.raises(ep.InputError, match="prune stage fine-tunes on labelled data"):
+        run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    with pytest.raises(ep.InputError, match=r"stage 1 \(prune\).*did you mean 'ffn_keep'"):
+        Recipe(name="m", output="m", stages=[{"type": "prune", "fnn_keep": 0.5}])

@@ -22,7 +22,15 @@ from edgepack.device_profiles import (
 from edgepack.device_profiles.profile import ISA_FEATURES
 from edgepack.runtime.errors import EdgepackError, ProfileError
 
-BUNDLED = ["rpi-zero-2w", "rpi4-1.5ghz", "rpi4-1.8ghz", "rpi5", "jetson-nano", "jetson-orin-nano"]
+BUNDLED = [
+    "rpi-zero-2w",
+    "rpi3b-plus",
+    "rpi4-1.5ghz",
+    "rpi4-1.8ghz",
+    "rpi5",
+    "jetson-nano",
+    "jetson-orin-nano",
+]
 RPI5_TEXT = (BUNDLED_DIR / "rpi5.toml").read_text()
 
 
@@ -54,7 +62,12 @@ def test_bundled_profile_loads_and_cites_every_figure(name):
             assert field in profile.notes or table in profile.notes, f"{name}: {field}"
     assert "defaults" in profile.notes  # the defaults are our choice, and say so
     assert 1 <= profile.defaults.threads <= profile.cpu.cores
-    assert len(profile.references) <= 2
+    for backend in {r.backend for r in profile.references}:
+        assert sum(r.backend == backend for r in profile.references) <= 2
+    # Every board has a memory bandwidth and an L2 size, an estimate being labelled and reasoned.
+    assert profile.memory.bandwidth_gbs and profile.memory.l2_kib
+    if profile.memory.bandwidth_kind == "estimate":
+        assert "ESTIMATE" in profile.notes["memory.bandwidth_gbs"]
     for ref in profile.references:
         assert ref.latency_ms > 0 and ref.source.url.startswith("https://")
     if not profile.references:
@@ -129,7 +142,14 @@ def _bad(tmp_path: Path, old: str, new: str, name: str = "rpi5") -> Path:
             "references[0].latency_ms",
             "must be a number",
         ),
-        ('bandwidth_kind = "theoretical"\n', "", "memory.bandwidth_kind", "go together"),
+        ('bandwidth_kind = "theoretical"\n', "", "memory.bandwidth_kind", "missing required"),
+        (
+            'bandwidth_kind = "theoretical"',
+            'bandwidth_kind = "guess"',
+            "memory.bandwidth_kind",
+            "expected one of",
+        ),
+        ("l3_kib = 2048", "l3_kib = 2.5", "memory.l3_kib", "must be an integer"),
         ('"cpu.cores" = {', '"cpu.coresx" = {', "sources.cpu.coresx", "does not name a figure"),
         ("schema_version = 1", "schema_version = 2", "schema_version", "expected 1"),
     ],
@@ -142,6 +162,29 @@ def test_a_bad_field_is_named_with_the_file(tmp_path, old, new, field, expect):
     assert str(path) in message
     assert field in message
     assert expect in message
+
+
+def test_an_estimated_bandwidth_must_give_its_reasoning(tmp_path):
+    text = RPI5_TEXT.replace('bandwidth_kind = "theoretical"', 'bandwidth_kind = "estimate"')
+    start = text.index('"memory.bandwidth_gbs" = "Theoretical')
+    text = text[:start] + text[text.index("\n", start) + 1 :]
+    path = tmp_path / "rpi5.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match="estimated 'memory.bandwidth_gbs' needs its reasoning"):
+        load_profile(path)
+
+
+def test_at_most_two_references_per_backend(tmp_path):
+    start = RPI5_TEXT.index("[[references]]")
+    end = RPI5_TEXT.index("\n[sources]\n") + 1
+    one = RPI5_TEXT[start:end]
+    other = one.replace('backend = "litert"', 'backend = "onnxruntime"')
+    path = tmp_path / "rpi5.toml"
+    path.write_text(RPI5_TEXT[:start] + one + one + other + RPI5_TEXT[end:])
+    assert len(load_profile(path).references) == 3  # two of litert, one of onnxruntime
+    path.write_text(RPI5_TEXT[:start] + one * 3 + RPI5_TEXT[end:])
+    with pytest.raises(ProfileError, match="3 reference measurements for litert; .* at most 2"):
+        load_profile(path)
 
 
 def test_a_newer_schema_is_reported_before_its_unknown_fields(tmp_path):

@@ -1,0 +1,147 @@
+"""The latency cost model of a board: seconds for one inference of a cost summary on a profile's
+core type, caches and memory, under one runtime, at a thread count. The equations are those of
+docs/latency-model.md; every constant comes from the profile, cores.toml or runtimes.toml.
+
+>>> from edgepack.device_profiles import load_profile
+>>> cost = {"ops": [{"op_class": "conv", "precision": "fp32", "count": 1, "flops": 1e9,
+...                  "bytes": 1e6}]}
+>>> seconds, rows = cost_seconds(cost, load_profile("rpi4-1.5ghz"), "litert", threads=1)
+>>> rows[0]["bound"]
+'compute'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgepack.device_profiles import DeviceProfile
+from edgepack.device_profiles.cores import (
+    COMPUTE_CLASSES,
+    CoreType,
+    RuntimeModel,
+    core_type,
+    runtime_model,
+)
+from edgepack.runtime import BenchmarkError
+
+# A bus's theoretical peak is not reached by real code; STREAM on such SoCs gets about this share.
+THEORETICAL_BANDWIDTH_SHARE = 0.6
+# One core cannot saturate the DRAM controller of these SoCs: it gets about this share of the
+# board's bandwidth, and each added thread another such share until the controller is full.
+ONE_CORE_DRAM_SHARE = 0.5
+INT8_PRECISIONS = ("int8",)
+
+
+@dataclass(frozen=True)
+class Board:
+    """What the cost model reads from a profile."""
+
+    name: str
+    clock_hz: float
+    cores: int
+    core: CoreType
+    l2_bytes: float
+    l2_shared: bool
+    l3_bytes: float
+    dram_bytes_per_s: float
+
+
+def board(profile: DeviceProfile) -> Board:
+    """The profile's figures the model needs, or an error naming the missing one."""
+    cpu, memory = profile.cpu, profile.memory
+    missing = [
+        name
+        for name, value in (
+            ("cpu.max_clock_ghz", cpu.max_clock_ghz),
+            ("memory.bandwidth_gbs", memory.bandwidth_gbs),
+            ("memory.l2_kib", memory.l2_kib),
+        )
+        if not value
+    ]
+    if missing:
+        raise BenchmarkError(
+            f"profile {profile.name!r} lacks {', '.join(missing)}, which the latency estimate "
+            "needs; add them to the profile (with a source, or bandwidth_kind = 'estimate')"
+        )
+    achievable = memory.bandwidth_kind in ("measured", "estimate")
+    share = 1.0 if achievable else THEORETICAL_BANDWIDTH_SHARE
+    return Board(
+        name=profile.name,
+        clock_hz=cpu.max_clock_ghz * 1e9,
+        cores=cpu.cores,
+        core=core_type(cpu.core),
+        l2_bytes=memory.l2_kib * 1024.0,
+        l2_shared=bool(memory.l2_shared),
+        l3_bytes=(memory.l3_kib or 0) * 1024.0,
+        dram_bytes_per_s=memory.bandwidth_gbs * 1e9 * share,
+    )
+
+
+def speedup(threads: int, efficiency: float) -> float:
+    """Compute speed-up at `threads`: each doubling multiplies by 2 x efficiency."""
+    return threads * efficiency ** math.log2(threads) if threads > 1 else 1.0
+
+
+def compute_rate(
+    b: Board, runtime: RuntimeModel, op_class: str, precision: str, threads: int
+) -> float:
+    """FLOPs per second of a compute class: per-core peak x runtime efficiency x class
+    efficiency x int8 rate, times the thread speed-up."""
+    peak = b.clock_hz * b.core.fp32_flops_per_cycle
+    rate = peak * runtime.efficiency[b.core.pipeline] * runtime.class_efficiency[op_class]
+    if precision in INT8_PRECISIONS:
+        rate *= runtime.int8_ratio(b.core.features)[1]
+    return rate * speedup(threads, runtime.parallel_efficiency)
+
+
+def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeModel) -> tuple:
+    """(bytes per second, level) for an op whose data is `working_set` bytes: from L2 when it
+    fits there, else from L3, else from DRAM, which the threads share."""
+    parallel = speedup(threads, runtime.parallel_efficiency)
+    l2 = b.l2_bytes if b.l2_shared else b.l2_bytes * threads
+    if working_set <= l2:
+        return b.clock_hz * b.core.l2_bytes_per_cycle * parallel, "L2"
+    if b.l3_bytes and working_set <= b.l3_bytes:
+        return b.clock_hz * b.core.l3_bytes_per_cycle * parallel, "L3"
+    return b.dram_bytes_per_s * min(1.0, ONE_CORE_DRAM_SHARE * threads), "DRAM"
+
+
+def op_seconds(
+    op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
+) -> dict[str, Any]:
+    """Seconds of one row of a cost summary (all ops of one class and precision)."""
+    count = max(int(op["count"]), 1)
+    bandwidth, level = memory_rate(b, op["bytes"] / count, threads, runtime)
+    memory_s = op["bytes"] / bandwidth
+    seconds, bound = memory_s, level
+    if op["op_class"] in COMPUTE_CLASSES and op["flops"]:
+        compute_s = op["flops"] / compute_rate(b, runtime, op["op_class"], op["precision"], threads)
+        if compute_s >= memory_s:
+            seconds, bound = compute_s, "compute"
+    per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if threads > 1 else 0.0)
+    overhead = op["count"] * per_op / b.clock_hz
+    return {
+        "op_class": op["op_class"],
+        "precision": op["precision"],
+        "count": op["count"],
+        "bound": bound,
+        "ms": (seconds + overhead) * 1e3,
+        "overhead_ms": overhead * 1e3,
+    }
+
+
+def cost_seconds(
+    cost: Mapping[str, Any], profile: DeviceProfile, backend: str, threads: int
+) -> tuple[float, list[dict[str, Any]]]:
+    """Uncalibrated seconds for one inference and the per-row breakdown (docs/latency-model.md).
+
+    total = run overhead + sum over rows of max(compute, memory) + count x per-op overhead.
+    """
+    b = board(profile)
+    runtime = runtime_model(backend)
+    rows = [op_seconds(op, b, runtime, threads) for op in cost.get("ops", [])]
+    total = runtime.run_overhead_cycles / b.clock_hz + sum(r["ms"] for r in rows) / 1e3
+    return total, rows

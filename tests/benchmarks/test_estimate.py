@@ -1,0 +1,309 @@
+"""The latency estimator: the board cost model on the bundled profiles and hand-written ones, its
+calibration, the measured-error history, the host path, and real packs (ONNX and TFLite)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from edgepack.benchmarks import calibrate
+from edgepack.benchmarks.calibrate import SIGMA, calibration, reference_costs
+from edgepack.benchmarks.cost_model import board, cost_seconds
+from edgepack.benchmarks.estimate import (
+    estimate_latency,
+    estimate_pack,
+    format_estimate,
+    host_seconds,
+    record_measurement,
+)
+from edgepack.device_profiles import detect_host, load_profile, read_profile_file
+from edgepack.packing import assemble_pack, describe_model_file
+from edgepack.runtime import BenchmarkError
+from tests.conftest import require
+
+MOBILENET_V1 = reference_costs()["mobilenet_v1"]
+
+
+def _cost(flops: float, bytes_moved: float = 4e6, precision: str = "fp32", count: int = 20):
+    return {
+        "parameters": 1000,
+        "flops": flops,
+        "shape_assumptions": {},
+        "ops": [
+            {"op_class": "conv", "precision": precision, "count": count, "flops": flops,
+             "bytes": 2e6},
+            {"op_class": "elementwise", "precision": precision, "count": 10, "flops": 0.0,
+             "bytes": bytes_moved},
+        ],
+    }  # fmt: skip
+
+
+def _profile(tmp_path, name="testboard", core="Cortex-A72", references="", extra_memory=""):
+    text = f"""
+schema_version = 1
+name = "{name}"
+description = "a board made up for tests"
+soc = "Test SoC"
+[cpu]
+core = "{core}"
+cores = 4
+max_clock_ghz = 1.5
+arch = "armv8.0-a"
+simd_width_bits = 128
+features = ["neon"]
+[memory]
+ram_gib = 4
+bandwidth_gbs = 4.0
+bandwidth_kind = "measured"
+l2_kib = 1024
+l2_shared = true
+{extra_memory}
+[power]
+load_w = 5.0
+[os]
+image = "Test OS"
+python = "3.11"
+[defaults]
+backend = "litert"
+threads = 4
+quantization = "int8-static"
+{references}
+"""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return read_profile_file(path)
+
+
+def _reference(latency_ms: float, precision: str = "fp32", backend: str = "litert") -> str:
+    return f"""
+[[references]]
+model = "MobileNet v1 1.0 (224x224)"
+backend = "{backend}"
+threads = 4
+precision = "{precision}"
+latency_ms = {latency_ms}
+url = "https://example.org/bench"
+title = "a made-up measurement"
+"""
+
+
+@pytest.fixture
+def alone(monkeypatch):
+    """No other profile exists, so a profile without references has nothing to borrow."""
+    monkeypatch.setattr(calibrate, "list_profiles", lambda: ["host"])
+
+
+def _estimate(cost, profile, tmp_path, **options):
+    return estimate_latency(cost, profile, history=tmp_path / "errors.json", **options)
+
+
+# --- the cost model ---
+
+
+def test_boards_are_told_apart_by_their_cores_not_only_their_clocks():
+    zero, pi5 = load_profile("rpi-zero-2w"), load_profile("rpi5")
+    slow, _ = cost_seconds(MOBILENET_V1["fp32"], zero, "litert", 4)
+    fast, _ = cost_seconds(MOBILENET_V1["fp32"], pi5, "litert", 4)
+    clocks = pi5.cpu.max_clock_ghz / zero.cpu.max_clock_ghz
+    # An in-order A53 with one 64-bit NEON pipe against an A76 with two 128-bit ones.
+    assert fast * clocks * 3 < slow
+
+
+def test_memory_bound_ops_are_charged_at_the_level_their_data_fits(tmp_path):
+    profile = _profile(tmp_path)
+    small = {"ops": [{"op_class": "elementwise", "precision": "fp32", "count": 10,
+                      "flops": 0.0, "bytes": 10 * 256 * 1024}]}  # fmt: skip
+    big = {"ops": [{**small["ops"][0], "bytes": 10 * 64 * 2**20}]}
+    _, in_cache = cost_seconds(small, profile, "litert", 1)
+    _, in_dram = cost_seconds(big, profile, "litert", 1)
+    assert in_cache[0]["bound"] == "L2" and in_dram[0]["bound"] == "DRAM"
+    # DRAM is shared: four threads get at most the board's bandwidth, not four times one core's.
+    one, _ = cost_seconds(big, profile, "litert", 1)
+    four, _ = cost_seconds(big, profile, "litert", 4)
+    assert one / four == pytest.approx(2.0, rel=0.05)  # one core gets half of 4 GB/s
+
+
+def test_compute_scales_with_threads_and_int8_with_the_isa(tmp_path):
+    a72 = _profile(tmp_path)
+    times = [cost_seconds(_cost(4e9), a72, "litert", t)[0] for t in (1, 2, 4)]
+    assert times[0] > times[1] > times[2] > times[0] / 4
+    fp32 = cost_seconds(_cost(4e9), a72, "litert", 1)[0]
+    int8 = cost_seconds(_cost(4e9, precision="int8"), a72, "litert", 1)[0]
+    a76 = dataclasses.replace(
+        load_profile("rpi5"), cpu=dataclasses.replace(load_profile("rpi5").cpu, max_clock_ghz=1.5)
+    )
+    fp32_dot = cost_seconds(_cost(4e9), a76, "litert", 1)[0]
+    int8_dot = cost_seconds(_cost(4e9, precision="int8"), a76, "litert", 1)[0]
+    assert 1 < fp32 / int8 < fp32_dot / int8_dot  # SDOT gains more than widening multiplies
+
+
+def test_a_profile_without_the_figures_the_model_needs_is_named(tmp_path):
+    profile = _profile(tmp_path)
+    bare = dataclasses.replace(profile, memory=dataclasses.replace(profile.memory, l2_kib=None))
+    with pytest.raises(BenchmarkError, match="lacks memory.l2_kib"):
+        board(bare)
+
+
+# --- calibration and labels ---
+
+
+def test_an_estimate_is_labelled_for_its_runtime_and_adds_up(tmp_path, alone):
+    profile = _profile(tmp_path)
+    p = _estimate(_cost(1e9), profile, tmp_path, threads=1)
+    assert p["kind"] == "estimated" and "not measured" in p["label"]
+    assert (p["backend"], p["precision"], p["threads"]) == ("litert", "fp32", 1)
+    assert (
+        p["calibration"]["kind"] == "uncalibrated" and "uncalibrated" in p["calibration"]["status"]
+    )
+    assert p["sigma_log"] == SIGMA["uncalibrated"]
+    assert sum(r["ms"] for r in p["breakdown"]) <= p["latency_ms"]
+    low, high = p["range_ms"]
+    assert low < p["latency_ms"] < high
+    assert p["energy"]["mj"] == pytest.approx(p["latency_ms"] * 5.0)
+    assert format_estimate(p).startswith("estimated ") and "litert fp32" in format_estimate(p)
+
+
+def test_own_calibration_is_per_runtime_and_fits_the_references(tmp_path, alone):
+    plain = _profile(tmp_path)
+    raw_fp32 = cost_seconds(MOBILENET_V1["fp32"], plain, "litert", 4)[0] * 1e3
+    raw_int8 = cost_seconds(MOBILENET_V1["int8-static"], plain, "litert", 4)[0] * 1e3
+    refs = _reference(2 * raw_fp32) + _reference(8 * raw_int8, "int8")
+    profile = _profile(tmp_path, references=refs)
+    cal = calibration(profile, "litert")
+    assert cal["kind"] == "own" and cal["factor"] == pytest.approx(4.0)  # geomean of 2 and 8
+    assert cal["sigma"] > SIGMA["own"]  # the two references disagree: a wider band
+    assert len(cal["references"]) == 2
+    # LiteRT measurements say nothing about ONNX Runtime.
+    assert calibration(profile, "onnxruntime")["kind"] == "uncalibrated"
+    p = _estimate(MOBILENET_V1["fp32"], profile, tmp_path)
+    assert p["latency_ms"] == pytest.approx(4 * raw_fp32, rel=1e-6)
+
+
+def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, monkeypatch):
+    raw = cost_seconds(MOBILENET_V1["fp32"], _profile(tmp_path), "litert", 4)[0] * 1e3
+    boards = {
+        "a72-board": _profile(tmp_path, "a72-board", references=_reference(3 * raw)),
+        "a53-board": _profile(tmp_path, "a53-board", core="Cortex-A53",
+                              references=_reference(raw / 10)),
+    }  # fmt: skip
+    monkeypatch.setattr(calibrate, "list_profiles", lambda: ["host", *boards])
+    monkeypatch.setattr(calibrate, "load_profile", boards.__getitem__)
+    lone = _profile(tmp_path)
+    cal = calibration(lone, "litert")
+    assert cal["kind"] == "same-core" and cal["borrowed_from"] == {"a72-board": pytest.approx(3)}
+    assert "no litert calibration of its own" in cal["status"] and "a72-board" in cal["status"]
+    assert cal["sigma"] > SIGMA["own"]
+    other = _profile(tmp_path, core="Cortex-A57")
+    assert calibration(other, "litert")["kind"] == "uncalibrated"
+
+
+def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
+    for name in ("rpi4-1.5ghz", "rpi3b-plus", "rpi5"):
+        profile = load_profile(name)
+        cal = calibration(profile, "litert")
+        assert cal["kind"] == "own", name
+        for ref in cal["references"]:
+            error = ref["uncalibrated_ms"] * cal["factor"] / ref["published_ms"]
+            assert 0.7 < error < 1.4, (name, ref)
+    zero = calibration(load_profile("rpi-zero-2w"), "litert")
+    assert zero["kind"] == "same-core" and "rpi3b-plus" in zero["borrowed_from"]
+    assert calibration(load_profile("jetson-nano"), "litert")["kind"] == "uncalibrated"
+
+
+# --- the closed loop ---
+
+
+def test_measurement_replaces_the_estimate_and_corrects_that_precision_only(tmp_path, alone):
+    profile = _profile(tmp_path)
+    history = tmp_path / "errors.json"
+    p = _estimate(_cost(1e9), profile, tmp_path)
+    measured = record_measurement(p, 2 * p["latency_ms"], measured_on="Cortex-A72", history=history)
+    assert measured["kind"] == "measured" and measured["latency_ms"] == 2 * p["latency_ms"]
+    assert measured["estimate"]["error_pct"] == pytest.approx(-50)
+    records = json.loads(history.read_text())["records"]
+    assert len(records) == 1 and records[0]["log_error"] == pytest.approx(math.log(2))
+    assert records[0]["precision"] == "fp32"
+    # The next fp32 estimate leans toward the measurement, shrunk while there is one record.
+    again = _estimate(_cost(1e9), profile, tmp_path)
+    assert again["history"]["records"] == 1
+    assert again["latency_ms"] == pytest.approx(p["latency_ms"] * 2 ** (1 / 3))
+    # An int8 model on the same board and runtime is not corrected by the fp32 error.
+    int8 = _estimate(_cost(1e9, precision="int8"), profile, tmp_path)
+    assert int8["history"]["records"] == 0 and int8["history"]["correction"] == 1.0
+    # Measuring the same model again replaces its record rather than adding one.
+    record_measurement(again, 2 * p["latency_ms"], measured_on="Cortex-A72", history=history)
+    assert len(json.loads(history.read_text())["records"]) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_host_run_under_a_profile_is_not_a_device_measurement(tmp_path, alone):
+    p = _estimate(_cost(1e9), _profile(tmp_path), tmp_path)
+    with pytest.raises(BenchmarkError, match="only a measurement on the device"):
+        record_measurement(p, 10.0, measured_on="Intel(R) Xeon(R)", history=tmp_path / "h.json")
+    with pytest.raises(BenchmarkError, match="positive"):
+        record_measurement(p, -1.0, measured_on="Cortex-A72", history=tmp_path / "h.json")
+
+
+# --- the host and real packs ---
+
+HOST_RATES = {
+    "flops_per_s": {
+        "fp32": {"gemm": 40e9, "conv": 30e9, "depthwise_conv": 5e9},
+        "int8": {"gemm": 60e9, "conv": 45e9, "depthwise_conv": 6e9},
+    },
+    "bytes_per_s": 10e9,
+    "op_overhead_s": 2e-6,
+    "run_overhead_s": 10e-6,
+}
+COEFFICIENTS = {"backend": "onnxruntime", "measured": "2026-01-01", "threads": {"1": HOST_RATES}}
+
+
+def test_the_host_uses_its_own_microbenchmarks(tmp_path):
+    host = detect_host()
+    p = _estimate(_cost(3e9), host, tmp_path, threads=1, coefficients=COEFFICIENTS,
+                  backend="onnxruntime")  # fmt: skip
+    seconds, _ = host_seconds(_cost(3e9), HOST_RATES)
+    assert p["latency_ms"] == pytest.approx(seconds * 1e3)
+    assert p["calibration"]["kind"] == "host" and "2026-01-01" in p["calibration"]["status"]
+    lite = _estimate(_cost(3e9), host, tmp_path, threads=1, coefficients=COEFFICIENTS,
+                     backend="litert")  # fmt: skip
+    assert "no litert microbenchmarks" in lite["notes"][0]
+    assert lite["sigma_log"] > p["sigma_log"]
+
+
+def test_a_pack_is_estimated_from_its_manifest_cost(tmp_path, classifier):
+    require("onnx")
+    from edgepack.compress.cost import cost_summary
+
+    path, _ = classifier
+    entry = describe_model_file(path, pack_path="model.onnx")
+    entry.cost = cost_summary(path)
+    pack = tmp_path / "tiny.edgepack"
+    assemble_pack(pack, [(path, entry)])
+    p = estimate_pack(pack, "rpi5", backend="onnxruntime", history=tmp_path / "h.json")
+    assert p["model"]["pack"] == "tiny" and p["model"]["sha256"] == entry.sha256
+    seconds, _ = cost_seconds(entry.cost, load_profile("rpi5"), "onnxruntime", 4)
+    assert p["uncalibrated_ms"] == pytest.approx(seconds * 1e3)
+    assert p["calibration"]["kind"] == "uncalibrated"  # no ONNX Runtime figure for the Pi 5
+
+    bare = tmp_path / "bare.edgepack"
+    assemble_pack(bare, [path])
+    with pytest.raises(BenchmarkError, match="no cost summary"):
+        estimate_pack(bare, "rpi5")
+
+
+def test_a_tflite_pack_gets_a_litert_estimate(tmp_path, classifier_tflite):
+    from edgepack.compress.cost import tflite_cost_summary
+
+    path, _ = classifier_tflite
+    entry = describe_model_file(path, pack_path="model.tflite")
+    entry.cost = tflite_cost_summary(path)
+    pack = tmp_path / "lite.edgepack"
+    assemble_pack(pack, [(path, entry)])
+    p = estimate_pack(pack, "rpi-zero-2w", history=tmp_path / "h.json")
+    assert p["backend"] == "litert" and p["latency_ms"] > 0
+    assert p["calibration"]["kind"] == "same-core"
+    assert any("bandwidth is an estimate" in n for n in p["notes"])
