@@ -8,6 +8,7 @@ with trusted keys, the manifest must carry a valid Ed25519 signature. Writing is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -163,18 +164,16 @@ class PackReader:
         return handle
 
     def _check_signature(self, keys: list[KeySource]) -> None:
+        public = [load_key(key) for key in keys]  # first: a clear error without the sign extra
         from cryptography.exceptions import InvalidSignature
 
         try:
             signature = b"".join(self._chunks(SIGNATURE_NAME, 64))
         except IntegrityError as exc:
-            raise SignatureError(f"{self.path} is not signed, and trusted keys were given") from exc
-        for key in keys:
-            try:
-                load_key(key).verify(signature, self.manifest_bytes)
-                return
-            except InvalidSignature:
-                continue
+            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed") from exc
+        for key in public:
+            with contextlib.suppress(InvalidSignature):
+                return key.verify(signature, self.manifest_bytes)
         raise SignatureError(
             f"{self.path} is not signed by any of the {len(keys)} trusted key(s): it was signed "
             "by another key, or changed after it was signed"
