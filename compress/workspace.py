@@ -335,7 +335,7 @@ def open_model_file(model: ModelFile, scratch: Path) -> Any:
 # --- The pack ---
 
 
-def write_pack(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
+def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
     """One pack from the records: the ONNX models made last first, the fp32 ONNX model when
     asked or when no stage made an ONNX model, then the other formats; models made from
     weights that a later stage changed are left out."""
