@@ -86,6 +86,7 @@ from .workspace import (
     Workspace,
     check_budget,
     is_scalar,
+    keep_tokenizer,
     load_data,
     load_source,
     pack_records,
@@ -783,10 +784,63 @@ def run_prune(work: Workspace, options: Any) -> StageRecord:
     )
 
 
+def run_distill(work: Workspace, options: Any) -> StageRecord:
+    """Distill the current model (the teacher) into a student built from the options (fewer
+    layers or a smaller FFN for BERT-family models, a narrower CNN), trained on data.train; the
+    student becomes the current model, and a trimmed vocabulary becomes the pack's."""
+    from .distill import distill
+
+    text = work.hf_dir is not None
+    train: Any = work.recipe.data.get("train") if text else work.train  # text: padded per batch
+    if train is None:
+        raise InputError("a distill stage trains on labelled data: set data.train in the recipe")
+    evaluation: Any = work.recipe.data.get("evaluation") if text else work.evaluation
+    tokenizer = None
+    if text:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(work.hf_dir))
+    result = distill(
+        work.module,
+        None,
+        train,
+        evaluation,
+        options,
+        work.stage_dir / "distill",  # type: ignore[operator]
+        progress=work.progress,
+        tokenizer=tokenizer,
+    )
+    work.module = result.student
+    if text and Path(result.output).is_dir():  # its own (maybe trimmed) tokenizer: re-tokenize
+        work.hf_dir = Path(result.output)
+        keep_tokenizer(work, work.hf_dir)
+        load_data(work)
+    summary = result.to_dict()
+    figures = {k: v for k, v in summary.items() if is_scalar(v)}
+    figures.update({f"student_{k}": v for k, v in (result.eval or {}).items()})
+    figures.update({f"parameters_{k}": v for k, v in result.parameters.items()})
+    return StageRecord(
+        "distill",
+        figures={"distill": figures},
+        provenance={
+            "options": summary["options"],
+            "lineage": result.lineage,
+            "vocab": result.vocab,
+            "history": result.history,
+        },
+    )
+
+
 def _prune_options() -> type[StageOptions]:
     from .prune import PruneOptions
 
     return PruneOptions
+
+
+def _distill_options() -> type[StageOptions]:
+    from .distill import DistillOptions
+
+    return DistillOptions
 
 
 STAGES.update(
@@ -794,5 +848,6 @@ STAGES.update(
         "export": StageType(ExportOptions, run_export),
         "quantize": StageType(QuantizeStageOptions, run_quantize),
         "prune": StageType(_prune_options(), run_prune, changes_weights=True),
+        "distill": StageType(_distill_options(), run_distill, changes_weights=True),
     }
 )

@@ -134,7 +134,7 @@ def load_source(work: Workspace) -> None:
 
         work.hf_dir = path
         work.module = load_hf(path, work.recipe.task)
-        _keep_tokenizer(work, path)
+        keep_tokenizer(work, path)
         return
     raise InputError(
         f"source {source!r} is neither an .onnx file nor a Hugging Face model folder "
@@ -142,7 +142,7 @@ def load_source(work: Workspace) -> None:
     )
 
 
-def _keep_tokenizer(work: Workspace, model_dir: Path) -> None:
+def keep_tokenizer(work: Workspace, model_dir: Path) -> None:
     """The tokenizer files a text pack ships, saved as the tokenizer library writes them."""
     if not any((model_dir / n).is_file() for n in ("vocab.txt", "tokenizer.json")):
         return
@@ -185,7 +185,7 @@ def load_data(work: Workspace) -> None:
             continue
         dataset = load_dataset(data[role], **options)
         if isinstance(dataset, TextDataset):
-            tokenizer = data.get("tokenizer") or work.recipe.source
+            tokenizer = data.get("tokenizer") or work.hf_dir or work.recipe.source
             if tokenizer is None or not Path(tokenizer).is_dir():
                 raise InputError(
                     f"{role} data is text: the recipe needs a Hugging Face model folder as its "
@@ -380,7 +380,8 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
 
 
 def is_scalar(value: Any) -> bool:
-    return isinstance(value, int | float | str) or value is None
+    """Whether a figure fits the manifest's metrics (number, string or null; not a bool)."""
+    return (isinstance(value, int | float | str) and not isinstance(value, bool)) or value is None
 
 
 def _parity_with_onnx(work: Workspace, onnx: ModelFile, tflite: list[ModelFile]) -> None:
