@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     renames = dict(_pair(item) for item in args.rename)
+    for path in [*args.models, args.vocab, args.tokenizer_json]:
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"no file {path}: expected an existing .onnx/.tflite model or asset")
     entries = [
         (path, describe_model_file(path, precision=args.precision, names=renames))
         for path in args.models
@@ -164,7 +167,17 @@ def _pair(item: str) -> tuple[str, str]:
 
 
 def _labels(value: str) -> list[str]:
+    """A labels file (one a line) or a comma-separated list; one name alone is a file's."""
     path = Path(value)
     if path.is_file():
-        return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--labels {value}: cannot read it as UTF-8 text ({exc})") from exc
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if "," not in value:
+        raise InputError(
+            f"--labels {value}: no such file; give a labels file (one per line) or a "
+            "comma-separated list such as cat,dog"
+        )
     return [label.strip() for label in value.split(",")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.packing import scratch_dir
 from edgepack.runtime import InputError, PackManifest
 from edgepack.runtime.pack import PackReader
 
@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         },
         stages=[stage],
     )
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         recipe.source = _source(Path(args.model), recipe, Path(tmp))
         manifest = run_recipe(recipe, progress=not args.quiet)
     print(f"wrote {output}")

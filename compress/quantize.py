@@ -13,7 +13,6 @@ import difflib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
 from edgepack.device_profiles import DeviceProfile, detect_host, quantization_scheme
+from edgepack.packing import scratch_dir
 from edgepack.runtime.errors import EdgepackError, InputError, QuantizationError
 
 from .calibration import CalibrationSource, FeedReader, calibration_feeds
@@ -480,7 +480,7 @@ def quantize(
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
 
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         prepared: dict[bool, tuple[Path, list[str]]] = {}
         for index, opts in enumerate(candidates):
@@ -534,7 +534,7 @@ def quantize_model(
     progress: bool = True,
 ) -> Path:
     """Just quantize, no evaluation or search: one onnxruntime run in a scratch directory."""
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         feeds = None
         if isinstance(options, StaticOptions):

@@ -67,7 +67,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgepack.packing import describe_model_file
+from edgepack.packing import describe_model_file, scratch_dir
 from edgepack.runtime import InputError, PackManifest, QuantizationError
 
 from .options import StageOptions, as_tuple, unknown_key_error
@@ -551,7 +550,7 @@ def run_recipe(
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
     _check_before_running(recipe, module, example_inputs)
-    with tempfile.TemporaryDirectory(prefix="edgepack-recipe-") as tmp:
+    with scratch_dir("edgepack-recipe-") as tmp:
         if module is not None and any(STAGES[s.type].changes_weights for s in recipe.stages):
             module = copy.deepcopy(module)  # the caller's model stays as it was given
         work = Workspace(Path(tmp), recipe, module, dict(example_inputs or {}) or None)
