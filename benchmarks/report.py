@@ -444,3 +444,231 @@ def _plot_tradeoff(results: Sequence[BenchResult], path: Path) -> str | None:
     ax.margins(0.25)
     figure.savefig(path, dpi=110)
     return None
+
+
+# --- the choice report: which model to ship to which device -----------------------------------
+#
+# `edgepack demo` and `edgepack optimize` end here. `choice` is JSON-ready data they build:
+#   title, metric, budget, reference (the source model's metric), stages (one row per model on
+#   the way: stage, model, format, precision, size_bytes, metric, host_p50_ms), candidates (the
+#   shippable models: key, pack, model, format, precision, backend, size_bytes, metric, drop,
+#   host_p50_ms), profiles (name -> {"estimates": {key: estimate or {"error": ...}},
+#   "chosen": {...} or None, "closest": {...} or None, "left_out": reason or None}),
+#   host (format_table text of the harness run), notes.
+
+
+def choice_lines(choice: dict[str, Any]) -> list[str]:
+    """One line per profile: the pack and format to flash there, its latency (measured or
+    estimated, said which) and metric; or why nothing is chosen and what came closest."""
+    metric = choice["metric"]
+    lines = []
+    width = max(len(name) for name in choice["profiles"]) if choice["profiles"] else 0
+    for name, row in choice["profiles"].items():
+        head = f"{name.ljust(width)}  "
+        if row.get("left_out"):
+            lines.append(f"{head}left out: {row['left_out']}")
+            continue
+        pick = row.get("chosen")
+        if pick is None:
+            near = row.get("closest")
+            text = f"{head}nothing meets the {choice['budget']:g}-point budget"
+            if near:
+                text += f"; closest: {_pick_text(near, metric)}"
+            lines.append(text)
+            continue
+        lines.append(head + _pick_text(pick, metric))
+    return lines
+
+
+def _pick_text(pick: dict[str, Any], metric: str) -> str:
+    kind = "measured" if pick["kind"] == "measured" else "estimated"
+    return (
+        f"{Path(pick['pack']).name} ({pick['format']} {pick['precision']}, {pick['backend']}), "
+        f"{kind} {pick['latency_ms']:.3g} ms, {metric} {pick['metric']:.2f}%"
+    )
+
+
+def write_choice_report(choice: dict[str, Any], directory: str | os.PathLike[str]) -> list[Path]:
+    """report.json, report.md and report.html in `directory`, with accuracy_latency.png (metric
+    against latency per profile, the budget as a line) and stages.png (size and host latency
+    per stage) when matplotlib is installed (else the report says why there are no plots)."""
+    out = Path(directory)
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(choice, indent=1, default=str), "utf-8")
+        plots: dict[str, tuple[str, str | None]] = {}
+        if importlib.util.find_spec("matplotlib") is None:
+            missing = f"No plots: matplotlib is not installed ({REPORT_EXTRA})."
+            plots = {
+                "accuracy_latency.png": ("Accuracy vs latency per device", missing),
+                "stages.png": ("Size and latency per stage", missing),
+            }
+        else:
+            plots = {
+                "accuracy_latency.png": (
+                    "Accuracy vs latency per device",
+                    _plot_choice(choice, out / "accuracy_latency.png"),
+                ),
+                "stages.png": (
+                    "Size and latency per stage",
+                    _plot_stages(choice, out / "stages.png"),
+                ),
+            }
+        md, page = _choice_documents(choice, plots)
+        (out / "report.md").write_text("\n".join(md) + "\n", "utf-8")
+        (out / "report.html").write_text("\n".join(page) + "\n", "utf-8")
+    files = [out / "report.md", out / "report.html", out / "report.json"]
+    return files + [out / f for f, (_, note) in plots.items() if not note]
+
+
+def _choice_tables(choice: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(heading, header, rows) of the report's tables, shared by markdown and HTML."""
+    metric = choice["metric"]
+    stages = [
+        [
+            s["stage"],
+            s["model"],
+            f"{s['format']} {s['precision']}",
+            _bytes(s["size_bytes"]),
+            "-" if s.get("metric") is None else f"{s['metric']:.2f}",
+            "-" if s.get("host_p50_ms") is None else f"{s['host_p50_ms']:.3g}",
+        ]
+        for s in choice["stages"]
+    ]
+    keys = [c["key"] for c in choice["candidates"]]
+    estimates = []
+    for name, row in choice["profiles"].items():
+        cells = [name]
+        for key in keys:
+            e = (row.get("estimates") or {}).get(key)
+            if not e:
+                cells.append("-")
+            elif e.get("error"):
+                cells.append(f"none: {e['error']}")
+            else:
+                low, high = e.get("range_ms") or (e["latency_ms"], e["latency_ms"])
+                cells.append(
+                    f"{e['latency_ms']:.3g} ({low:.3g}-{high:.3g})"
+                    if e["kind"] == "estimated"
+                    else f"{e['latency_ms']:.3g} measured"
+                )
+        estimates.append(cells)
+    lines = choice_lines(choice)
+    picks = [[line.split("  ", 1)[0], line.split("  ", 1)[1].strip()] for line in lines]
+    return [
+        ("Ship this", ["device", "pack, format, latency, " + metric], picks),
+        (
+            "Per stage (latency measured on this host)",
+            ["stage", "model", "format", "size", metric, "host p50 ms"],
+            stages,
+        ),
+        (
+            "Latency per device, ms (estimated, likely range; host: measured)",
+            ["device", *keys],
+            estimates,
+        ),
+    ]
+
+
+def _choice_documents(
+    choice: dict[str, Any], plots: dict[str, tuple[str, str | None]]
+) -> tuple[list[str], list[str]]:
+    e = html.escape
+    title = choice["title"]
+    intro = (
+        f"Budget: {choice['budget']:g} points of {choice['metric']} below the source model "
+        f"({choice['reference']:.2f}). Estimates are estimates (edgepack.benchmarks.estimate), "
+        "never measurements; the host row is measured on this machine through the harness."
+    )
+    md = [f"# {title}", "", intro, ""]
+    page = [
+        f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<h1>{e(title)}</h1>",
+    ]
+    page.append(f"<p>{e(intro)}</p>")
+    for heading, header, rows in _choice_tables(choice):
+        md += [f"## {heading}", "", "| " + " | ".join(header) + " |"]
+        md += ["|---" * len(header) + "|"]
+        md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+        md.append("")
+        page += [f"<h2>{e(heading)}</h2>", "<table border='1' cellpadding='4'>"]
+        page.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        page += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows]
+        page.append("</table>")
+    for file, (heading, note) in plots.items():
+        md += [f"## {heading}", "", note or f"![{heading}]({file})", ""]
+        body = f"<p>{e(note)}</p>" if note else f"<img src='{file}' alt='{e(heading)}'>"
+        page += [f"<h2>{e(heading)}</h2>", body]
+    if choice.get("host"):
+        md += ["## Measured on this host", "", "```", choice["host"].rstrip(), "```", ""]
+        page += ["<h2>Measured on this host</h2>", f"<pre>{e(choice['host'])}</pre>"]
+    if choice.get("notes"):
+        md += ["## Notes", "", *[f"- {n}" for n in choice["notes"]], ""]
+        page += ["<h2>Notes</h2><ul>", *[f"<li>{e(n)}</li>" for n in choice["notes"]], "</ul>"]
+    return md, page
+
+
+def _plot_choice(choice: dict[str, Any], path: Path) -> str | None:
+    rows = [(n, r) for n, r in choice["profiles"].items() if not r.get("left_out")]
+    if not rows:
+        return "No device has a latency figure, so there is no plot."
+    columns = min(3, len(rows))
+    lines = -(-len(rows) // columns)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.4 * columns, 2.8 * lines), layout="constrained")
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    floor = choice["reference"] - choice["budget"]
+    by_key = {c["key"]: c for c in choice["candidates"]}
+    colours = {key: f"C{i}" for i, key in enumerate(by_key)}
+    for ax, (name, row) in zip(axes, rows, strict=False):
+        for key, e in (row.get("estimates") or {}).items():
+            if not e or e.get("error") or key not in by_key:
+                continue
+            y = by_key[key]["metric"]
+            chosen = (row.get("chosen") or {}).get("key") == key
+            if e.get("range_ms"):
+                low, high = e["range_ms"]
+                ax.plot([low, high], [y, y], color=colours[key], linewidth=0.8, alpha=0.5)
+            ax.scatter(
+                [e["latency_ms"]],
+                [y],
+                s=90 if chosen else 30,
+                marker="*" if chosen else "o",
+                color=colours[key],
+                label=key + (" (chosen)" if chosen else ""),
+                zorder=3,
+            )
+        ax.axhline(floor, color="red", linestyle="--", linewidth=0.8, label="budget")
+        kind = "measured" if name == "host" else "estimated"
+        ax.set_title(f"{name} ({kind})", fontsize=8)
+        ax.set_xlabel("latency (ms)", fontsize=7)
+        ax.set_ylabel(choice["metric"], fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5, loc="lower right")
+    for ax in axes[len(rows) :]:
+        ax.set_visible(False)
+    figure.savefig(path, dpi=110)
+    return None
+
+
+def _plot_stages(choice: dict[str, Any], path: Path) -> str | None:
+    stages = choice["stages"]
+    if not stages:
+        return "No stage recorded a model, so there is no plot."
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.2), layout="constrained")
+    size_ax, latency_ax = figure.subplots(1, 2)
+    names = [f"{s['stage']}\n{s['format']} {s['precision']}" for s in stages]
+    size_ax.bar(names, [s["size_bytes"] / 1e3 for s in stages], color="tab:blue")
+    size_ax.set_ylabel("model file (kB)")
+    timed = [
+        (n, s["host_p50_ms"]) for n, s in zip(names, stages, strict=True) if s.get("host_p50_ms")
+    ]
+    latency_ax.bar([n for n, _ in timed], [v for _, v in timed], color="tab:orange")
+    latency_ax.set_ylabel("p50 on this host (ms, measured)")
+    for ax in (size_ax, latency_ax):
+        ax.tick_params(labelsize=6)
+    figure.savefig(path, dpi=110)
+    return None

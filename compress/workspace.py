@@ -348,7 +348,7 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
         onnx_models.append(fp32)
     models = onnx_models + [m for m in current if m.entry.format != "onnx"]
     _parity_with_onnx(work, fp32, [m for m in models if m.entry.format == "tflite"])
-    from .cost import cost_or_none
+    from .cost import cost_or_none, tflite_cost_summary
 
     example = work.recipe.data.get("inputs")
     shapes = None
@@ -361,6 +361,8 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
             model.entry.cost, why = cost_or_none(model.path, input_shapes=shapes)
             if why:
                 print(f"warning: {model.entry.path}: {why}", file=sys.stderr)
+        elif model.entry.format == "tflite":  # so LiteRT targets can be estimated too
+            model.entry.cost = tflite_cost_summary(model.path)
     preprocessing = recipe.preprocessing
     if preprocessing is None and work.hf_dir is not None and "vocab.txt" in work.assets:
         preprocessing = _text_preprocessing(work.hf_dir, fp32.path, work)
