@@ -22,6 +22,7 @@ COMMANDS = {
     "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
     "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
     "demo": ("demo_command", "the main job: digits CNN to a benchmarked int8 pack"),
+    "search": ("search_command", "search a recipe's knobs for the fastest pack within budget"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
 }
