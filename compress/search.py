@@ -475,12 +475,12 @@ def run_search(
             '"stages.quantize.method" = ["static", "dynamic"]'
         )
     space = parse_space(recipe.search, recipe)
-    budget = recipe.budget if budget is None else budget
-    if budget is None or budget < 0:
-        raise InputError("a search needs a budget: --budget POINTS (>= 0) or budget in the recipe")
     if not profiles:
         raise InputError("a search needs at least one --profile")
     devices = [load_profile(p) for p in profiles]  # an unknown name fails here
+    budget = recipe.budget if budget is None else budget
+    if budget is None or budget < 0:
+        raise InputError("a search needs a budget: --budget POINTS (>= 0) or budget in the recipe")
     names = [d.name for d in devices]
     if trials is None and timeout is None:
         trials = DEFAULT_TRIALS
