@@ -23,7 +23,7 @@ from edgepack.cli.main import main
 from edgepack.compress.recipe import Recipe, get_option
 from tests.conftest import classifier_onnx, require
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = Path(os.environ.get("EDGEPACK_PG_BIN", "/usr/lib/postgresql/15/bin"))  # .ci/run sets it
 PG_USER = "edgepack-pg"  # postgres refuses to run as root: the throwaway cluster runs as this
 TRIAL_LINE = re.compile(r"^trial (\d+) \[([^\]]+)\]", re.M)
 
