@@ -36,6 +36,7 @@ from edgepack.runtime.errors import ExportError, InputError
 from .data import ArrayDataset, TextDataset
 from .evaluate import evaluate, open_model, run_batched
 from .export_onnx import export_hf, export_onnx
+from .options import StageOptions
 from .prune_units import (
     CHANNEL_IMPORTANCES,
     ChannelUnits,
@@ -61,7 +62,7 @@ RELOAD_ATOL = 1e-5
 
 
 @dataclass(frozen=True)
-class PruneOptions:
+class PruneOptions(StageOptions):
     """What a prune stage does; validated at construction, round-trips through to_dict/from_dict.
 
     method: "structured" removes whole units, "unstructured" zeroes single weights.
@@ -108,7 +109,7 @@ class PruneOptions:
     measure_seconds: float = 1.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _one_of("method", self.method, METHODS)
         _one_of("importance", self.importance, tuple(CHANNEL_IMPORTANCES))
         for name in RATIO_KEYS:
@@ -175,21 +176,6 @@ class PruneOptions:
                 raise InputError(f"{name} must be > 0, got {value!r}")
         if not (_is_number(self.alpha) and 0 <= self.alpha <= 1):
             raise InputError(f"alpha must be in [0, 1], got {self.alpha!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options a recipe file records (None fields left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PruneOptions:
-        """Options from a recipe's stage table; an unknown key names the closest valid one."""
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {known}"
-                raise InputError(f"unknown prune option {key!r}{hint}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,15 @@
     metric = "accuracy"                 # default accuracy with labels, agreement without
 
     [data]
+    train = "train.npz"                 # labelled; for stages that train (prune, distill)
     calibration = "sklearn:digits"      # see compress.data.load_dataset
     evaluation = "sklearn:digits"
     options = { sample_shape = [1, 8, 8] }
+
+    [[stages]]
+    type = "prune"                      # any field of compress.prune.PruneOptions
+    channels_keep = 0.5                 # or heads_keep/ffn_keep, or target_latency_ms (on the
+                                        # recipe's profile), or method = "unstructured"
 
     [[stages]]
     type = "export"
@@ -73,6 +79,7 @@ import numpy as np
 from edgepack.runtime import InputError, PackManifest, QuantizationError
 from edgepack.runtime.model_info import describe_model_file
 
+from .options import StageOptions, as_tuple, unknown_key_error
 from .workspace import (
     BudgetError,
     ModelFile,
@@ -111,6 +118,8 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 TFLITE_QUANTIZATION = ("none", "dynamic", "full")
 DATA_KEYS = (
+    "train",
+    "train_samples",
     "calibration",
     "evaluation",
     "options",
@@ -119,105 +128,6 @@ DATA_KEYS = (
     "calibration_samples",
     "evaluation_samples",
 )
-
-
-def unknown_key_error(where: str, key: str, valid: Sequence[str]) -> InputError:
-    """'unknown option 'methd'; did you mean 'method'?' plus what is valid, as an InputError."""
-    close = difflib.get_close_matches(key, list(valid), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return InputError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(sorted(valid))})")
-
-
-# --- Stage options: one frozen dataclass per stage type -----------------------------------------
-
-
-class StageOptions:
-    """Base of every stage's options: built from a recipe table, written back to one.
-
-    Subclasses are frozen dataclasses. Building one checks each field against its annotation
-    (int, float, str, bool, None, tuple: lists from TOML become tuples), then calls the
-    subclass's `validate()` for the rest (ranges, choices), so an options object that exists is
-    a valid one and every failure is an InputError naming the field.
-    """
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            kinds = [k.strip() for k in str(f.type).split("|")]
-            if isinstance(value, list) and any(k.startswith("tuple") for k in kinds):
-                value = tuple(value)
-                object.__setattr__(self, f.name, value)
-            if not any(_is_kind(value, k) for k in kinds):
-                raise InputError(f"{f.name} must be {' or '.join(kinds)}, got {value!r}")
-        self.validate()
-
-    def validate(self) -> None:
-        """Checks beyond the field types; subclasses override it."""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "stage") -> StageOptions:
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        for key in data:
-            if key not in names:
-                raise unknown_key_error(where, key, names)
-        try:
-            return cls(**data)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from None
-        except TypeError as exc:  # pragma: no cover - every field has a default
-            raise InputError(f"{where}: {exc}") from None
-
-    def check_for(self, profile: Any) -> None:
-        """Validate what depends on the recipe's target profile (a DeviceProfile); most stages
-        depend on none."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields that differ from their defaults (TOML has no null), lists for tuples."""
-        data = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            if value != default:
-                data[f.name] = _plain(value)
-        return data
-
-
-_KINDS: dict[str, Callable[[Any], bool]] = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "bool": lambda v: isinstance(v, bool),
-    "None": lambda v: v is None,
-}
-
-
-def _is_kind(value: Any, kind: str) -> bool:
-    """Whether value fits one annotation term; containers are checked by validate()."""
-    check = _KINDS.get(kind)
-    if check is not None:
-        return check(value)
-    if kind.startswith("tuple"):
-        return isinstance(value, tuple)
-    return True  # Mapping[...] and other terms: the subclass checks them
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _as_tuple(options: Any, name: str, item: type | tuple[type, ...]) -> None:
-    value = getattr(options, name)
-    if value is None:
-        return
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise InputError(f"{name} must be a list, got {value!r}")
-    if not all(isinstance(v, item) for v in value):
-        raise InputError(f"{name} has an item of the wrong kind: {value!r}")
-    object.__setattr__(options, name, tuple(value))
 
 
 @dataclass(frozen=True)
@@ -235,7 +145,7 @@ class ExportOptions(StageOptions):
     opset: int = 17
 
     def validate(self) -> None:
-        _as_tuple(self, "formats", str)
+        as_tuple(self, "formats", str)
         unknown = sorted(set(self.formats) - {"onnx", "tflite"})
         if unknown or "onnx" not in self.formats:
             raise InputError(f"formats {list(self.formats)}; expected 'onnx', optionally 'tflite'")
@@ -304,9 +214,9 @@ class QuantizeStageOptions(StageOptions):
     )
 
     def validate(self) -> None:
-        _as_tuple(self, "op_types", str)
-        _as_tuple(self, "nodes_to_exclude", str)
-        _as_tuple(self, "candidates", Mapping)
+        as_tuple(self, "op_types", str)
+        as_tuple(self, "nodes_to_exclude", str)
+        as_tuple(self, "candidates", Mapping)
         object.__setattr__(self, "candidates", tuple(dict(c) for c in self.candidates))
         if self.method is not None and self.method not in ("dynamic", "static"):
             raise InputError(
@@ -463,7 +373,7 @@ class Recipe:
         recipe.output = str(base / recipe.output)
         if recipe.source and not recipe.source.startswith("sklearn:"):
             recipe.source = str(base / recipe.source)
-        for key in ("calibration", "evaluation"):
+        for key in ("train", "calibration", "evaluation"):
             value = recipe.data.get(key)
             if isinstance(value, str) and not value.startswith("sklearn:"):
                 recipe.data[key] = str(base / value)
@@ -837,9 +747,58 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
     )
 
 
+def run_prune(work: Workspace, options: Any) -> StageRecord:
+    """Prune the current torch model (compress.prune: heads, FFN neurons, channels, or single
+    weights), fine-tuned on data.train; the pruned weights become the current model."""
+    from .prune import prune
+
+    train = work.train if work.train is not None else work.calibration
+    if train is None or train.labels is None:
+        raise InputError(
+            "a prune stage fine-tunes on labelled data: set data.train (or labelled "
+            "data.calibration) in the recipe"
+        )
+    if options.target_latency_ms is not None and options.profile is None:
+        options = dataclasses.replace(options, profile=work.recipe.profile)
+    result = prune(
+        work.module,
+        train,
+        work.evaluation if work.evaluation is not None else train,
+        options,
+        work.stage_dir / "prune",  # type: ignore[operator]
+        progress=work.progress,
+    )
+    work.module = result.model
+    summary = result.to_dict()
+    figures = {k: v for k, v in summary.items() if is_scalar(v) and k != "method"}
+    for key in ("metrics_after", "latency_after"):
+        figures.update({f"{key}_{k}": v for k, v in summary[key].items() if is_scalar(v)})
+    if work.progress:
+        for message in result.messages:
+            print(f"prune: {message}", file=sys.stderr)
+    return StageRecord(
+        "prune",
+        figures={"prune": figures},
+        provenance={
+            "options": options.to_dict(),
+            "units_before": result.units_before,
+            "units_after": result.units_after,
+            "steps": summary["steps"],
+            "messages": list(result.messages),
+        },
+    )
+
+
+def _prune_options() -> type[StageOptions]:
+    from .prune import PruneOptions
+
+    return PruneOptions
+
+
 STAGES.update(
     {
         "export": StageType(ExportOptions, run_export),
         "quantize": StageType(QuantizeStageOptions, run_quantize),
+        "prune": StageType(_prune_options(), run_prune, changes_weights=True),
     }
 )

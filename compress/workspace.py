@@ -68,6 +68,7 @@ class Workspace:
     example_inputs: dict[str, Any] | None = None
     hf_dir: Path | None = None  # the Hugging Face source folder (config, tokenizer)
     profile: DeviceProfile | None = None  # the target, when the recipe names one
+    train: ArrayDataset | None = None  # labelled data for stages that train (prune, distill)
     calibration: ArrayDataset | None = None
     evaluation: ArrayDataset | None = None
     assets: dict[str, tuple[Path, str]] = field(default_factory=dict)
@@ -180,7 +181,7 @@ def _text_preprocessing(model_dir: Path, onnx: Path, work: Workspace) -> dict[st
 def load_data(work: Workspace) -> None:
     data = work.recipe.data
     options = dict(data.get("options", {}))
-    for role in ("calibration", "evaluation"):
+    for role in ("train", "calibration", "evaluation"):
         if data.get(role) is None:
             continue
         dataset = load_dataset(data[role], **options)

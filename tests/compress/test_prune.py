@@ -98,7 +98,7 @@ def _logits(model, feeds):
     [
         ({"ffn_keep": 0.0}, "ffn_keep must be a share in (0, 1]"),
         ({"heads_keep": 1.5}, "heads_keep must be a share in (0, 1]"),
-        ({"channels_keep": True}, "channels_keep must be a share"),
+        ({"channels_keep": True}, "channels_keep must be float or None, got True"),
         ({"method": "unstructured", "sparsity": 1.0}, "sparsity must be in [0, 1)"),
         ({"method": "unstructured", "sparsity": -0.1}, "sparsity must be in [0, 1)"),
         ({"method": "structurd", "ffn_keep": 0.5}, "did you mean 'structured'"),

@@ -485,3 +485,47 @@ def test_stage_options_are_checked_for_the_recipes_profile_before_running():
         ep.InputError, match=r"stage 1 \(quantize\) for profile rpi-zero-2w: int8 act"
     ):
         Recipe(name="m", output="m", profile="rpi-zero-2w", stages=stages)
+
+
+def test_a_prune_stage_shrinks_the_model_the_next_stages_export(tmp_path, mlp):
+    module, example, data, x = mlp
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        budget=10.0,
+        data={"train": str(data), "calibration": str(data), "evaluation": str(data)},
+        stages=[
+            {
+                "type": "prune",
+                "channels_keep": 0.5,
+                "finetune_steps": 300,
+                "learning_rate": 0.01,
+                "importance_samples": 32,
+                "measure_seconds": 0.05,
+            },
+            {"type": "quantize", "method": "dynamic", "min_speedup": 0},
+        ],
+    )
+    manifest = run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    figures = manifest.metrics["prune"]
+    assert figures["parameters_after"] < figures["parameters_before"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert [s["name"] for s in manifest.provenance["stages"]] == ["prune", "quantize"]
+    model = ep.load(tmp_path / "m.edgepack", threads=1)
+    assert model.run({"x": x[:2]})["logits"].shape == (2, 3)
+    # the source module is untouched: the stage pruned a copy
+    assert module[0].out_features == 16
+
+
+def test_a_prune_stage_without_labelled_training_data_is_refused(tmp_path, mlp):
+    module, example, _, x = mlp
+    np.savez(tmp_path / "unlabelled.npz", x=x)
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"calibration": str(tmp_path / "unlabelled.npz")},
+        stages=[{"type": "prune", "channels_keep": 0.5}],
+    )
+    with pytest.raises(ep.InputError, match="prune stage fine-tunes on labelled data"):
+        run_recipe(recipe, module=module, example_inputs=example, progress=False)
+    with pytest.raises(ep.InputError, match=r"stage 1 \(prune\).*did you mean 'ffn_keep'"):
+        Recipe(name="m", output="m", stages=[{"type": "prune", "fnn_keep": 0.5}])
