@@ -28,13 +28,12 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from edgepack.runtime import InputError, QuantizationError, read_manifest
 
@@ -222,7 +221,7 @@ def pack_figures(pack: PathLike, profiles: Sequence[Any]) -> list[ProfileFigures
         backend = profile.defaults.backend if entry is not None else "onnxruntime"
         entry = entry or manifest.models[0]
         accuracy = scores.get(entry.path, source)  # unscored: the source's own weights
-        latency, kind = _latency(pack, manifest, profile, backend, entry)
+        latency, kind = pack_latency(pack, manifest, profile, backend, entry)
         result.append(
             ProfileFigures(
                 profile.name, entry.path, accuracy, source - accuracy, latency, kind,
@@ -232,9 +231,10 @@ def pack_figures(pack: PathLike, profiles: Sequence[Any]) -> list[ProfileFigures
     return result
 
 
-def _latency(
+def pack_latency(
     pack: PathLike, manifest: Any, profile: Any, backend: str, entry: Any
 ) -> tuple[float, str]:
+    """(latency ms, "measured" or "estimated") of the pack's `entry` on the profile, batch 1."""
     from edgepack.benchmarks.estimate import estimate_manifest
 
     from .quantize import host_is
@@ -290,12 +290,15 @@ def open_storage(url: str, heartbeat_s: int = DEFAULT_HEARTBEAT_S) -> Any:
                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
                     ),
                 )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+        except sqlalchemy.exc.SQLAlchemyError as exc:
             # workers starting together race to create the tables: the loser tries again
-            if attempt == 4:
+            racing = isinstance(
+                exc, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError
+            ) or "already exists" in str(exc)
+            if attempt == 4 or not racing:
                 raise StorageError(_storage_message(url, exc)) from None
             time.sleep(0.5 + attempt)
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        except (ImportError, ValueError) as exc:
             raise StorageError(_storage_message(url, exc)) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -494,7 +497,7 @@ def run_search(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial instead
     store = open_storage(url, heartbeat_s)
     name = study or recipe.name
     the_study = open_study(name, store, names, space, budget)
@@ -514,7 +517,7 @@ def run_search(
         print(
             f"search {name!r} in {safe_url(url)}: {count} finished trial(s) so far, "
             f"budget {budget:g} points, profiles {', '.join(names)}",
-            file=sys.stderr,
+            flush=True,
         )
         try:
             the_study.optimize(objective, timeout=timeout, callbacks=callbacks)
@@ -544,7 +547,6 @@ class _Objective:
         self.ran: list[int] = []
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        import optuna
 
         from .recipe import run_recipe
 
@@ -561,16 +563,15 @@ class _Objective:
             return list(same.values)
         pack = self.trials_dir / f"trial-{trial.number}.edgepack"
         try:
+            # InputError here: a combination of knobs the recipe refuses. One from run_recipe
+            # (an unreadable model or data file) ends the search instead: every trial would.
             recipe = trial_recipe(self.recipe, params, self.budget, pack)
+        except InputError as exc:
+            return self._prune(trial, params, pack, exc)
+        try:
             run_recipe(recipe, progress=False)
-        except (QuantizationError, InputError) as exc:
-            # BudgetError: a stage broke the budget, the later stages never ran. InputError
-            # here is a combination of knobs that the recipe refuses.
-            note = str(exc).splitlines()[0]
-            trial.set_user_attr("note", note)
-            pack.unlink(missing_ok=True)  # the stages before the stop: not a candidate
-            self._say(trial.number, params, f"pruned: {note}")
-            raise optuna.TrialPruned(note) from None
+        except QuantizationError as exc:  # BudgetError: a stage broke the budget, the later
+            return self._prune(trial, params, pack, exc)  # stages never ran
         figures = pack_figures(pack, self.profiles)
         trial.set_user_attr("figures", [dataclasses.asdict(f) for f in figures])
         trial.set_user_attr("pack", str(pack))
@@ -581,6 +582,18 @@ class _Objective:
         self._say(trial.number, params, f"accuracy {accuracy:.2f}, {described}")
         self.current = None
         return [accuracy, *(f.latency_ms for f in figures), max(f.size_bytes for f in figures)]
+
+    def _prune(
+        self, trial: optuna.Trial, params: Mapping[str, Any], pack: Path, exc: Exception
+    ) -> NoReturn:
+        import optuna
+
+        note = str(exc).splitlines()[0]
+        trial.set_user_attr("note", note)
+        pack.unlink(missing_ok=True)  # the stages before the stop: not a candidate
+        self._say(trial.number, params, f"pruned: {note}")
+        self.current = None
+        raise optuna.TrialPruned(note)
 
     def _say(self, number: int, params: Mapping[str, Any], what: str) -> None:
         print(f"trial {number} [{self.worker}] {_params(params)}: {what}", flush=True)

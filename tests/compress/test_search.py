@@ -366,3 +366,15 @@ def test_a_study_is_not_continued_with_other_profiles(recipe, tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--profile", "rpi4-1.5ghz"]) == 1
     assert "was started with other profiles" in capsys.readouterr().err
+
+
+def test_an_unreadable_model_ends_the_search_in_one_line(recipe, tmp_path, capsys):
+    (tmp_path / "clf.onnx").unlink()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    rc = main(
+        ["search", str(recipe), "--profile", "rpi5", "--budget", "3", "--storage", storage,
+         "-o", str(tmp_path / "out")]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "clf.onnx" in err[0] and "neither an .onnx file" in err[0]
