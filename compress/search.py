@@ -763,6 +763,7 @@ def _plot(result: SearchResult, profile: str, output: Path) -> Path | None:
     kind = first.latency_kind
     ax.set_xlabel(f"latency on {profile}, ms ({kind})")
     ax.set_ylabel("accuracy")
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
     ax.set_title(f"{result.study}: accuracy vs latency on {profile}")
     ax.legend()
     path = output / f"search-{profile}.png"
