@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgepack.device_profiles import detect_host
+from edgepack.runtime.backends.ort_backend import session_options
 
 from .scenarios import measure
 
@@ -230,12 +231,7 @@ CHAIN_LENGTH = {"full": 64, "quick": 8}
 
 
 def _session(model: bytes, threads: int) -> ort.InferenceSession:
-    # The same session settings as edgepack.runtime's ONNX Runtime backend.
-    # TODO(lead): use ort_backend.session_options(threads) once that helper lands.
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options = session_options(threads)  # the runtime backend's settings
     options.log_severity_level = 3
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 

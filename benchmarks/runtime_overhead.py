@@ -30,19 +30,10 @@ from edgepack.benchmarks.cold_start import (
 from edgepack.benchmarks.inputs import synthetic_inputs
 from edgepack.benchmarks.scenarios import measure, progress_bar
 from edgepack.runtime import load
+from edgepack.runtime.backends.ort_backend import session_options
 from edgepack.runtime.pack import PackReader
 
 SIDES = ("edgepack", "onnxruntime")
-
-
-def session_options(threads: int) -> ort.SessionOptions:
-    """The settings of the runtime's ONNX Runtime backend, so both sides run alike."""
-    # TODO(lead): use ort_backend.session_options
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return options
 
 
 def measure_run(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -35,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--output-name", help="output holding the class scores (default: first)")
     text = parser.add_argument_group("text preprocessing (BERT WordPiece)")
     text.add_argument("--vocab", help="vocab.txt of the tokenizer")
-    text.add_argument("--tokenizer-json", help="tokenizer.json, used when tokenizers is installed")
+    text.add_argument("--tokenizer-json", help="tokenizer.json, carried for other tools (not read)")
     text.add_argument("--max-length", type=int, default=128)
     text.add_argument("--cased", action="store_true", help="do not lower-case")
     text.add_argument("--padding", choices=["max_length", "longest"], default="max_length")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgepack.packing import assemble_pack
 from edgepack.runtime import InputError, Model, load
-from edgepack.runtime.assemble import assemble_pack
 
 from .data import ArrayDataset, as_dataset, match_inputs
 

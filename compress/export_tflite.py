@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import (
     ExportError,
     InputError,
@@ -28,9 +29,7 @@ from edgepack.runtime import (
     default_threads,
     load,
 )
-from edgepack.runtime.assemble import assemble_pack
 from edgepack.runtime.manifest import ModelEntry
-from edgepack.runtime.model_info import describe_model_file
 
 TFLiteQuantization = Literal["none", "dynamic", "full"]
 FullInt8Method = Literal["auto", "pt2e", "quantizer"]

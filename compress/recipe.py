@@ -76,8 +76,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgepack.packing import describe_model_file
 from edgepack.runtime import InputError, PackManifest, QuantizationError
-from edgepack.runtime.model_info import describe_model_file
 
 from .options import StageOptions, as_tuple, unknown_key_error
 from .workspace import (
@@ -89,8 +89,8 @@ from .workspace import (
     is_scalar,
     load_data,
     load_source,
+    pack_records,
     source_reference,
-    write_pack,
 )
 
 if sys.version_info >= (3, 11):
@@ -595,7 +595,7 @@ def run_recipe(
             records.append(
                 StageRecord(stage.type, figures={stage.type: {"error": str(exc).splitlines()[0]}})
             )
-        manifest = write_pack(work, records, keep_fp32=recipe.keep_fp32 or failure is not None)
+        manifest = pack_records(work, records, keep_fp32=recipe.keep_fp32 or failure is not None)
     if failure is not None:
         number, stage, exc = failure
         last = (

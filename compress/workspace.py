@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgepack.device_profiles import DeviceProfile
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 
 from .data import ArrayDataset, TextDataset, load_dataset
 
@@ -336,7 +335,7 @@ def open_model_file(model: ModelFile, scratch: Path) -> Any:
 # --- The pack ---
 
 
-def write_pack(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
+def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -> PackManifest:
     """One pack from the records: the ONNX models made last first, the fp32 ONNX model when
     asked or when no stage made an ONNX model, then the other formats; models made from
     weights that a later stage changed are left out."""

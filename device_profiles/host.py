@@ -8,6 +8,8 @@ import platform
 import sys
 from pathlib import Path
 
+from edgepack.runtime.requirements import FLAG_FEATURES
+
 from .profile import Cpu, Defaults, DeviceProfile, Memory, OsImage
 
 # ARM "CPU part" ids (implementer 0x41) of the cores edgepack's targets and common hosts use.
@@ -23,19 +25,6 @@ ARM_PARTS = {
     0xD42: "Cortex-A78AE",
     0xD49: "Neoverse-N2",
     0xD4F: "Neoverse-V2",
-}
-# /proc/cpuinfo flag -> edgepack ISA feature: ARM 'Features' (asimdhp is fp16 arithmetic, not just
-# conversion) and x86 'flags' (either VNNI encoding counts: AVX-512 VNNI or the VEX AVX-VNNI).
-FLAG_FEATURES = {
-    "asimd": "neon",
-    "neon": "neon",
-    "asimddp": "dotprod",
-    "i8mm": "i8mm",
-    "asimdhp": "fp16",
-    "avx2": "avx2",
-    "avx512f": "avx512",
-    "avx512_vnni": "vnni",
-    "avx_vnni": "vnni",
 }
 # Vector width of the widest SIMD unit each flag implies, widest first.
 SIMD_WIDTHS = (

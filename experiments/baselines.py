@@ -15,9 +15,8 @@ from typing import Any
 
 from edgepack.compress.cost import cost_summary
 from edgepack.compress.recipe import Recipe, run_recipe
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import PackManifest
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 from edgepack.runtime.pack import PackReader
 
 PathLike = str | os.PathLike[str]

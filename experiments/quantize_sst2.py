@@ -30,6 +30,7 @@ from edgepack.compress.data import TextDataset
 from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
 from edgepack.compress.recipe import Recipe, run_recipe
 from edgepack.runtime import EdgepackError, QuantizationError, load, read_manifest
+from edgepack.runtime.backends.ort_backend import session_options
 from edgepack.runtime.pack import PackReader
 
 from .baselines import export_fp32, optimum_dynamic
@@ -277,11 +278,7 @@ def profile_ops(
         with PackReader(pack.path) as reader:
             entry = reader.manifest.models[0]
             model_bytes = reader.read(entry.path)
-        # TODO(lead): use ort_backend.session_options(1), then switch profiling on
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options = session_options(1)  # the runtime backend's settings, profiling on
         options.enable_profiling = True
         options.profile_file_prefix = str(work / f"profile-{pack.key}")
         session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])

@@ -25,9 +25,8 @@ from torch import nn
 
 from edgepack.compress.cost import cost_summary
 from edgepack.compress.export_onnx import export_onnx
-from edgepack.runtime.assemble import assemble_pack
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime.errors import EdgepackError
-from edgepack.runtime.model_info import describe_model_file
 
 PathLike = str | os.PathLike[str]
 

@@ -3,11 +3,14 @@
 >>> import edgepack.runtime as ep  # doctest: +SKIP
 >>> model = ep.load("digits.edgepack", backend="onnxruntime", threads=1)  # doctest: +SKIP
 >>> model.predict(image)  # doctest: +SKIP
+
+Packs are written by `edgepack.packing`, which builds on this package.
 """
 
 from .errors import (
     BackendUnavailableError,
     BenchmarkError,
+    CpuFeatureWarning,
     EdgepackError,
     ExportError,
     InputError,
@@ -29,7 +32,7 @@ from .manifest import (
     parse_manifest,
 )
 from .model import Model, default_threads, load
-from .pack import read_manifest, unpack_pack, verify_pack, write_pack
+from .pack import read_manifest, verify_pack
 from .postprocess import Prediction
 from .version import __version__
 
@@ -37,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BackendUnavailableError",
     "BenchmarkError",
+    "CpuFeatureWarning",
     "EdgepackError",
     "ExportError",
     "FileEntry",
@@ -59,7 +63,5 @@ __all__ = [
     "load",
     "parse_manifest",
     "read_manifest",
-    "unpack_pack",
     "verify_pack",
-    "write_pack",
 ]

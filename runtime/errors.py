@@ -47,3 +47,7 @@ class ProfileError(EdgepackError):
 
 class BenchmarkError(EdgepackError):
     """A benchmark could not be run as asked."""
+
+
+class CpuFeatureWarning(UserWarning):
+    """This CPU lacks a feature the pack's manifest lists in requirements.cpu_features."""

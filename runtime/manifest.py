@@ -6,7 +6,7 @@ docs/pack-format.md describes each field; runtime/pack_schema.json is the schema
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ManifestError, SchemaVersionError
@@ -92,13 +92,12 @@ class PackManifest:
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        fields = asdict(self)
+        values = asdict(self)
         first = ("schema_version", "name", "edgepack_version", "task", "created")
-        data = {key: fields.pop(key) for key in first} | fields
-        for model in data["models"]:
-            for tensor in model["inputs"] + model["outputs"]:
-                if tensor["tensor_name"] is None:
-                    del tensor["tensor_name"]
+        data = {key: values.pop(key) for key in first} | values
+        for tensor in (t for m in data["models"] for t in m["inputs"] + m["outputs"]):
+            if tensor["tensor_name"] is None:
+                del tensor["tensor_name"]
         return data
 
     def to_json(self) -> str:
@@ -110,8 +109,7 @@ class PackManifest:
 
     def validate(self) -> None:
         """Raise ManifestError listing every place this manifest breaks the schema."""
-        errors = schema_errors(self.to_dict())
-        if errors:
+        if errors := schema_errors(self.to_dict()):
             raise ManifestError(_format_errors(self.name, errors))
 
 
@@ -125,21 +123,19 @@ def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManife
         raise ManifestError(f"{source} must hold a JSON object, got {type(data).__name__}")
     minor_is_newer = _check_version(data.get("schema_version"), source)
     # A newer minor version may add fields we do not know; the ones we know must still be right.
-    errors = schema_errors(data, allow_unknown_keys=minor_is_newer)
-    if errors:
+    if errors := schema_errors(data, allow_unknown_keys=minor_is_newer):
         raise ManifestError(_format_errors(source, errors))
     return _from_dict(data)
 
 
 def _check_version(version: Any, source: str) -> bool:
-    if not isinstance(version, str) or version.count(".") != 1:
+    """Whether `version` is a newer minor of the major this runtime reads; raise otherwise."""
+    major_text, dot, minor_text = version.partition(".") if isinstance(version, str) else ("",) * 3
+    if not (dot and major_text.isdigit() and minor_text.isdigit()):
         raise SchemaVersionError(
             f"{source} has no valid schema_version (got {version!r}); "
-            f"expected a string like {SCHEMA_VERSION!r}"
+            f"expected a MAJOR.MINOR string like {SCHEMA_VERSION!r}"
         )
-    major_text, minor_text = version.split(".")
-    if not (major_text.isdigit() and minor_text.isdigit()):
-        raise SchemaVersionError(f"{source}: schema_version {version!r} is not MAJOR.MINOR")
     if int(major_text) != SUPPORTED_MAJOR:
         raise SchemaVersionError(
             f"{source} uses pack schema version {version}; this runtime (edgepack {__version__}) "
@@ -148,50 +144,28 @@ def _check_version(version: Any, source: str) -> bool:
     return int(minor_text) > int(SCHEMA_VERSION.split(".")[1])
 
 
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `data` that `cls` has: a newer minor version may add others."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
 def _tensor(data: dict[str, Any]) -> TensorSpec:
     quant = data.get("quantization")
-    return TensorSpec(
-        name=data["name"],
-        dtype=data["dtype"],
-        shape=list(data["shape"]),
-        tensor_name=data.get("tensor_name"),
-        quantization=Quantization(**quant) if quant else None,
-    )
+    quantization = Quantization(**_known(Quantization, quant)) if quant else None
+    return TensorSpec(**_known(TensorSpec, data) | {"quantization": quantization})
+
+
+def _model(data: dict[str, Any]) -> ModelEntry:
+    tensors = {key: [_tensor(t) for t in data[key]] for key in ("inputs", "outputs")}
+    return ModelEntry(**_known(ModelEntry, data) | tensors)
 
 
 def _from_dict(data: dict[str, Any]) -> PackManifest:
-    models = [
-        ModelEntry(
-            path=m["path"],
-            format=m["format"],
-            precision=m["precision"],
-            backends=list(m["backends"]),
-            inputs=[_tensor(t) for t in m["inputs"]],
-            outputs=[_tensor(t) for t in m["outputs"]],
-            size_bytes=m["size_bytes"],
-            sha256=m["sha256"],
-            opset=m.get("opset"),
-            tflite_schema=m.get("tflite_schema"),
-            checks=list(m.get("checks", [])),
-            cost=m.get("cost"),
-        )
-        for m in data["models"]
-    ]
-    files = [FileEntry(f["path"], f["role"], f["size_bytes"], f["sha256"]) for f in data["files"]]
-    return PackManifest(
-        name=data["name"],
-        task=data["task"],
-        models=models,
-        files=files,
-        preprocessing=data.get("preprocessing"),
-        postprocessing=data.get("postprocessing"),
-        provenance=data.get("provenance", {}),
-        metrics=data.get("metrics", {}),
-        requirements=data.get("requirements", {}),
-        schema_version=data["schema_version"],
-        edgepack_version=data["edgepack_version"],
-        created=data["created"],
-    )
+    """The manifest's objects from schema-checked JSON data."""
+    models = [_model(m) for m in data["models"]]
+    files = [FileEntry(**_known(FileEntry, f)) for f in data["files"]]
+    return PackManifest(**_known(PackManifest, data) | {"models": models, "files": files})
 
 
 def _format_errors(source: str, errors: list[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -20,19 +20,7 @@ class Prediction:
     scores: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "index": self.index,
-            "score": self.score,
-            "scores": self.scores,
-        }
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so large logits do not overflow."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+        return asdict(self)
 
 
 def postprocess(
@@ -48,23 +36,17 @@ def postprocess(
         raise InputError(
             f"output {name!r} has shape {scores.shape}; classification needs (batch, classes)"
         )
-    if config.get("softmax", False):
-        scores = softmax(scores)
+    if config.get("softmax", False):  # shifted by the row maximum: large logits cannot overflow
+        exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = exp / exp.sum(axis=1, keepdims=True)
     labels = config.get("labels") or [str(i) for i in range(scores.shape[1])]
     if len(labels) != scores.shape[1]:
         raise InputError(
             f"the manifest lists {len(labels)} labels but output {name!r} has {scores.shape[1]} "
             "classes"
         )
-    result = []
-    for row in scores:
-        best = int(row.argmax())
-        result.append(
-            Prediction(
-                labels[best],
-                best,
-                float(row[best]),
-                dict(zip(labels, map(float, row), strict=True)),
-            )
-        )
-    return result
+    best = scores.argmax(axis=1).tolist()
+    return [
+        Prediction(labels[i], i, float(row[i]), dict(zip(labels, row.tolist(), strict=True)))
+        for i, row in zip(best, scores, strict=True)
+    ]

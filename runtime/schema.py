@@ -12,14 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+# In the order _describe names a value: integer before number, which an int also is.
 _TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
     "null": (type(None),),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "array": (list,),
+    "object": (dict,),
 }
 
 
@@ -30,12 +31,16 @@ def pack_schema() -> dict[str, Any]:
     return json.loads(Path(__file__).with_name("pack_schema.json").read_text("utf-8"))
 
 
-def schema_errors(instance: Any, *, allow_unknown_keys: bool = False) -> list[str]:
-    """Every place where `instance` breaks the pack schema, as 'path: problem' lines."""
+def schema_errors(
+    instance: Any, *, definition: str | None = None, allow_unknown_keys: bool = False
+) -> list[str]:
+    """Every place where `instance` breaks the pack schema, as 'path: problem' lines.
+
+    definition: check against one of the schema's $defs (e.g. "text_preprocessing") instead.
+    """
     schema = pack_schema()
-    errors: list[str] = []
-    _check(instance, schema, schema, "manifest", errors, allow_unknown_keys)
-    return errors
+    node = schema if definition is None else schema["$defs"][definition]
+    return _errors(instance, node, schema, definition or "manifest", allow_unknown_keys)
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -44,25 +49,22 @@ def _is_type(value: Any, name: str) -> bool:
     return isinstance(value, _TYPES[name])
 
 
-def _check(value: Any, node: dict, root: dict, path: str, errors: list[str], lenient: bool) -> None:
+def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> list[str]:
     if "$ref" in node:
-        name = node["$ref"].removeprefix("#/$defs/")
-        _check(value, root["$defs"][name], root, path, errors, lenient)
-        return
+        node = root["$defs"][node["$ref"].removeprefix("#/$defs/")]
+        return _errors(value, node, root, path, lenient)
     if "oneOf" in node:
-        matches = [s for s in node["oneOf"] if not _sub_errors(value, s, root, path, lenient)]
-        if len(matches) != 1:
-            # Report the branch whose own errors are fewest: the user most likely meant that one.
-            branches = [_sub_errors(value, s, root, path, lenient) for s in node["oneOf"]]
-            best = min(branches, key=len) if not matches else [f"{path}: matches several forms"]
-            errors.extend(best)
-        return
+        branches = [_errors(value, branch, root, path, lenient) for branch in node["oneOf"]]
+        if branches.count([]) == 1:
+            return []
+        # None fits: report the branch with the fewest errors, the form most likely meant.
+        return [f"{path}: matches several forms"] if [] in branches else min(branches, key=len)
+    errors: list[str] = []
     expected = node.get("type")
     if expected is not None:
         names = expected if isinstance(expected, list) else [expected]
         if not any(_is_type(value, n) for n in names):
-            errors.append(f"{path}: expected {' or '.join(names)}, got {_describe(value)}")
-            return
+            return [f"{path}: expected {' or '.join(names)}, got {_describe(value)}"]
     if "const" in node and value != node["const"]:
         errors.append(f"{path}: expected {node['const']!r}, got {value!r}")
     if "enum" in node and value not in node["enum"]:
@@ -80,37 +82,30 @@ def _check(value: Any, node: dict, root: dict, path: str, errors: list[str], len
             errors.append(f"{path}: needs at least {node['minItems']} item(s), got {len(value)}")
         if "maxItems" in node and len(value) > node["maxItems"]:
             errors.append(f"{path}: takes at most {node['maxItems']} item(s), got {len(value)}")
-        if "items" in node:
-            for i, item in enumerate(value):
-                _check(item, node["items"], root, f"{path}[{i}]", errors, lenient)
+        for i, item in enumerate(value if "items" in node else []):
+            errors += _errors(item, node["items"], root, f"{path}[{i}]", lenient)
     if isinstance(value, dict):
-        _check_object(value, node, root, path, errors, lenient)
-
-
-def _check_object(value: dict, node: dict, root: dict, path: str, errors: list, lenient: bool):
-    for key in node.get("required", []):
-        if key not in value:
-            errors.append(f"{path}: missing required field {key!r}")
-    properties = node.get("properties", {})
-    extra = node.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            _check(item, properties[key], root, f"{path}.{key}", errors, lenient)
-        elif extra is False and not lenient:
-            known = ", ".join(sorted(properties))
-            errors.append(f"{path}: unknown field {key!r} (known: {known})")
-        elif isinstance(extra, dict):
-            _check(item, extra, root, f"{path}.{key}", errors, lenient)
-
-
-def _sub_errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> list[str]:
-    found: list[str] = []
-    _check(value, node, root, path, found, lenient)
-    return found
+        errors += [
+            f"{path}: missing required field {k!r}"
+            for k in node.get("required", [])
+            if k not in value
+        ]
+        properties = node.get("properties", {})
+        extra = node.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in properties:
+                errors += _errors(item, properties[key], root, f"{path}.{key}", lenient)
+            elif extra is False and not lenient:
+                errors.append(
+                    f"{path}: unknown field {key!r} (known: {', '.join(sorted(properties))})"
+                )
+            elif isinstance(extra, dict):
+                errors += _errors(item, extra, root, f"{path}.{key}", lenient)
+    return errors
 
 
 def _describe(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+    for name in _TYPES:
         if _is_type(value, name):
-            return f"{name} {value!r}" if name not in ("array", "object") else name
+            return name if name in ("array", "object") else f"{name} {value!r}"
     return type(value).__name__

@@ -5,8 +5,28 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from ..errors import BackendUnavailableError
+from ..manifest import ModelEntry
+
+
+class Backend(Protocol):
+    """What `Model` needs of an interpreter; each module in this folder implements it."""
+
+    name: str
+    threads: int
+    providers: list[str]
+
+    def __init__(
+        self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None
+    ) -> None: ...
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs in the order of `entry.outputs`, for feeds keyed by the file's tensor names."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +39,7 @@ class BackendInfo:
     install_hint: str
 
 
+# Table order is the preference order of backend="auto".
 BACKENDS: dict[str, BackendInfo] = {
     "onnxruntime": BackendInfo(
         "edgepack.runtime.backends.ort_backend",
@@ -29,14 +50,23 @@ BACKENDS: dict[str, BackendInfo] = {
     "litert": BackendInfo(
         "edgepack.runtime.backends.litert_backend",
         "LiteRTBackend",
-        ("ai_edge_litert", "tflite_runtime"),
+        ("ai_edge_litert",),
         "pip install 'edgepack[tflite]' (ai-edge-litert)",
     ),
 }
-
-
 # What users may also call a backend: the format it runs.
 ALIASES = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+def backend_name(backend: str) -> str:
+    """The table name of a backend or of an alias; the one place an unknown name is refused."""
+    name = ALIASES.get(backend, backend)
+    if name not in BACKENDS:
+        raise BackendUnavailableError(
+            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} "
+            f"(or {', '.join(ALIASES)}) or 'auto'"
+        )
+    return name
 
 
 def is_installed(backend: str) -> bool:
@@ -44,12 +74,9 @@ def is_installed(backend: str) -> bool:
     return any(importlib.util.find_spec(p) is not None for p in BACKENDS[backend].packages)
 
 
-def backend_class(backend: str) -> type:
+def backend_class(backend: str) -> type[Backend]:
     """The class implementing `backend`; raises a clear error for unknown or missing ones."""
-    if backend not in BACKENDS:
-        raise BackendUnavailableError(
-            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or 'auto'"
-        )
+    backend = backend_name(backend)
     info = BACKENDS[backend]
     if not is_installed(backend):
         raise BackendUnavailableError(

@@ -1,43 +1,21 @@
-"""LiteRT (TFLite) backend: ai-edge-litert's interpreter, or tflite-runtime as a fallback.
+"""LiteRT (TFLite) backend: ai-edge-litert's interpreter.
 
 Inputs are bound by tensor name. For int8 I/O the backend quantizes inputs and dequantizes
-outputs with the interpreter's own parameters, so callers always see float32.
+outputs with the interpreter's own parameters, so callers always see float32. tflite-runtime is
+not a fallback: its last release (2.14) cannot run under numpy 2, rejects op versions current
+converters emit and has returned wrong int8 results.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from ..errors import BackendUnavailableError, InputError
 from ..manifest import ModelEntry
-
-
-def _interpreter_class() -> tuple[type, str]:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, "ai-edge-litert"
-    except ImportError:
-        pass
-    if int(np.__version__.split(".")[0]) >= 2:
-        raise BackendUnavailableError(
-            "only tflite-runtime is installed, and tflite-runtime 2.14 (its last release) cannot "
-            f"create an interpreter under numpy {np.__version__} ('_ARRAY_API not found'): "
-            "pip install 'edgepack[tflite]' (ai-edge-litert)"
-        )
-    from tflite_runtime.interpreter import Interpreter
-
-    warnings.warn(
-        "using tflite-runtime 2.14: it rejects op versions current converters emit "
-        "(e.g. FULLY_CONNECTED v12) and has returned wrong int8 results; prefer ai-edge-litert",
-        stacklevel=3,
-    )
-    return Interpreter, "tflite-runtime"
 
 
 class LiteRTBackend:
@@ -45,25 +23,21 @@ class LiteRTBackend:
 
     name = "litert"
 
-    def __init__(self, model: bytes | Path, entry: ModelEntry, threads: int, providers: Any = None):
+    def __init__(
+        self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None
+    ):
         if providers:
             raise BackendUnavailableError("the litert backend takes no execution providers")
-        interpreter_class, self.package = _interpreter_class()
+        source = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
         try:
-            source = (
-                {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
-            )
-            self.interpreter = interpreter_class(**source, num_threads=threads)
+            self.interpreter = Interpreter(**source, num_threads=threads)
             self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
-            hint = ""
-            if self.package == "tflite-runtime":
-                hint = " (tflite-runtime is too old for this model: pip install ai-edge-litert)"
             raise BackendUnavailableError(
-                f"{self.package} cannot load {entry.path}: {exc}{hint}"
+                f"ai-edge-litert cannot load {entry.path}: {exc}"
             ) from exc
         self.threads = threads
-        self.providers = [self.package]
+        self.providers = ["ai-edge-litert"]
         self._lock = threading.Lock()
         inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
         outputs = {d["name"]: d for d in self.interpreter.get_output_details()}

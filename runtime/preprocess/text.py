@@ -1,244 +1,218 @@
-"""Turn a batch of strings into BERT model inputs, exactly as Hugging Face's tokenizer would.
+"""BERT text preprocessing with the standard library and numpy: strings -> model inputs.
 
-`TextEncoder` is the one text entry of the runtime, built from a pack manifest's preprocessing.
+`load_vocab` and `WordPieceTokenizer` give exactly the ids of Hugging Face's tokenizers without
+that package; `TextEncoder`, the entry, builds them from a pack manifest's preprocessing section.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import PreprocessingError
-from .wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
+from ..schema import schema_errors
 
-ROLES = ("input_ids", "attention_mask", "token_type_ids")
-PADDINGS = ("max_length", "longest")
-IMPLEMENTATIONS = ("auto", "tokenizers", "builtin")
+# Special tokens Hugging Face's BertWordPieceTokenizer registers when they are in the vocab; they
+# are matched in the raw input, so "[SEP]" typed in a text becomes the [SEP] id, not five pieces.
+SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]")
+REQUIRED_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]")
 
-_REQUIRED_KEYS = (
-    "kind",
-    "tokenizer",
-    "vocab_file",
-    "lowercase",
-    "max_length",
-    "padding",
-    "truncation",
-    "input_names",
-)
-_OPTIONAL_KEYS = ("tokenizer_file", "strip_accents")
+PREFIX = "##"  # marks a piece that continues a word
+MAX_WORD_CHARS = 100  # a longer word is one [UNK]
+_CACHE_SIZE = 100_000  # words; the working set of real text is far smaller
 
 
-@dataclass(frozen=True)
-class TextPreprocessing:
-    """The text preprocessing section of a pack manifest, validated.
+def load_vocab(data: bytes | str, source: str = "vocab.txt") -> dict[str, int]:
+    """Parse a BERT vocab.txt (one token per line, id = line number) into a token -> id dict.
 
-    >>> TextPreprocessing.from_dict({"kind": "text", "tokenizer": "wordpiece",
-    ...     "vocab_file": "vocab.txt", "lowercase": True, "max_length": 128,
-    ...     "padding": "max_length", "truncation": True,
-    ...     "input_names": {"input_ids": "input_ids"}}).max_length
-    128
+    >>> load_vocab(b"[PAD]\\nhello\\n##s\\n")
+    {'[PAD]': 0, 'hello': 1, '##s': 2}
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as error:
+        raise PreprocessingError(
+            f"{source} is not UTF-8 text ({error}); expected a BERT vocab, one token per line"
+        ) from None
+    # split("\n"), not splitlines(): tokens may contain \x85 or \u2028, which splitlines cuts.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    # Like tokenizers' WordPiece.read_file: trailing whitespace is trimmed, a later duplicate wins.
+    vocab = {line.rstrip(_WHITESPACE_CHARS): index for index, line in enumerate(lines)}
+    if not vocab:
+        raise PreprocessingError(f"{source} is empty; expected one WordPiece token per line")
+    return vocab
+
+
+class WordPieceTokenizer:
+    """BertNormalizer + BertPreTokenizer + WordPiece, as in Hugging Face `tokenizers`.
+
+    `encode` returns ids without [CLS]/[SEP]; `TextEncoder` adds them, truncates and pads.
+
+    >>> tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##able", "!"]
+    >>> WordPieceTokenizer({t: i for i, t in enumerate(tokens)}).tokenize("UNABLE!! Ünable")
+    ['un', '##able', '!', '!', 'un', '##able']
     """
 
-    vocab_file: str
-    lowercase: bool
-    max_length: int
-    padding: str
-    truncation: bool
-    input_names: Mapping[str, str]
-    strip_accents: bool | None = None
-    tokenizer_file: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("lowercase", "truncation"):
-            if not isinstance(getattr(self, name), bool):
-                raise PreprocessingError(f"text preprocessing {name!r} must be true or false")
-        if self.strip_accents is not None and not isinstance(self.strip_accents, bool):
+    def __init__(
+        self, vocab: Mapping[str, int], *, lowercase: bool = True, strip_accents: bool | None = None
+    ):
+        if missing := [token for token in REQUIRED_TOKENS if token not in vocab]:
             raise PreprocessingError(
-                "text preprocessing 'strip_accents' must be true, false or null"
+                f"the vocab lacks the special token(s) {missing}; a BERT vocab needs "
+                f"{list(REQUIRED_TOKENS)}"
             )
-        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool):
-            raise PreprocessingError(f"max_length must be an integer, got {self.max_length!r}")
-        if self.max_length < 2:
-            raise PreprocessingError(
-                f"max_length is {self.max_length}; it must be at least 2 to hold [CLS] and [SEP]"
-            )
-        if self.padding not in PADDINGS:
-            raise PreprocessingError(f"padding is {self.padding!r}; expected one of {PADDINGS}")
-        if not isinstance(self.vocab_file, str) or not self.vocab_file:
-            raise PreprocessingError("text preprocessing needs 'vocab_file', the pack's vocab.txt")
-        if self.tokenizer_file is not None and not isinstance(self.tokenizer_file, str):
-            raise PreprocessingError("'tokenizer_file' must be a path inside the pack or absent")
-        names = self.input_names
-        if not isinstance(names, Mapping) or "input_ids" not in names:
-            raise PreprocessingError(
-                f"input_names must map roles {ROLES} to model input names and include "
-                f"'input_ids'; got {names!r}"
-            )
-        unknown = sorted(set(names) - set(ROLES))
-        if unknown:
-            raise PreprocessingError(f"unknown input_names role(s) {unknown}; expected {ROLES}")
-        if not all(isinstance(n, str) and n for n in names.values()):
-            raise PreprocessingError(f"input_names values must be non-empty strings: {names!r}")
-        if len(set(names.values())) != len(names):
-            raise PreprocessingError(f"input_names maps two roles to one input: {names!r}")
-
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> TextPreprocessing:
-        """Read the manifest's preprocessing section; rejects keys this runtime does not know."""
-        if not isinstance(config, Mapping):
-            raise PreprocessingError(f"text preprocessing must be an object, got {config!r}")
-        missing = [key for key in _REQUIRED_KEYS if key not in config]
-        if missing:
-            raise PreprocessingError(f"text preprocessing lacks {missing}; re-export the pack")
-        unknown = sorted(set(config) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
-        if unknown:
-            raise PreprocessingError(
-                f"text preprocessing has unknown key(s) {unknown}; this runtime reads "
-                f"{sorted(_REQUIRED_KEYS + _OPTIONAL_KEYS)} (a newer edgepack may read the pack)"
-            )
-        if config["kind"] != "text" or config["tokenizer"] != "wordpiece":
-            raise PreprocessingError(
-                f"text preprocessing kind={config['kind']!r} tokenizer={config['tokenizer']!r}; "
-                "this runtime supports kind='text' with tokenizer='wordpiece'"
-            )
-        return cls(
-            vocab_file=config["vocab_file"],
-            lowercase=config["lowercase"],
-            max_length=config["max_length"],
-            padding=config["padding"],
-            truncation=config["truncation"],
-            input_names=dict(config["input_names"]),
-            strip_accents=config.get("strip_accents"),
-            tokenizer_file=config.get("tokenizer_file"),
+        self.vocab = dict(vocab)
+        self.lowercase = lowercase
+        # None follows lowercase, as in BertNormalizer (uncased models strip accents).
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.unk_id, self.cls_id, self.sep_id, self.pad_id = (
+            self.vocab[t] for t in REQUIRED_TOKENS
         )
+        self._special = {token: self.vocab[token] for token in SPECIAL_TOKENS if token in vocab}
+        # Longest first, so that at one position the longest special token wins.
+        alternatives = sorted(self._special, key=len, reverse=True)
+        self._special_re = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
+        # No vocab entry is longer, so the greedy match need not try longer substrings.
+        self._longest = max(map(len, self.vocab))
+        # Per instance, so the cache dies with the tokenizer; bounded for long-running devices.
+        self._pieces = lru_cache(maxsize=_CACHE_SIZE)(self._wordpiece)
+        self._id_to_token: dict[int, str] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest form; `from_dict(to_dict())` gives back an equal object."""
-        data: dict[str, Any] = {
-            "kind": "text",
-            "tokenizer": "wordpiece",
-            "vocab_file": self.vocab_file,
-            "lowercase": self.lowercase,
-            "strip_accents": self.strip_accents,
-            "max_length": self.max_length,
-            "padding": self.padding,
-            "truncation": self.truncation,
-            "input_names": dict(self.input_names),
-        }
-        if self.tokenizer_file is not None:
-            data["tokenizer_file"] = self.tokenizer_file
-        return data
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text, without [CLS]/[SEP] and without truncation."""
+        if "[" not in text:
+            return self._encode_ordinary(text)
+        ids: list[int] = []
+        # split() with a capturing group alternates ordinary text and special tokens.
+        for index, part in enumerate(self._special_re.split(text)):
+            if index % 2:
+                ids.append(self._special[part])
+            elif part:
+                ids.extend(self._encode_ordinary(part))
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """Token strings of one text (for inspection; `encode` is the fast path)."""
+        if self._id_to_token is None:
+            self._id_to_token = {index: token for token, index in self.vocab.items()}
+        return [self._id_to_token[index] for index in self.encode(text)]
+
+    def normalize(self, text: str) -> str:
+        """BertNormalizer: clean text, space out CJK, strip accents, lowercase (in that order)."""
+        text = _WHITESPACE_RE.sub(" ", _CONTROL_RE.sub("", text))
+        if text.isascii():
+            return text.lower() if self.lowercase else text
+        text = _CJK_RE.sub(r" \g<0> ", text)
+        if self.strip_accents:
+            text = _NONSPACING_MARK_RE.sub("", _nfd(text))
+        if self.lowercase:
+            # tokenizers lowercases char by char: no final-sigma rule (Python turns a word-final
+            # Σ into ς), and Rust's newer Unicode tables know a few more capitals.
+            text = text.replace("Σ", "σ").lower()
+            if _LOWERCASE_SINCE_PYTHON_UNICODE_RE.search(text):
+                text = text.translate(_LOWERCASE_SINCE_PYTHON_UNICODE)
+        return text
+
+    def pre_tokenize(self, text: str) -> list[str]:
+        """Normalized words: split on whitespace, each punctuation character its own word."""
+        return _WORD_RE.findall(self.normalize(text))
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        pieces = self._pieces
+        return [index for word in self.pre_tokenize(text) for index in pieces(word)]
+
+    def _wordpiece(self, word: str) -> tuple[int, ...]:
+        """Greedy longest-match-first split; a word with any unmatched rest is one [UNK]."""
+        if len(word) > MAX_WORD_CHARS:
+            return (self.unk_id,)
+        vocab, longest, length = self.vocab, self._longest, len(word)
+        ids = []
+        start, prefix = 0, ""
+        while start < length:
+            end = min(length, start + longest)
+            while end > start:
+                index = vocab.get(prefix + word[start:end])
+                if index is not None:
+                    break
+                end -= 1
+            else:
+                return (self.unk_id,)
+            ids.append(index)
+            start, prefix = end, PREFIX
+        return tuple(ids)
 
 
 class TextEncoder:
-    """Strings -> int64 arrays (batch, seq) named as the model's inputs.
+    """Strings -> int64 arrays (batch, seq) named as the model's inputs, from the manifest's
+    text preprocessing section (checked against pack_schema.json) and the pack's vocab.
 
-    Uses Hugging Face `tokenizers` when it is installed, else the pure-Python WordPiece; both
-    give the ids transformers gives (tests/runtime/test_text_encoder.py holds them to it).
+    The built-in WordPiece gives the ids transformers gives (tests/runtime/test_text_encoder.py
+    holds it to them) within 0.1x-1.3x of the `tokenizers` package's time on the same batches
+    (experiments/wordpiece_vs_tokenizers.py), so it is the only implementation. The section's
+    tokenizer_file (a tokenizer.json) is carried for other tools and never read.
 
-    >>> encoder = TextEncoder.from_config(section, files.__getitem__)  # doctest: +SKIP
+    >>> encoder = TextEncoder(section, files.__getitem__)  # doctest: +SKIP
     >>> encoder.encode(["hello world"])["input_ids"]  # doctest: +SKIP
     array([[ 101, 7592, 2088,  102,    0, ...]])
     """
 
-    def __init__(
-        self,
-        config: TextPreprocessing,
-        vocab: Mapping[str, int],
-        tokenizer_json: str | None = None,
-        prefer: str = "auto",
-    ):
-        if prefer not in IMPLEMENTATIONS:
-            raise PreprocessingError(f"prefer is {prefer!r}; expected one of {IMPLEMENTATIONS}")
-        self.config = config
-        # Built even when tokenizers runs, so that both validate the vocab the same way.
-        self._builtin = WordPieceTokenizer(
-            vocab, lowercase=config.lowercase, strip_accents=config.strip_accents
-        )
-        if tokenizer_json is not None:
-            _check_tokenizer_json(tokenizer_json, config, vocab)
-        self._fast = (
-            None if prefer == "builtin" else _load_tokenizers(config, vocab, tokenizer_json)
-        )
-        if self._fast is None and prefer == "tokenizers":
+    def __init__(self, config: Mapping[str, Any], read_file: Callable[[str], bytes]):
+        """Check the section, read its vocab_file with `read_file` (pack path -> bytes)."""
+        if errors := schema_errors(config, definition="text_preprocessing"):
             raise PreprocessingError(
-                "prefer='tokenizers' but the tokenizers package is not installed; "
-                "pip install tokenizers, or use prefer='auto'"
+                f"text preprocessing does not match the pack schema: {'; '.join(errors)}"
             )
-        self.implementation = "builtin" if self._fast is None else "tokenizers"
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Mapping[str, Any] | TextPreprocessing,
-        read_file: Callable[[str], bytes],
-        prefer: str = "auto",
-    ) -> TextEncoder:
-        """Build from the manifest's preprocessing section and a reader of the pack's files.
-
-        `prefer` is "auto" (tokenizers when importable), "tokenizers" or "builtin".
-        """
-        if not isinstance(config, TextPreprocessing):
-            config = TextPreprocessing.from_dict(config)
-        vocab = load_vocab(_read(read_file, config.vocab_file), config.vocab_file)
-        tokenizer_json = None
-        if config.tokenizer_file is not None:
-            data = _read(read_file, config.tokenizer_file)
-            try:
-                tokenizer_json = data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise PreprocessingError(
-                    f"{config.tokenizer_file} is not UTF-8 ({error}); expected tokenizer JSON"
-                ) from None
-        return cls(config, vocab, tokenizer_json, prefer)
+        names = config["input_names"]
+        if len(set(names.values())) != len(names):
+            raise PreprocessingError(f"input_names maps two roles to one input: {names!r}")
+        try:
+            data = read_file(config["vocab_file"])
+        except (OSError, KeyError) as error:
+            raise PreprocessingError(
+                f"cannot read {config['vocab_file']!r} from the pack ({type(error).__name__}: "
+                f"{error}); text preprocessing needs it: re-export the pack with its vocab"
+            ) from None
+        self.config = config
+        self.tokenizer = WordPieceTokenizer(
+            load_vocab(data, config["vocab_file"]),
+            lowercase=config["lowercase"],
+            strip_accents=config.get("strip_accents"),
+        )
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenize, add [CLS]/[SEP], truncate and pad; int64 (batch, seq) arrays by input name."""
-        texts = _checked_texts(texts)
-        if self._fast is None:
-            ids, mask, type_ids = self._encode_builtin(texts)
-        else:
-            ids, mask, type_ids = self._encode_tokenizers(texts)
-        by_role = {"input_ids": ids, "attention_mask": mask, "token_type_ids": type_ids}
-        return {name: by_role[role] for role, name in self.config.input_names.items()}
-
-    def _encode_builtin(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        config, tokenizer = self.config, self._builtin
-        rows = [tokenizer.encode(text) for text in texts]
-        if config.truncation:
-            rows = [row[: config.max_length - 2] for row in rows]
+        tokenizer, max_length = self.tokenizer, self.config["max_length"]
+        rows = [tokenizer.encode(text) for text in _checked_texts(texts)]
+        if self.config["truncation"]:
+            rows = [row[: max_length - 2] for row in rows]
         lengths = np.array([len(row) + 2 for row in rows], dtype=np.int64)
-        self._check_fits(lengths)
-        width = config.max_length if config.padding == "max_length" else int(lengths.max())
-        ids = np.full((len(rows), width), tokenizer.pad_id, dtype=np.int64)
-        for index, row in enumerate(rows):
-            ids[index, : len(row) + 2] = [tokenizer.cls_id, *row, tokenizer.sep_id]
-        mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
-        return ids, mask, np.zeros_like(ids)
-
-    def _encode_tokenizers(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        encodings = self._fast.encode_batch(texts)
-        if not self.config.truncation:
-            self._check_fits(np.array([sum(e.attention_mask) for e in encodings]))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        return ids, mask, type_ids
-
-    def _check_fits(self, lengths: np.ndarray) -> None:
-        # Can only fail with truncation off: the model was exported for max_length tokens.
-        too_long = np.flatnonzero(lengths > self.config.max_length)
+        too_long = np.flatnonzero(lengths > max_length)  # only with truncation off
         if too_long.size:
             index = int(too_long[0])
             raise PreprocessingError(
                 f"text {index} has {int(lengths[index])} tokens with [CLS] and [SEP], more than "
-                f"max_length={self.config.max_length}, and the pack has truncation off; shorten "
-                "the text or re-export the pack with truncation"
+                f"max_length={max_length}, and the pack has truncation off; shorten the text "
+                "or re-export the pack with truncation"
             )
+        width = max_length if self.config["padding"] == "max_length" else int(lengths.max())
+        ids = np.full((len(rows), width), tokenizer.pad_id, dtype=np.int64)
+        for index, row in enumerate(rows):
+            ids[index, : len(row) + 2] = [tokenizer.cls_id, *row, tokenizer.sep_id]
+        by_role = {
+            "input_ids": ids,
+            "attention_mask": (np.arange(width) < lengths[:, None]).astype(np.int64),
+            "token_type_ids": np.zeros_like(ids),
+        }
+        return {name: by_role[role] for role, name in self.config["input_names"].items()}
 
 
 def _checked_texts(texts: Any) -> list[str]:
@@ -257,114 +231,46 @@ def _checked_texts(texts: Any) -> list[str]:
     return list(texts)
 
 
-def _read(read_file: Callable[[str], bytes], path: str) -> bytes:
-    try:
-        data = read_file(path)
-    except (OSError, KeyError) as error:
-        raise PreprocessingError(
-            f"cannot read {path!r} from the pack ({type(error).__name__}: {error}); text "
-            "preprocessing needs it: re-export the pack with its tokenizer files"
-        ) from None
-    if not isinstance(data, bytes):
-        raise PreprocessingError(f"reading {path!r} gave {type(data).__name__}, expected bytes")
-    return data
+def _nfd(text: str) -> str:
+    """NFD as tokenizers computes it: characters it does not know are left as they are."""
+    if _NFD_UNKNOWN_RE.search(text) is None:
+        return unicodedata.normalize("NFD", text)
+    # To tokenizers they are starters: canonical reordering never crosses them, so the runs
+    # between them decompose independently. split() puts them at the odd indexes.
+    parts = _NFD_UNKNOWN_RE.split(text)
+    parts[::2] = [unicodedata.normalize("NFD", part) for part in parts[::2]]
+    return "".join(parts)
 
 
-def _load_tokenizers(
-    config: TextPreprocessing, vocab: Mapping[str, int], tokenizer_json: str | None
-) -> Any:
-    """A configured `tokenizers` tokenizer, or None when the package is not installed."""
-    try:
-        from tokenizers import Tokenizer
-        from tokenizers.implementations import BertWordPieceTokenizer
-    except ImportError:
-        return None
-    if tokenizer_json is None:
-        tokenizer = BertWordPieceTokenizer(
-            dict(vocab), lowercase=config.lowercase, strip_accents=config.strip_accents
-        )
-    else:
-        try:
-            tokenizer = Tokenizer.from_str(tokenizer_json)
-        except Exception as error:  # tokenizers raises a bare Exception for a malformed file
-            raise PreprocessingError(
-                f"tokenizers cannot load {config.tokenizer_file!r}: {error}"
-            ) from None
-    # The file's own truncation and padding are replaced: the manifest decides.
-    if config.truncation:
-        tokenizer.enable_truncation(config.max_length)
-    else:
-        tokenizer.no_truncation()
-    length = config.max_length if config.padding == "max_length" else None
-    tokenizer.enable_padding(pad_id=vocab["[PAD]"], pad_token="[PAD]", length=length)
-    return tokenizer
+def _code_ranges(table: str) -> list[tuple[int, int]]:
+    """(first, last) pairs of one table's hex code points and ranges ("0041-005A 00AA")."""
+    pairs = [item.partition("-") for line in _TABLES[table]["ranges"] for item in line.split()]
+    return [(int(low, 16), int(high or low, 16)) for low, _, high in pairs]
 
 
-def _check_tokenizer_json(text: str, config: TextPreprocessing, vocab: Mapping[str, int]) -> None:
-    """Reject a tokenizer.json that would tokenize differently from vocab_file + the manifest.
+def _char_class(table: str) -> str:
+    """The body of a regex character class matching the code points of one table."""
+    return "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in _code_ranges(table))
 
-    Both implementations run this check, so a pack behaves the same with or without tokenizers.
-    """
-    source = config.tokenizer_file
-    try:
-        spec = json.loads(text)
-    except ValueError as error:
-        raise PreprocessingError(f"{source} is not valid JSON ({error})") from None
-    model = spec.get("model") or {}
-    normalizer = spec.get("normalizer") or {}
-    post = spec.get("post_processor") or {}
-    if post.get("type") == "BertProcessing":
-        template = [post.get("cls", [None])[0], "$A", post.get("sep", [None])[0]]
-    else:
-        template = [
-            item["SpecialToken"]["id"] if "SpecialToken" in item else "$A"
-            for item in post.get("single", [])
-        ]
-    strip = normalizer.get("strip_accents")
-    found = {
-        "model": model.get("type"),
-        "unk_token": model.get("unk_token"),
-        "continuing_subword_prefix": model.get("continuing_subword_prefix"),
-        "max_input_chars_per_word": model.get("max_input_chars_per_word"),
-        "normalizer": normalizer.get("type"),
-        "clean_text": normalizer.get("clean_text"),
-        "handle_chinese_chars": normalizer.get("handle_chinese_chars"),
-        "lowercase": normalizer.get("lowercase"),
-        "strip_accents": normalizer.get("lowercase") if strip is None else strip,
-        "pre_tokenizer": (spec.get("pre_tokenizer") or {}).get("type"),
-        "single template": template,
-    }
-    expected = {
-        "model": "WordPiece",
-        "unk_token": "[UNK]",
-        "continuing_subword_prefix": "##",
-        "max_input_chars_per_word": 100,
-        "normalizer": "BertNormalizer",
-        "clean_text": True,
-        "handle_chinese_chars": True,
-        "lowercase": config.lowercase,
-        "strip_accents": config.lowercase if config.strip_accents is None else config.strip_accents,
-        "pre_tokenizer": "BertPreTokenizer",
-        "single template": ["[CLS]", "$A", "[SEP]"],
-    }
-    problems = [
-        f"{key} is {found[key]!r}, expected {value!r}"
-        for key, value in expected.items()
-        if found[key] != value
-    ]
-    if model.get("vocab") != dict(vocab):
-        problems.append(f"its vocab differs from {config.vocab_file}")
-    added = spec.get("added_tokens") or []
-    extra = [token.get("content") for token in added if token.get("content") not in SPECIAL_TOKENS]
-    if extra:
-        problems.append(f"it adds tokens {extra} beyond {list(SPECIAL_TOKENS)}")
-    # The built-in tokenizer matches special tokens exactly as written, nothing around them.
-    flags = ("lstrip", "rstrip", "single_word", "normalized")
-    flagged = [token.get("content") for token in added if any(token.get(f) for f in flags)]
-    if flagged:
-        problems.append(f"added tokens {flagged} set one of {list(flags)}")
-    if problems:
-        raise PreprocessingError(
-            f"{source} does not match the pack's text preprocessing: {'; '.join(problems)}. "
-            "The two tokenizer implementations would give different ids; re-export the pack"
-        )
+
+# tokenizers' own character classes, as a data file beside this module (its "about" says why
+# they are not Python's unicodedata); read directly: importlib.resources would cost the import.
+_TABLES = json.loads(Path(__file__).with_name("unicode_tables.json").read_text("utf-8"))
+_LOWERCASE_SINCE_PYTHON_UNICODE = {
+    code: int(lower, 16) + code - int(first, 16)
+    for first, last, lower in _TABLES["lowercase_since_python_unicode"]["runs"]
+    for code in range(int(first, 16), int(last, 16) + 1)
+}
+_LOWERCASE_SINCE_PYTHON_UNICODE_RE = re.compile(
+    "[" + "".join(map(chr, _LOWERCASE_SINCE_PYTHON_UNICODE)) + "]"
+)
+_WHITESPACE_CHARS = "".join(
+    chr(code) for low, high in _code_ranges("whitespace") for code in range(low, high + 1)
+)
+_CONTROL_RE = re.compile(f"[{_char_class('control')}]")
+_WHITESPACE_RE = re.compile(f"[{_char_class('whitespace')}]")
+_CJK_RE = re.compile(f"[{_char_class('cjk')}]")
+_NFD_UNKNOWN_RE = re.compile(f"([{_char_class('nfd_unknown')}]+)")
+_NONSPACING_MARK_RE = re.compile(f"[{_char_class('nonspacing_marks')}]+")
+_PUNCTUATION = _char_class("punctuation")
+_WORD_RE = re.compile(f"[{_PUNCTUATION}]|[^{_PUNCTUATION}{_char_class('whitespace')}]+")

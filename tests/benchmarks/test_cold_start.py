@@ -14,8 +14,8 @@ from edgepack.benchmarks.cold_start import (
     summarize_cold_starts,
 )
 from edgepack.benchmarks.inputs import synthetic_inputs
+from edgepack.packing import assemble_pack
 from edgepack.runtime import BenchmarkError, read_manifest
-from edgepack.runtime.assemble import assemble_pack
 
 
 def test_bare_onnxruntime_and_edgepack_processes_report_the_same_phases(classifier, tmp_path):
@@ -42,3 +42,25 @@ def test_a_failing_process_names_the_model(tmp_path):
         cold_process(argv, tmp_path / "absent.onnx")
     with pytest.raises(BenchmarkError, match="at least one"):
         summarize_cold_starts([])
+
+
+def test_the_bare_onnxruntime_child_uses_the_backends_session_settings():
+    """The bare child cannot import edgepack, so it repeats the settings; they must agree."""
+    import types
+
+    import onnxruntime as ort
+
+    from edgepack.benchmarks.cold_start import BARE_ONNXRUNTIME_SCRIPT
+    from edgepack.runtime.backends.ort_backend import session_options
+
+    lines = [line for line in BARE_ONNXRUNTIME_SCRIPT.splitlines() if line.startswith("options.")]
+    namespace = {
+        "ort": ort,
+        "sys": types.SimpleNamespace(argv=["child", "model.onnx", "3"]),
+        "options": ort.SessionOptions(),
+    }
+    exec("\n".join(lines), namespace)
+    expected = session_options(3)
+    for name in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode"):
+        assert getattr(namespace["options"], name) == getattr(expected, name), name
+    assert lines, "the bare child sets no session options"

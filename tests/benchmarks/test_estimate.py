@@ -20,9 +20,8 @@ from edgepack.benchmarks.estimate import (
     record_measurement,
 )
 from edgepack.device_profiles import detect_host, load_profile, read_profile_file
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import BenchmarkError
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
 from tests.conftest import require
 
 MOBILENET_V1 = reference_costs()["mobilenet_v1"]

@@ -27,10 +27,9 @@ from edgepack.benchmarks.report import (
     write_report,
 )
 from edgepack.device_profiles import BUNDLED_DIR
+from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import BackendUnavailableError, BenchmarkError, ProfileError
-from edgepack.runtime.assemble import assemble_pack
 from edgepack.runtime.backends import BACKENDS
-from edgepack.runtime.model_info import describe_model_file
 
 FAST = {"warmup": 2, "min_count": 5, "min_duration_s": 0.0, "cold_starts": 0}
 affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edgepack.cli.main import main
-from edgepack.runtime.assemble import assemble_pack
+from edgepack.packing import assemble_pack
 
 FAST = ["--min-count", "5", "--min-duration", "0", "--warmup", "1", "--cold-starts", "0"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgepack.cli.main import main
-from edgepack.runtime.assemble import assemble_pack
+from edgepack.packing import assemble_pack
 
 
 def test_predict_is_a_deprecated_alias_of_estimate(tmp_path, classifier, capsys):

@@ -13,9 +13,8 @@ onnx = require("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgepack.compress.cost import OP_CLASSES, cost_summary, main, tflite_cost_summary  # noqa: E402
-from edgepack.runtime.assemble import assemble_pack  # noqa: E402
+from edgepack.packing import assemble_pack, describe_model_file  # noqa: E402
 from edgepack.runtime.errors import EdgepackError  # noqa: E402
-from edgepack.runtime.model_info import describe_model_file  # noqa: E402
 from edgepack.runtime.schema import schema_errors  # noqa: E402
 
 F = TensorProto.FLOAT

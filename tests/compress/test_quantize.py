@@ -26,8 +26,8 @@ from edgepack.compress.quantize import (
     quantize_model,
 )
 from edgepack.device_profiles import detect_host, load_profile
+from edgepack.packing import describe_model_file
 from edgepack.runtime import InputError, QuantizationError, TensorSpec
-from edgepack.runtime.model_info import describe_model_file
 from tests.conftest import text_classifier_onnx
 
 NO_SPEED_RULE = Budget(min_speedup=None)  # int8 kernels lose to fp32 on models this small

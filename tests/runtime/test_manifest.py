@@ -189,7 +189,7 @@ def test_builtin_validator_agrees_with_jsonschema():
 
 def test_writer_output_is_valid_for_jsonschema(tmp_path, classifier):
     jsonschema = require("jsonschema")
-    from edgepack.runtime.assemble import assemble_pack
+    from edgepack.packing import assemble_pack
 
     manifest = assemble_pack(tmp_path / "p", [classifier[0]], task="other")
     data = json.loads((tmp_path / "p" / "manifest.json").read_text())

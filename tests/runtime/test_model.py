@@ -7,8 +7,7 @@ import onnxruntime as ort
 import pytest
 
 import edgepack.runtime as ep
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
+from edgepack.packing import assemble_pack, describe_model_file
 
 X = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
 
@@ -96,13 +95,6 @@ def test_bad_load_arguments(onnx_pack):
         ep.load(onnx_pack, providers=["CUDAExecutionProvider"])
     with pytest.raises(ep.InputError, match="no model file 'other.onnx'"):
         ep.load(onnx_pack, model_file="other.onnx")
-
-
-def test_pack_needing_a_newer_runtime_is_refused(tmp_path, classifier):
-    dest = tmp_path / "future"
-    assemble_pack(dest, [classifier[0]], requirements={"min_runtime_version": "99.0"})
-    with pytest.raises(ep.BackendUnavailableError, match="needs edgepack >= 99.0"):
-        ep.load(dest)
 
 
 def test_both_backends_run_a_dual_pack_by_name(dual_pack, classifier, classifier_tflite):

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import edgepack.runtime as ep
-from edgepack.runtime.assemble import assemble_pack
-from edgepack.runtime.model_info import describe_model_file
+from edgepack.packing import assemble_pack, describe_model_file
 
 THREADS, CALLS = 8, 200
 

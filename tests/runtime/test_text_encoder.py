@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from edgepack.runtime.errors import EdgepackError, PreprocessingError
-from edgepack.runtime.preprocess.text import PADDINGS, TextEncoder, TextPreprocessing
-from edgepack.runtime.preprocess.wordpiece import WordPieceTokenizer, load_vocab
+from edgepack.runtime.preprocess.text import TextEncoder, WordPieceTokenizer, load_vocab
+from edgepack.runtime.schema import pack_schema
 
+PADDINGS = pack_schema()["$defs"]["text_preprocessing"]["properties"]["padding"]["enum"]
 ALL_ROLES = {name: name for name in ("input_ids", "attention_mask", "token_type_ids")}
 TINY_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
@@ -43,7 +44,7 @@ def tiny_files(tmp_path: Path):
 
 
 def tiny_encoder(tiny_files, **overrides) -> TextEncoder:
-    return TextEncoder.from_config(text_config(**overrides), tiny_files, prefer="builtin")
+    return TextEncoder(text_config(**overrides), tiny_files)
 
 
 # --- the built-in tokenizer on a hand-made vocab (no optional packages needed) ---
@@ -95,7 +96,6 @@ def test_encode_adds_special_tokens_truncates_and_pads(tiny_files):
     assert out["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]]
     assert out["token_type_ids"].tolist() == [[0] * 6] * 3
     assert all(array.dtype == np.int64 for array in out.values())
-    assert encoder.implementation == "builtin"
 
 
 def test_padding_longest_and_input_names(tiny_files):
@@ -112,17 +112,12 @@ def test_max_length_two_holds_only_cls_and_sep(tiny_files):
     assert out["input_ids"].tolist() == [[2, 3]]
 
 
-def test_config_round_trips():
-    config = TextPreprocessing.from_dict(text_config(strip_accents=False, tokenizer_file="t.json"))
-    assert TextPreprocessing.from_dict(config.to_dict()) == config
-
-
 # --- errors ---
 
 
 @pytest.mark.parametrize("max_length", [1, 0, -5])
 def test_max_length_below_two_is_rejected(tiny_files, max_length):
-    with pytest.raises(PreprocessingError, match="at least 2"):
+    with pytest.raises(PreprocessingError, match="max_length: must be >= 2"):
         tiny_encoder(tiny_files, max_length=max_length)
 
 
@@ -132,14 +127,14 @@ def test_missing_vocab_is_a_preprocessing_error(error):
         raise error
 
     with pytest.raises(PreprocessingError, match=r"cannot read 'vocab\.txt'") as caught:
-        TextEncoder.from_config(text_config(), read_file)
+        TextEncoder(text_config(), read_file)
     assert isinstance(caught.value, EdgepackError)
 
 
 def test_vocab_without_special_tokens_is_rejected(tmp_path):
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nthe\n", encoding="utf-8")
     with pytest.raises(PreprocessingError, match=r"\[CLS\]"):
-        TextEncoder.from_config(text_config(), lambda name: (tmp_path / name).read_bytes())
+        TextEncoder(text_config(), lambda name: (tmp_path / name).read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -152,17 +147,14 @@ def test_vocab_without_special_tokens_is_rejected(tmp_path):
         ([], "empty list"),
     ],
 )
-@pytest.mark.parametrize("prefer", ["builtin", "auto"])
-def test_non_str_input_is_rejected(tiny_files, texts, match, prefer):
-    encoder = TextEncoder.from_config(text_config(), tiny_files, prefer=prefer)
+def test_non_str_input_is_rejected(tiny_files, texts, match):
+    encoder = tiny_encoder(tiny_files)
     with pytest.raises(PreprocessingError, match=match):
         encoder.encode(texts)
 
 
-@pytest.mark.parametrize("prefer", ["builtin", "auto"])
-def test_too_long_without_truncation_is_rejected(tiny_files, prefer):
-    config = text_config(truncation=False, max_length=4)
-    encoder = TextEncoder.from_config(config, tiny_files, prefer=prefer)
+def test_too_long_without_truncation_is_rejected(tiny_files):
+    encoder = tiny_encoder(tiny_files, truncation=False, max_length=4)
     assert encoder.encode(["the fox"])["input_ids"].shape == (1, 4)
     with pytest.raises(PreprocessingError, match="text 1 has 5 tokens"):
         encoder.encode(["the fox", "the quick fox"])
@@ -171,12 +163,14 @@ def test_too_long_without_truncation_is_rejected(tiny_files, prefer):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"padding": "left"}, "padding is 'left'"),
-        ({"lowercase": "yes"}, "'lowercase' must be true or false"),
-        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
-        ({"input_names": {"attention_mask": "mask"}}, "include 'input_ids'"),
-        ({"input_names": {"input_ids": "x", "position_ids": "p"}}, "unknown input_names"),
-        ({"tokenizer": "bpe"}, "tokenizer='bpe'"),
+        ({"padding": "left"}, "padding: expected one of 'max_length', 'longest', got 'left'"),
+        ({"lowercase": "yes"}, "lowercase: expected boolean, got string 'yes'"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"input_names": {"attention_mask": "mask"}}, "missing required field 'input_ids'"),
+        ({"input_names": {"input_ids": "x", "position_ids": "p"}}, "unknown field 'position_ids'"),
+        ({"input_names": {"input_ids": ""}}, r"input_names\.input_ids: must not be empty"),
+        ({"input_names": {"input_ids": "x", "attention_mask": "x"}}, "two roles to one input"),
+        ({"tokenizer": "bpe"}, "tokenizer: expected one of 'wordpiece', got 'bpe'"),
     ],
 )
 def test_bad_config_is_rejected(tiny_files, overrides, match):
@@ -184,13 +178,11 @@ def test_bad_config_is_rejected(tiny_files, overrides, match):
         tiny_encoder(tiny_files, **overrides)
 
 
-def test_without_tokenizers_package_the_builtin_is_used(tiny_files, monkeypatch):
+def test_needs_no_tokenizers_package_and_never_reads_tokenizer_json(tiny_files, monkeypatch):
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # makes `import tokenizers` fail
-    assert tiny_encoder(tiny_files).implementation == "builtin"
-    encoder = TextEncoder.from_config(text_config(), tiny_files, prefer="auto")
-    assert encoder.implementation == "builtin"
-    with pytest.raises(PreprocessingError, match="not installed"):
-        TextEncoder.from_config(text_config(), tiny_files, prefer="tokenizers")
+    # tokenizer_file names a file the pack does not have: vocab.txt and the manifest suffice.
+    encoder = tiny_encoder(tiny_files, tokenizer_file="tokenizer.json")
+    assert encoder.encode(["the fox"])["input_ids"].tolist() == [[2, 5, 8, 3, 0, 0, 0, 0]]
 
 
 # --- parity with Hugging Face on a real vocab (skipped without the optional packages) ---
@@ -299,17 +291,9 @@ def _assert_same(actual: dict, expected: dict, texts: list[str]) -> None:
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize(
-    ("prefer", "tokenizer_file"),
-    # The built-in tokenizer reads only vocab.txt either way; tokenizers has two ways in.
-    [("builtin", "tokenizer.json"), ("tokenizers", "tokenizer.json"), ("tokenizers", None)],
-)
-def test_parity_with_transformers(model_dir, expected_batches, padding, tokenizer_file, prefer):
-    if prefer == "tokenizers":
-        pytest.importorskip("tokenizers")
-    config = text_config(max_length=MAX_LENGTH, padding=padding, tokenizer_file=tokenizer_file)
-    encoder = TextEncoder.from_config(config, lambda name: (model_dir / name).read_bytes(), prefer)
-    assert encoder.implementation == prefer
+def test_parity_with_transformers(model_dir, expected_batches, padding):
+    config = text_config(max_length=MAX_LENGTH, padding=padding, tokenizer_file="tokenizer.json")
+    encoder = TextEncoder(config, lambda name: (model_dir / name).read_bytes())
     for batch, expected in expected_batches[padding]:
         _assert_same(encoder.encode(batch), expected, batch)
 
@@ -326,9 +310,7 @@ def test_parity_for_other_normalizer_options(model_dir, corpus, lowercase, strip
         strip_accents=strip_accents,
     )
     config = text_config(max_length=MAX_LENGTH, lowercase=lowercase, strip_accents=strip_accents)
-    encoder = TextEncoder.from_config(
-        config, lambda name: (model_dir / name).read_bytes(), prefer="builtin"
-    )
+    encoder = TextEncoder(config, lambda name: (model_dir / name).read_bytes())
     texts = corpus[:300]
     _assert_same(encoder.encode(texts), _expected(reference, texts, "max_length"), texts)
 
@@ -370,9 +352,3 @@ def test_builtin_matches_tokenizers_on_every_code_point():
         assert uncased.normalize(chunk) == normalized, f"chunk from U+{codes[start]:04X}"
         words = [word for word, _ in pre_tokenizer.pre_tokenize_str(normalized)]
         assert cased.pre_tokenize(normalized) == words, f"chunk from U+{codes[start]:04X}"
-
-
-def test_tokenizer_json_that_disagrees_with_the_manifest_is_rejected(model_dir):
-    config = text_config(tokenizer_file="tokenizer.json", lowercase=False)
-    with pytest.raises(PreprocessingError, match="lowercase is True, expected False"):
-        TextEncoder.from_config(config, lambda name: (model_dir / name).read_bytes())

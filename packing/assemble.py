@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgepackError
-from .manifest import FileEntry, ModelEntry, PackManifest
+from edgepack.runtime.errors import EdgepackError
+from edgepack.runtime.manifest import FileEntry, ModelEntry, PackManifest
+
 from .model_info import describe_model_file
-from .pack import write_pack
+from .write import write_pack
 
 PathLike = str | os.PathLike[str]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import backend_class
-from .errors import EdgepackError
-from .manifest import ModelEntry, Quantization, TensorSpec
+from edgepack.runtime.backends import backend_class
+from edgepack.runtime.errors import EdgepackError
+from edgepack.runtime.manifest import ModelEntry, Quantization, TensorSpec
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgepack.packing import describe_model_file, tflite_schema_version
 from edgepack.runtime import EdgepackError
-from edgepack.runtime.model_info import describe_model_file, tflite_schema_version
 from tests.conftest import require
 
 
