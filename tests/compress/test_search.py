@@ -58,11 +58,15 @@ def recipe(tmp_path) -> Path:
     return path
 
 
-def search_command(recipe: Path, storage: str, output: Path, trials: int, *extra: str) -> list:
+def search_command(
+    recipe: Path, storage: str, output: Path, trials: int, heartbeat: int = 10
+) -> list:
+    """The worker's command line. The heartbeat is short only where a test waits for a dead
+    worker's trial to go stale: on a loaded machine a live worker can miss a 1 s beat."""
     return [
         sys.executable, "-m", "edgepack.cli.main", "search", str(recipe), "--profile", "rpi5",
         "--budget", "3", "--trials", str(trials), "--storage", storage, "--study", "tiny",
-        "--heartbeat", "1", "-o", str(output), *extra,
+        "--heartbeat", str(heartbeat), "-o", str(output),
     ]  # fmt: skip
 
 
@@ -250,7 +254,7 @@ def test_kill_9_then_rerun_continues_the_study_and_redoes_the_killed_trial(recip
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    command = search_command(recipe, storage, tmp_path / "out", 6)
+    command = search_command(recipe, storage, tmp_path / "out", 6, heartbeat=1)
     killed = _stop_mid_trial(command, tmp_path / "first.log", storage, signal.SIGKILL)
     before = _finished(storage)
     assert before and killed not in before
