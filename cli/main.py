@@ -25,6 +25,8 @@ COMMANDS = {
     "search": ("search_command", "search a recipe's knobs for the fastest pack within budget"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
+    "bundle": ("bundle_command", "bundle a pack with its runtime's wheels for offline install"),
+    "deploy": ("deploy_command", "deploy a bundle over SSH to devices, or roll one back"),
 }
 # Old command names kept for one release: alias -> (command, release that removes it).
 DEPRECATED_ALIASES = {"predict": ("estimate", "0.3")}
