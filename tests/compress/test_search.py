@@ -223,7 +223,8 @@ def _stop_mid_trial(command: list, log: Path, storage: str, sig: int) -> int:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.poll() is None:
             running = _running(storage)
-            if len(trials_run(log.read_text())) >= 2 and running:
+            # a trial that has its knobs (killed before, it has none to redo)
+            if len(trials_run(log.read_text())) >= 2 and running and running[0].params:
                 worker.send_signal(sig)
                 worker.wait(timeout=60)
                 stopped = [t for t in _running(storage) if t.number == running[0].number]
