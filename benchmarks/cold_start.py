@@ -36,8 +36,8 @@ print(json.dumps({
 }))
 """
 
-# argv: pack, backend, threads, dims (JSON), cpus ("0,1" or ""), steady runs. The affinity is set
-# before anything is imported, so every thread the runtime starts inherits it.
+# argv: pack, backend, threads, dims (JSON) or a feeds .npz, cpus ("0,1" or ""), steady runs. The
+# affinity is set before anything is imported, so every thread the runtime starts inherits it.
 CHILD_SCRIPT = (
     """
 import json, os, sys, time
@@ -48,8 +48,12 @@ import edgepack.runtime as ep
 imported = time.perf_counter()
 model = ep.load(sys.argv[1], backend=sys.argv[2], threads=int(sys.argv[3]))
 loaded = time.perf_counter()
-from edgepack.benchmarks.inputs import synthetic_inputs
-feeds = synthetic_inputs(model.entry, json.loads(sys.argv[4]))
+if sys.argv[4].endswith(".npz"):
+    import numpy as np
+    feeds = dict(np.load(sys.argv[4]))
+else:
+    from edgepack.benchmarks.inputs import synthetic_inputs
+    feeds = synthetic_inputs(model.entry, json.loads(sys.argv[4]))
 run, steady = model.run, int(sys.argv[6])
 ready = time.perf_counter()
 """
@@ -88,8 +92,10 @@ def edgepack_argv(
     threads: int,
     dims: dict[str, int],
     cpus: Sequence[int] | None = None,
+    feeds_file: PathLike | None = None,
 ) -> list[str]:
-    """The command of one cold-start process of `pack` through edgepack.runtime."""
+    """The command of one cold-start process of `pack` through edgepack.runtime, fed the
+    arrays of `feeds_file` (an .npz) or random inputs sized by `dims`."""
     return [
         sys.executable,
         "-c",
@@ -97,7 +103,7 @@ def edgepack_argv(
         os.fspath(pack),
         backend,
         str(threads),
-        json.dumps(dims),
+        os.fspath(feeds_file) if feeds_file else json.dumps(dims),
         ",".join(str(c) for c in cpus) if cpus else "",
         str(STEADY_RUNS),
     ]
@@ -156,11 +162,14 @@ def measure_cold_start(
     dims: dict[str, int],
     cpus: Sequence[int] | None = None,
     repeats: int = 3,
+    feeds_file: PathLike | None = None,
 ) -> dict[str, Any]:
     """Medians over `repeats` new processes: import, load and first-inference seconds and their
     sum (`total_s`), the whole process wall time (`process_wall_s`), and peak RSS after the
     first inference and STEADY_RUNS more. The processes run on `cpus` when given."""
     if repeats < 1:
         raise BenchmarkError(f"cold start repeats must be at least 1, got {repeats}")
-    argv = edgepack_argv(pack, backend=backend, threads=threads, dims=dims, cpus=cpus)
+    argv = edgepack_argv(
+        pack, backend=backend, threads=threads, dims=dims, cpus=cpus, feeds_file=feeds_file
+    )
     return summarize_cold_starts([cold_process(argv, pack) for _ in range(repeats)])

@@ -35,6 +35,7 @@ HISTORY_MIN_RECORDS = 3  # recorded errors needed before they set the band
 SIGMA_STAND_IN_BACKEND = 0.3  # on the host, when ONNX Runtime microbenchmarks stand in for LiteRT
 HOST_PARALLEL_EFFICIENCY = 0.9  # the host at a thread count its microbenchmarks did not measure
 RAM_SHARE_WARNING = 0.5  # a model file over this share of the board's RAM gets a note
+SIGMA_INCOMPLETE_COST = 0.7  # added (in quadrature) when the cost summary says it is incomplete
 
 
 # --- This host: its own microbenchmarks -----------------------------------------------------------
@@ -222,6 +223,15 @@ def estimate_latency(
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
     sigma = history_sigma if history_sigma is not None else cal["sigma"]
+    notes += [f"cost summary: {n}" for n in cost.get("notes", [])]
+    if cost.get("complete") is False:
+        # Some ops were not sized (a dynamic dim, a Loop's trip count): the model may run
+        # several times longer than counted, so the range says that rather than looking sure.
+        sigma = math.hypot(sigma, SIGMA_INCOMPLETE_COST)
+        notes.append(
+            "the cost summary is incomplete (some ops could not be sized): the estimate may be "
+            f"low, and its range is widened to x{math.exp(sigma):.1f}"
+        )
     latency = base_ms * correction
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)
     scale = cal["factor"] * correction

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,15 +31,25 @@ from edgepack.runtime import (
     load,
     read_manifest,
 )
+from edgepack.runtime.pack import PackReader
 
 from .cold_start import measure_cold_start
 from .conditions import Conditions, read_conditions
-from .inputs import synthetic_inputs
+from .inputs import (
+    InputSpec,
+    check_dims,
+    check_names,
+    describe_inputs,
+    manifest_examples,
+    read_npz,
+    synthetic_inputs,
+)
 from .scenarios import Progress, measure, progress_bar, search_rate, serve
 from .stats import summarize
 
 PathLike = str | os.PathLike[str]
-SCENARIOS = ("single-stream", "offline", "server")
+SCENARIOS = ("single-stream", "offline", "server", "stream")
+SAMPLE_RATE_NAMES = ("sr", "sample_rate", "sampling_rate")  # rank-0 inputs giving audio Hz
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 TAIL_SAMPLES = 10  # a percentile is trusted when at least this many queries lie beyond it
 SERVER_UTILIZATION = 0.5  # the server rate when none is given: half of one stream's capacity
@@ -60,6 +71,9 @@ class BenchSettings:
     dims: Mapping[str, int] = field(default_factory=dict)
     cold_starts: int = 3
     seed: int = 0
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # name -> InputSpec.to_dict()
+    feed: Mapping[str, str] = field(default_factory=dict)  # stream: input <- output
+    chunk_s: float | None = None  # stream: seconds of signal per call, for the real-time factor
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -75,13 +89,22 @@ class BenchSettings:
         for name, value, least in checks:
             if not isinstance(value, int | float) or value < least:
                 raise BenchmarkError(f"{name} must be a number >= {least}, got {value!r}")
-        for name, value in (("rate", self.rate), ("p99_bound_ms", self.p99_bound_ms)):
+        pairs = (
+            ("rate", self.rate),
+            ("p99_bound_ms", self.p99_bound_ms),
+            ("chunk_s", self.chunk_s),
+        )
+        for name, value in pairs:
             if value is not None and not value > 0:
                 raise BenchmarkError(f"{name} must be greater than 0, got {value!r}")
         if not self.batch_sizes or any(int(b) != b or b < 1 for b in self.batch_sizes):
             raise BenchmarkError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
         object.__setattr__(self, "batch_sizes", tuple(sorted({int(b) for b in self.batch_sizes})))
         object.__setattr__(self, "dims", dict(self.dims))
+        object.__setattr__(self, "inputs", dict(self.inputs))
+        object.__setattr__(self, "feed", dict(self.feed))
+        if self.feed and self.scenario != "stream":
+            raise BenchmarkError("feed (--feed) is for the stream scenario; add --stream")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,6 +148,7 @@ class BenchResult:
     samples_s: list[float]  # up to MAX_SAMPLES_KEPT of the latencies, evenly strided, for plots
     edgepack_version: str
     created: str
+    inputs: dict[str, str] = field(default_factory=dict)  # per input: shape and value source
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +177,10 @@ def benchmark(
     dims: Mapping[str, int] | None = None,
     cold_starts: int = 3,
     seed: int = 0,
+    inputs: Mapping[str, InputSpec | str] | None = None,
+    input_file: PathLike | None = None,
+    feed: Mapping[str, str] | None = None,
+    chunk_s: float | None = None,
     estimate: bool = False,
     progress: bool = False,
 ) -> BenchResult:
@@ -166,6 +194,14 @@ def benchmark(
     half of capacity; with `p99_bound_ms`, also the highest rate whose p99 stays within it).
     Every timed phase runs at least `min_count` queries AND `min_duration_s` seconds after
     `warmup` queries. dims: sizes of named input dims (default batch 1, others 64).
+    inputs: per input an InputSpec, or its text ("1x3x480x640", "16000", "zeros"); input_file:
+    an .npz of real samples by input name. Both override the pack's own example inputs
+    (manifest example_inputs), which override dims; unknown input or dim names are refused.
+    scenario "stream": a stateful model called back to back, each call fed the outputs named in
+    `feed` ({input: output}; default the pack's example_inputs.stream, else outputs named like
+    an input plus a suffix, e.g. state <- stateN); per-chunk percentiles, and the real-time
+    factor (latency / chunk_s, chunk_s default: from a rank-0 sample-rate input and the signal
+    length).
     cold_starts: new processes timed for import + load + first inference (0: skip).
     estimate: also estimate the latency on the profile (on this host without one) with
     edgepack.benchmarks.estimate, from the pack's cost summary; labelled "estimated", and the
@@ -187,6 +223,10 @@ def benchmark(
         dims=dims,
         cold_starts=cold_starts,
         seed=seed,
+        inputs=inputs,
+        input_file=input_file,
+        feed=feed,
+        chunk_s=chunk_s,
         estimate=estimate,
         progress=progress,
     )[0]
@@ -206,7 +246,18 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
     estimate = options.pop("estimate", False)
     show = options.pop("progress", False)
     dims = options.pop("dims", None) or {}
-    settings = BenchSettings(dims=dims, **options)
+    given = {
+        name: spec if isinstance(spec, InputSpec) else _spec(name, spec)
+        for name, spec in (options.pop("inputs", None) or {}).items()
+    }
+    input_file = options.pop("input_file", None)
+    arrays = read_npz(os.fspath(input_file), str(input_file)) if input_file else {}
+    settings = BenchSettings(
+        dims=dims,
+        inputs={k: v.to_dict() for k, v in given.items()},
+        feed=options.pop("feed", None) or {},
+        **options,
+    )
     setup = _setup(profile, threads)
     manifests = [read_manifest(p) for p in packs]
     backends = [_backend_for(m, backend, setup) for m in manifests]
@@ -223,18 +274,24 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
             load(p, backend=b, threads=setup.threads, providers=providers)
             for p, b in zip(packs, backends, strict=True)
         ]
-        query_dims = [{**dict.fromkeys(_batch_names(m.entry), 1), **settings.dims} for m in models]
+        check_dims([m.entry for m in models], settings.dims)
+        sources = [
+            _inputs_for(p, m, given, arrays, settings) for p, m in zip(packs, models, strict=True)
+        ]
+        for model, source in zip(models, sources, strict=True):
+            _first_call(model, source.make(source.dims, settings.seed))
         progress = bar("cold start") if settings.cold_starts else None
         colds = []
         for i, (path, model) in enumerate(zip(packs, models, strict=True)):
-            colds.append(_cold_start(path, model, query_dims[i], setup, settings.cold_starts))
+            colds.append(_cold_start(path, model, sources[i], setup, settings))
             if progress:
                 progress((i + 1) / len(models), f"{i + 1}/{len(models)} packs")
-        runs = SCENARIO_RUNNERS[settings.scenario](models, query_dims, settings, bar)
+        runs = SCENARIO_RUNNERS[settings.scenario](models, sources, settings, bar)
     after = read_conditions(cpus=setup.cpus, sample_s=0)
     conditions = {"before": before.readings, "after": after.readings}
     results = []
-    for path, manifest, model, cold, run in zip(packs, manifests, models, colds, runs, strict=True):
+    together = zip(packs, manifests, models, colds, runs, sources, strict=True)
+    for path, manifest, model, cold, run, source in together:
         notes = [
             *setup.warnings,
             *_backend_notes(manifest, model, backend, setup),
@@ -277,6 +334,7 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
             samples_s=_kept(run.latencies),
             edgepack_version=__version__,
             created=created,
+            inputs=describe_inputs(run.feeds, source.specs, source.arrays),
         )
         if estimate:
             result.estimate = _estimate(manifest, result.backend, setup)
@@ -288,18 +346,89 @@ def compare(packs: Sequence[PathLike], **options: Any) -> list[BenchResult]:
 
 
 def _cold_start(
-    path: PathLike, model: Model, dims: dict[str, int], setup: _Setup, repeats: int
+    path: PathLike, model: Model, source: _Inputs, setup: _Setup, settings: BenchSettings
 ) -> dict[str, Any] | None:
-    if not repeats:
+    if not settings.cold_starts:
         return None
-    return measure_cold_start(
-        path,
-        backend=model.backend,  # what "auto" resolved to here, so both processes run the same
-        threads=setup.threads,
-        dims=dims,
-        cpus=setup.cpus if setup.emulation else None,
-        repeats=repeats,
+    with tempfile.TemporaryDirectory(prefix="edgepack-cold-") as tmp:
+        feeds = os.path.join(tmp, "feeds.npz")  # the new processes run on the same inputs
+        np.savez(feeds, **source.make(source.dims, settings.seed))
+        return measure_cold_start(
+            path,
+            backend=model.backend,  # what "auto" resolved to here, so both processes run the same
+            threads=setup.threads,
+            dims=source.dims,
+            cpus=setup.cpus if setup.emulation else None,
+            repeats=settings.cold_starts,
+            feeds_file=feeds,
+        )
+
+
+# --- what to feed ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Inputs:
+    """One pack's inputs: specs and real arrays (the pack's examples under the user's), and
+    the dims for the rest."""
+
+    entry: ModelEntry
+    specs: dict[str, InputSpec]
+    arrays: dict[str, np.ndarray]
+    dims: dict[str, int]
+    stream: dict[str, str]
+
+    def make(self, dims: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
+        return synthetic_inputs(self.entry, dict(dims), seed, self.specs, self.arrays)
+
+
+def _inputs_for(
+    pack: PathLike,
+    model: Model,
+    given: Mapping[str, InputSpec],
+    arrays: Mapping[str, np.ndarray],
+    settings: BenchSettings,
+) -> _Inputs:
+    check_names(model.entry, given, "--input")
+    check_names(model.entry, arrays, "--inputs")
+    section = model.manifest.example_inputs or {}
+    stored: dict[str, np.ndarray] = {}
+    if section.get("file"):
+        with PackReader(pack) as reader:
+            stored = read_npz(reader.read(section["file"]), f"{pack}/{section['file']}")
+    dims = {**dict.fromkeys(_batch_names(model.entry), 1), **settings.dims}
+    return _Inputs(
+        model.entry,
+        {**manifest_examples(model.manifest), **given},
+        {**stored, **arrays},
+        dims,
+        dict(section.get("stream", {})),
     )
+
+
+def _spec(name: str, text: Any) -> InputSpec:
+    from .inputs import parse_input_spec
+
+    if isinstance(text, Mapping):
+        return InputSpec.from_dict(text)
+    return parse_input_spec(f"{name}={text}")[1]
+
+
+def _first_call(model: Model, feeds: dict[str, np.ndarray]) -> None:
+    """One untimed run, so a model that fails on these inputs stops the benchmark with what
+    was fed, not a traceback from the middle of a timing loop."""
+    try:
+        model.run(feeds)
+    except EdgepackError:
+        raise
+    except Exception as exc:  # the interpreter's own error types
+        fed = ", ".join(f"{k} {v}" for k, v in describe_inputs(feeds).items())
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchmarkError(
+            f"{model.manifest.name}: {model.entry.path} failed on the benchmark inputs ({fed}): "
+            f"{detail[:300]}. Give the inputs it needs: --input NAME=SPEC (e.g. sr=16000, "
+            "state=zeros, x=1x3x480x640) or --inputs FILE.npz"
+        ) from None
 
 
 # --- where and how to run -------------------------------------------------------------------
@@ -440,9 +569,9 @@ Bar = Callable[[str], Progress | None]
 
 
 def _single_stream(
-    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
+    models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: Bar
 ) -> list[_Run]:
-    feeds = [synthetic_inputs(m.entry, d, seed=s.seed) for m, d in zip(models, dims, strict=True)]
+    feeds = [src.make(src.dims, s.seed) for src in sources]
     calls = [_caller(m, f) for m, f in zip(models, feeds, strict=True)]
     latencies, spent = measure(
         calls,
@@ -454,20 +583,19 @@ def _single_stream(
     return [_Run(x, t, 1, f) for x, t, f in zip(latencies, spent, feeds, strict=True)]
 
 
-def _offline(
-    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
-) -> list[_Run]:
+def _offline(models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: Bar) -> list[_Run]:
     """Sweep the batch sizes each model accepts briefly, then time every model at its best
     batch with the full minimums, interleaved like single-stream."""
     best_feeds, best_sizes, sweeps, notes = [], [], [], []
-    for model, base in zip(models, dims, strict=True):
+    for model, src in zip(models, sources, strict=True):
+        base = src.dims
         names = _batch_names(model.entry)
         sizes = list(s.batch_sizes) if names else [1]
         note = [] if names else [f"{model.entry.path} has a fixed batch: offline runs batch 1"]
         sweep = []
         progress = bar(f"offline sweep {model.manifest.name}")
         for index, size in enumerate(sizes):
-            feeds = synthetic_inputs(model.entry, {**base, **dict.fromkeys(names, size)}, s.seed)
+            feeds = src.make({**base, **dict.fromkeys(names, size)}, s.seed)
             (latencies,), (spent,) = measure(
                 [_caller(model, feeds)],
                 warmup=min(s.warmup, 2),
@@ -487,9 +615,7 @@ def _offline(
         best = max(sweep, key=lambda row: row["throughput_per_s"])
         size = best["batch_size"]
         best_sizes.append(size)
-        best_feeds.append(
-            synthetic_inputs(model.entry, {**base, **dict.fromkeys(names, size)}, s.seed)
-        )
+        best_feeds.append(src.make({**base, **dict.fromkeys(names, size)}, s.seed))
         sweeps.append(sweep)
         notes.append(note)
     latencies, spent = measure(
@@ -507,14 +633,12 @@ def _offline(
     ]
 
 
-def _server(
-    models: list[Model], dims: list[dict[str, int]], s: BenchSettings, bar: Bar
-) -> list[_Run]:
+def _server(models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: Bar) -> list[_Run]:
     """Per model: measure the service time briefly, serve Poisson arrivals at the rate, and
     with a p99 bound search for the highest rate that keeps p99 within it."""
     runs = []
-    for model, base in zip(models, dims, strict=True):
-        feeds = synthetic_inputs(model.entry, base, seed=s.seed)
+    for model, src in zip(models, sources, strict=True):
+        feeds = src.make(src.dims, s.seed)
         call = _caller(model, feeds)
         (service,), _ = measure(
             [call],
@@ -565,10 +689,102 @@ def _server(
     return runs
 
 
+def _stream(models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: Bar) -> list[_Run]:
+    """A stateful model called back to back, each call fed the state the last one returned
+    (interleaved like single-stream; each pack keeps its own state)."""
+    feeds, calls, details = [], [], []
+    for model, src in zip(models, sources, strict=True):
+        first = src.make(src.dims, s.seed)
+        pairs = _feedback(model, s.feed or src.stream)
+        chunk_s, chunk_source = _chunk_seconds(first, s.chunk_s)
+        state = dict(first)
+        calls.append(_streamer(model, state, pairs))
+        feeds.append(first)
+        details.append({"feed": pairs, "chunk_s": chunk_s, "chunk_source": chunk_source})
+    latencies, spent = measure(
+        calls,
+        warmup=s.warmup,
+        min_count=s.min_count,
+        min_duration_s=s.min_duration_s,
+        progress=bar("stream"),
+    )
+    runs = []
+    for x, t, f, d in zip(latencies, spent, feeds, details, strict=True):
+        if d["chunk_s"]:
+            d["real_time_factor"] = {
+                q: float(np.percentile(x, float(q[1:]))) / d["chunk_s"]
+                for q in ("p50", "p90", "p99")
+            }
+        runs.append(_Run(x, t, 1, f, d))
+    return runs
+
+
+def _streamer(
+    model: Model, state: dict[str, np.ndarray], pairs: dict[str, str]
+) -> Callable[[], Any]:
+    """One call of the stream: run on `state`, then put the fed-back outputs in place of the
+    inputs (a rebinding, no copy)."""
+    run, links = model.run, list(pairs.items())
+
+    def call() -> None:
+        outputs = run(state)
+        for name, output in links:
+            state[name] = outputs[output]
+
+    return call
+
+
+def _feedback(model: Model, feed: Mapping[str, str]) -> dict[str, str]:
+    """{input: output} to feed back, checked; without one, each input with an output named
+    like it plus a suffix (state <- stateN, h <- h_out) of the same rank and dtype."""
+    inputs = {t.name: t for t in model.entry.inputs}
+    outputs = {t.name: t for t in model.entry.outputs}
+    if not feed:
+        feed = {
+            name: out
+            for name, spec in inputs.items()
+            for out, o in outputs.items()
+            if out != name
+            and out.startswith(name)
+            and len(o.shape) == len(spec.shape)
+            and o.user_dtype == spec.user_dtype
+        }
+        if not feed:
+            raise BenchmarkError(
+                f"{model.entry.path}: the stream scenario needs outputs to feed back, and no "
+                f"output is named like an input; give --feed INPUT=OUTPUT (inputs "
+                f"{sorted(inputs)}, outputs {sorted(outputs)})"
+            )
+    bad = [f"{i}={o}" for i, o in feed.items() if i not in inputs or o not in outputs]
+    if bad:
+        raise BenchmarkError(
+            f"--feed {', '.join(bad)}: expected INPUT=OUTPUT with inputs among {sorted(inputs)} "
+            f"and outputs among {sorted(outputs)}"
+        )
+    return dict(feed)
+
+
+def _chunk_seconds(
+    feeds: Mapping[str, np.ndarray], given: float | None
+) -> tuple[float | None, str]:
+    """Seconds of signal per call: as given, or a rank-0 sample-rate input's value and the
+    length of the one other rank-2 float input (its last axis is the samples)."""
+    if given:
+        return given, "given"
+    rates = [k for k, v in feeds.items() if v.ndim == 0 and k.lower() in SAMPLE_RATE_NAMES]
+    signals = [k for k, v in feeds.items() if v.ndim == 2 and v.dtype.kind == "f"]
+    if len(rates) == 1 and len(signals) == 1:
+        rate, samples = float(feeds[rates[0]]), feeds[signals[0]].shape[-1]
+        if rate > 0:
+            return samples / rate, f"{samples} samples of {signals[0]} at {rates[0]}={rate:g}"
+    return None, "unknown: give chunk_s (--chunk-ms) for the real-time factor"
+
+
 SCENARIO_RUNNERS: dict[str, Callable[..., list[_Run]]] = {
     "single-stream": _single_stream,
     "offline": _offline,
     "server": _server,
+    "stream": _stream,
 }
 
 
@@ -588,6 +804,12 @@ def _headline(scenario: str, latency: dict[str, Any], run: _Run) -> dict[str, An
         rate = run.details["rate_per_s"]
         value = latency["percentiles_s"]["p99"]
         return {"metric": f"p99 latency at {rate:.4g}/s", "value": value, "unit": "s"}
+    if scenario == "stream":
+        return {
+            "metric": "p90 per-chunk latency",
+            "value": latency["percentiles_s"]["p90"],
+            "unit": "s",
+        }
     return {"metric": "p90 latency", "value": latency["percentiles_s"]["p90"], "unit": "s"}
 
 

@@ -117,6 +117,7 @@ def table_rows(results: Sequence[BenchResult]) -> list[tuple[str, list[str]]]:
         row("pack", lambda r: r.name),
         row("model", lambda r: f"{r.model_file} ({r.precision})"),
         row("backend", lambda r: f"{r.backend}, {r.threads} thread(s), CPUs {_cpus(r.cpus)}"),
+        row("inputs", lambda r: "; ".join(f"{k} {v}" for k, v in r.inputs.items()) or "-"),
         row("headline", headline),
         row("queries", lambda r: f"{r.latency['count']:,} in {r.duration_s:.2f} s"),
         row("p50 ms [95% CI]", pct("p50")),
@@ -127,6 +128,8 @@ def table_rows(results: Sequence[BenchResult]) -> list[tuple[str, list[str]]]:
     ]
     if any(r.scenario == "offline" for r in results):
         rows.append(row("best batch", _offline_cell))
+    if any(r.scenario == "stream" for r in results):
+        rows.append(row("real-time factor", _stream_cell))
     if any(r.scenario == "server" for r in results):
         rows += [row("arrivals", _server_cell), row("p99 bound", _search_cell)]
     rows += [
@@ -152,6 +155,20 @@ def _offline_cell(r: BenchResult) -> str:
         return "-"
     tried = ", ".join(str(row["batch_size"]) for row in r.details["sweep"])
     return f"{r.details['batch_size']} (tried {tried})"
+
+
+def _stream_cell(r: BenchResult) -> str:
+    if r.scenario != "stream":
+        return "-"
+    d = r.details
+    fed = ", ".join(f"{i} <- {o}" for i, o in d["feed"].items())
+    rtf = d.get("real_time_factor")
+    if not rtf:
+        return f"feeds {fed}; chunk length {d['chunk_source']}"
+    return (
+        f"p50 {rtf['p50']:.3g}, p99 {rtf['p99']:.3g} of a {d['chunk_s'] * 1e3:.3g} ms chunk "
+        f"({d['chunk_source']}); feeds {fed}"
+    )
 
 
 def _server_cell(r: BenchResult) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edgepack.benchmarks.harness import DEFAULT_BATCH_SIZES, SCENARIOS, benchmark, compare
+from edgepack.benchmarks.inputs import SPEC_HELP, parse_input_spec
 from edgepack.benchmarks.report import format_table, require_matplotlib, write_csv, write_report
 from edgepack.runtime import InputError
 
@@ -22,6 +24,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_runtime_arguments(parser)
     parser.add_argument("--scenario", choices=SCENARIOS, default="single-stream")
+    parser.add_argument(
+        "--stream",
+        dest="scenario",
+        action="store_const",
+        const="stream",
+        help="a stateful model called back to back, fed back its state (--scenario stream)",
+    )
+    parser.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="INPUT=OUTPUT",
+        help="stream: feed this output back as that input (default: the pack's, else by name)",
+    )
+    parser.add_argument(
+        "--chunk-ms",
+        type=float,
+        help="stream: milliseconds of signal per call, for the real-time factor "
+        "(default: from a sample-rate input)",
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help=f"an input's shape and values ({SPEC_HELP}); default: the pack's example inputs",
+    )
+    parser.add_argument("--inputs", metavar="FILE.npz", help="real input arrays by input name")
     parser.add_argument("--warmup", type=int, default=10, help="untimed queries first (10)")
     parser.add_argument(
         "--min-count", type=int, default=200, help="at least this many queries (200)"
@@ -96,6 +126,10 @@ def main(args: argparse.Namespace) -> int:
         "rate": args.rate,
         "p99_bound_ms": args.p99_bound_ms,
         "dims": dict(_dim(item) for item in args.dim),
+        "inputs": dict(parse_input_spec(item) for item in args.input),
+        "input_file": _npz(args.inputs),
+        "feed": dict(_feed(item) for item in args.feed),
+        "chunk_s": args.chunk_ms / 1000 if args.chunk_ms else None,
         "cold_starts": args.cold_starts,
         "seed": args.seed,
         "estimate": args.estimate,
@@ -135,6 +169,19 @@ class _Estimate(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
+def _npz(path: str | None) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise InputError(f"--inputs: no file {path}; expected an .npz of arrays by input name")
+    return path
+
+
+def _feed(item: str) -> tuple[str, str]:
+    name, sep, output = item.partition("=")
+    if not sep or not name or not output:
+        raise InputError(f"--feed takes INPUT=OUTPUT, e.g. state=stateN; got {item!r}")
+    return name, output
+
+
 def _remote(args: argparse.Namespace) -> list:
     """The device's own run of `edgepack bench` with these options, fetched back over ssh."""
     from edgepack.deploy.remote_bench import bench_remote
@@ -155,8 +202,16 @@ def _remote(args: argparse.Namespace) -> list:
                         ("--p99-bound-ms", args.p99_bound_ms)):  # fmt: skip
         if value is not None:
             device_args += [flag, str(value)]
-    for item in args.dim:
-        device_args += ["--dim", item]
+    if args.inputs:
+        raise InputError(
+            "--inputs names a file here; give it to `edgepack pack --inputs` so it travels "
+            "with the pack to the device"
+        )
+    if args.chunk_ms:
+        device_args += ["--chunk-ms", str(args.chunk_ms)]
+    for flag, items in (("--dim", args.dim), ("--input", args.input), ("--feed", args.feed)):
+        for item in items:
+            device_args += [flag, item]
     for provider in args.providers or []:
         device_args += ["--provider", provider]
     return bench_remote(

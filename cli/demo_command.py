@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", default="edgepack-demo", help="folder for the pack and data")
+    parser.add_argument(
+        "-o", "--output", default="edgepack-demo", help="folder for the pack and data"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer epochs and shorter benchmarks")
 
 

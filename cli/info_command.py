@@ -38,8 +38,12 @@ def describe(manifest: PackManifest) -> str:
             figures = ", ".join(f"{k}={v}" for k, v in check.items() if k != "reference")
             lines.append(f"    checked against {check['reference']}: {figures}")
     if manifest.preprocessing:
-        pre = {k: v for k, v in manifest.preprocessing.items() if k not in ("mean", "std")}
-        lines.append(f"  preprocessing: {json.dumps(pre)}")
+        lines.append(f"  preprocessing: {json.dumps(manifest.preprocessing)}")
+    example = manifest.example_inputs or {}
+    for name, spec in example.get("inputs", {}).items():
+        lines.append(f"  example input {name}: {json.dumps(spec)}")
+    if example.get("file"):
+        lines.append(f"  example inputs file: {example['file']}")
     if manifest.postprocessing:
         post = manifest.postprocessing
         lines.append(f"  labels: {post.get('labels')} (softmax: {post.get('softmax')})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from edgepack.runtime import EdgepackError, __version__
@@ -16,7 +17,8 @@ from edgepack.runtime import EdgepackError, __version__
 COMMANDS = {
     "pack": ("pack_command", "wrap ONNX/TFLite files into a pack"),
     "info": ("info_command", "show what a pack holds"),
-    "verify": ("verify_command", "check a pack's manifest and every file hash"),
+    "verify": ("verify_command", "check a pack's manifest, every file hash and its signature"),
+    "sign": ("sign_command", "sign a pack with an Ed25519 key"),
     "run": ("run_command", "run a pack on text, an image or .npy arrays"),
     "estimate": ("estimate_command", "estimate a pack's latency on a device profile"),
     "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
@@ -32,11 +34,19 @@ COMMANDS = {
 DEPRECATED_ALIASES = {"predict": ("estimate", "0.3")}
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other refusal (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help shows the usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgepack", description="Take a trained model to an edge device and measure it there."
     )
     parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"edgepack.cli.{module_name}")
@@ -48,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0, 1 with one line on stderr when an input is refused, 2 for a
+    usage error (argparse), 130 on Ctrl-C and 143 on SIGTERM, after cleaning up the same way."""
     args = build_parser().parse_args(argv)
     if args.command in DEPRECATED_ALIASES:
         new, removal = DEPRECATED_ALIASES[args.command]
@@ -56,14 +68,46 @@ def main(argv: list[str] | None = None) -> int:
             f"(the old name goes in {removal})",
             file=sys.stderr,
         )
+    previous = _raise_on_sigterm()
     try:
         return args.handler(args)
     except EdgepackError as exc:
-        print(f"edgepack {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        if args.debug:
+            raise
+        return _fail(args.command, f"error: {exc}", 1)
     except KeyboardInterrupt:
-        print(f"edgepack {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _fail(args.command, "interrupted", 130)
+    except _Terminated:
+        return _fail(args.command, "terminated", 143)
+    except Exception as exc:  # a bug of ours: still one line, and --debug for the traceback
+        if args.debug:
+            raise
+        return _fail(args.command, f"internal error: {type(exc).__name__}: {exc} (--debug)", 1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM as an exception, so every `finally` and temporary folder cleans up on the way out,
+    as on Ctrl-C (a BaseException: no `except Exception` swallows it)."""
+
+
+def _raise_on_sigterm():
+    def terminate(signum, frame):
+        raise _Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals to the host program
+        return None
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    """One line on stderr whatever the message holds (newlines, unpaired surrogates)."""
+    line = " ".join(f"edgepack {command}: {message}".split())
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgepack.benchmarks.inputs import SPEC_HELP, check_names, parse_input_spec
 from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError
 
@@ -28,6 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TENSOR=NAME",
         help="name users pass for a file tensor, e.g. serving_default_args_0:0=x",
     )
+    shapes = parser.add_argument_group("example inputs and shapes (for bench and the cost summary)")
+    shapes.add_argument(
+        "--input", action="append", default=[], metavar="NAME=SPEC",
+        help=f"an example input, kept in the pack for bench ({SPEC_HELP})",
+    )  # fmt: skip
+    shapes.add_argument("--inputs", metavar="FILE.npz", help="real input arrays, kept in the pack")
+    shapes.add_argument(
+        "--input-shape", action="append", default=[], metavar="NAME=1x3x480x640",
+        help="an input's shape for the cost summary (default: the --input shapes)",
+    )  # fmt: skip
+    shapes.add_argument(
+        "--assume", action="append", default=[], metavar="DIM=SIZE",
+        help="size of a named dynamic dim for the cost summary",
+    )  # fmt: skip
     post = parser.add_argument_group("postprocessing")
     post.add_argument("--labels", help="labels file (one per line) or a comma-separated list")
     post.add_argument("--softmax", action="store_true", help="apply softmax to the scores")
@@ -49,14 +64,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     renames = dict(_pair(item) for item in args.rename)
+    for path in [*args.models, args.vocab, args.tokenizer_json]:
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"no file {path}: expected an existing .onnx/.tflite model or asset")
     entries = [
         (path, describe_model_file(path, precision=args.precision, names=renames))
         for path in args.models
     ]
+    specs = dict(parse_input_spec(item) for item in args.input)
+    shapes = {n: s.shape for n, s in specs.items() if s.shape is not None}
+    shapes |= {n: s.shape for n, s in map(parse_input_spec, args.input_shape) if s.shape}
+    assume = {n: int(s.values) for n, s in map(parse_input_spec, args.assume)}
     for path, entry in entries:
-        entry.cost = _cost(path, entry.format)
+        check_names(entry, {**specs, **shapes}, "--input/--input-shape")
+        entry.cost = _cost(path, entry.format, shapes, assume)
     input_names = [t.name for t in entries[0][1].inputs]
     assets, preprocessing, task = {}, None, args.task or "other"
+    example = {"inputs": {n: s.to_dict() for n, s in specs.items()}} if specs else None
+    if args.inputs:
+        if not Path(args.inputs).is_file():
+            raise InputError(f"--inputs: no file {args.inputs}; expected an .npz of input arrays")
+        assets["example_inputs.npz"] = (args.inputs, "example-inputs")
+        example = {**(example or {}), "file": "example_inputs.npz"}
     if args.vocab and args.image_size:
         raise InputError("give either text (--vocab) or image (--image-size) preprocessing")
     if args.vocab:
@@ -104,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
         assets=assets,
         preprocessing=preprocessing,
         postprocessing=postprocessing,
+        example_inputs=example,
         provenance={
             "source_model": ", ".join(str(Path(p)) for p in args.models),
             "stages": [{"name": "pack"}],
@@ -113,15 +143,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost(path: str, fmt: str) -> dict | None:
-    """The cost summary the latency estimator reads; needs the compress extra (onnx; for TFLite
-    files also the LiteRT interpreter)."""
+def _cost(path: str, fmt: str, shapes: dict, assume: dict) -> dict | None:
+    """The cost summary the latency estimator reads, at the given shapes; needs the compress
+    extra (onnx; for TFLite files also the LiteRT interpreter). Never stops the pack."""
     try:
-        from edgepack.compress.cost import cost_summary, tflite_cost_summary
+        from edgepack.compress.cost import cost_or_none, tflite_cost_summary
     except ImportError:
         print("note: no cost summary (needs the compress extra): no latency estimate for it")
         return None
-    return tflite_cost_summary(path) if fmt == "tflite" else cost_summary(path)
+    if fmt == "tflite":
+        return tflite_cost_summary(path)
+    cost, why = cost_or_none(path, assume, shapes)
+    if why:
+        print(f"warning: {Path(path).name}: {why}")
+    return cost
 
 
 def _pair(item: str) -> tuple[str, str]:
@@ -132,7 +167,17 @@ def _pair(item: str) -> tuple[str, str]:
 
 
 def _labels(value: str) -> list[str]:
+    """A labels file (one a line) or a comma-separated list; one name alone is a file's."""
     path = Path(value)
     if path.is_file():
-        return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--labels {value}: cannot read it as UTF-8 text ({exc})") from exc
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if "," not in value:
+        raise InputError(
+            f"--labels {value}: no such file; give a labels file (one per line) or a "
+            "comma-separated list such as cat,dog"
+        )
     return [label.strip() for label in value.split(",")]

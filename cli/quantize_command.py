@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
+import sys
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.packing import scratch_dir
 from edgepack.runtime import InputError, PackManifest
 from edgepack.runtime.pack import PackReader
 
@@ -18,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=["dynamic", "static"],
         action="append",
-        help="quantization method (repeat to try both; default: the profile's, else dynamic)",
+        help="quantization method (repeat to try both; default: the profile's, else by the "
+        "graph's op mix: static for convolution-heavy graphs with --calib, else dynamic)",
     )
     parser.add_argument(
         "--profile",
@@ -60,9 +63,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample-shape", type=int, nargs="+", help="reshape each data sample, e.g. 1 8 8"
     )
     parser.add_argument("--input-name", help="the model input the data feeds (array data)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="an example input (as bench takes it: sr=16000, state=2x1x128:zeros, "
+        "x=1x3x480x640): int8 is checked against fp32 and timed on them without --calib/--eval",
+    )
     parser.add_argument("--name", help="pack name (default: the output's name)")
-    parser.add_argument("--task", default="other")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--task", help="default: from a Hugging Face folder's config (architectures), else other"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (the result table is still shown)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
     stage: dict = {"type": "quantize", "budget": args.budget, "min_speedup": args.min_speedup}
     if args.metric:
         stage["metric"] = args.metric
-    stage["candidates"] = [_options(method, args) for method in args.method or [None]]
+    methods = args.method or [_method_by_op_mix(Path(args.model), args)]
+    stage["candidates"] = [_options(method, args) for method in methods]
     options = {}
     if args.sample_shape:
         options["sample_shape"] = args.sample_shape
@@ -81,18 +97,96 @@ def main(args: argparse.Namespace) -> int:
     recipe = Recipe(
         name=args.name or output.name.removesuffix(".edgepack"),
         output=str(output),
-        task=args.task,
+        task=args.task or _task_from_config(Path(args.model)),
         profile=args.profile,
-        data={"calibration": args.calib, "evaluation": args.eval_data, "options": options},
+        data={
+            "calibration": args.calib,
+            "evaluation": args.eval_data,
+            "options": options,
+            **({"inputs": list(args.input)} if args.input else {}),
+        },
         stages=[stage],
     )
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         recipe.source = _source(Path(args.model), recipe, Path(tmp))
         manifest = run_recipe(recipe, progress=not args.quiet)
     print(f"wrote {output}")
+    print(result_table(manifest))
     print(speed_line(manifest))
     print(describe(manifest), end="")
     return 0
+
+
+TASKS_BY_ARCHITECTURE = {
+    "ForSequenceClassification": "text-classification",
+    "ForImageClassification": "image-classification",
+}
+
+
+def _task_from_config(model: Path) -> str:
+    """The task a Hugging Face folder's config.json names in `architectures`; other for files."""
+    config = model / "config.json"
+    if not config.is_file():
+        return "other"
+    architectures = json.loads(config.read_text("utf-8")).get("architectures") or []
+    for architecture in architectures:
+        for suffix, task in TASKS_BY_ARCHITECTURE.items():
+            if architecture.endswith(suffix):
+                return task
+    raise InputError(
+        f"{config} names architectures {architectures}, none of them a task edgepack packs "
+        f"(*{', *'.join(TASKS_BY_ARCHITECTURE)}); pass --task"
+    )
+
+
+def _method_by_op_mix(model: Path, args: argparse.Namespace) -> str | None:
+    """None (the profile's or the default) unless the model is an ONNX file: then static for a
+    convolution-heavy graph when there is calibration data, else dynamic; the reason is
+    printed."""
+    if args.profile or model.suffix != ".onnx" or not model.is_file():
+        return None
+    from edgepack.compress.quantize import suggest_method
+
+    method, reason = suggest_method(model)
+    if method == "static" and not (args.calib or args.input):
+        method = "dynamic"
+        reason += "; but static needs calibration data (--calib or --input), so dynamic"
+    print(f"method: {reason}", file=sys.stderr)
+    return method
+
+
+def result_table(manifest: PackManifest) -> str:
+    """fp32 against the int8 model the quantize stage kept, from the pack's metrics; shown
+    even with --quiet."""
+    fp32 = manifest.metrics.get("fp32", {})
+    int8 = manifest.metrics.get("quantize", {})
+    if "error" in int8 or not int8:
+        return f"quantize: {int8.get('error', 'no int8 model')}"
+    metric = next((k for k in int8 if k not in _NOT_METRICS and not k.startswith("check_")), None)
+    if int8.get(metric) is None and int8.get("check_cosine") is not None:
+        metric = "check_cosine"  # no evaluation data: the cosine with fp32 on the check inputs
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        ["model", "size MB", metric or "metric", "p50 ms", "float nodes"],
+        ["fp32", cell(fp32.get("size_bytes", 0) / 1e6), cell(fp32.get("metric")),
+         cell(int8.get("fp32_p50_ms")), ""],
+        [int8.get("method", "int8"), cell(int8.get("size_bytes", 0) / 1e6),
+         cell(int8.get(metric)) if metric else "-", cell(int8.get("p50_ms")),
+         cell(int8.get("float_nodes"))],
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+    if int8.get("check_on"):
+        table += f"\nchecked against fp32 on {int8['check_on']}"
+    return table
+
+
+_NOT_METRICS = {"method", "drop", "p50_ms", "fp32_p50_ms", "size_bytes", "float_nodes", "speed"}
 
 
 def _options(method: str | None, args: argparse.Namespace) -> dict:

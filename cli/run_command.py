@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.runtime import InputError, load
+from edgepack.runtime import InputError, Model, load
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", default="auto", help="onnxruntime (onnx), litert (tflite) or auto"
     )
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
     parser.add_argument(
         "--provider",
         action="append",
@@ -37,6 +37,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     model = load(args.pack, backend=args.backend, threads=args.threads, providers=args.providers)
+    _check_kind(model, "text" if args.text else "image" if args.image else None)
     if args.npy:
         outputs = model.run(_read_arrays(args.npy))
         result = {name: value.tolist() for name, value in outputs.items()}
@@ -60,6 +61,26 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _check_kind(model: Model, given: str | None) -> None:
+    """--text for text packs, --image for image packs: say which the pack takes, not how the
+    other one failed."""
+    pre = model.manifest.preprocessing
+    takes = pre["kind"] if pre else None
+    if given is not None and given != takes:
+        wanted = {"text": "text (--text)", "image": "images (--image FILE)"}
+        raise InputError(
+            f"pack {model.manifest.name!r} takes "
+            f"{wanted.get(takes, 'arrays (--npy NAME=FILE): it has no preprocessing section')}, "
+            f"not --{given}"
+        )
+
+
 def _read_arrays(items: list[str]) -> dict[str, np.ndarray]:
     arrays = {}
     for item in items:
@@ -68,5 +89,13 @@ def _read_arrays(items: list[str]) -> dict[str, np.ndarray]:
             raise InputError(f"--npy takes NAME=FILE, got {item!r}")
         if not Path(path).is_file():
             raise InputError(f"--npy {name}: no file {path}")
-        arrays[name] = np.load(path, allow_pickle=False)
+        try:  # never unpickle: a pickle runs code
+            arrays[name] = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(
+                f"--npy {name}: {path} is not a .npy array of numbers ({exc}); edgepack "
+                "reads arrays with allow_pickle=False and never unpickles"
+            ) from exc
+        if not isinstance(arrays[name], np.ndarray):
+            raise InputError(f"--npy {name}: {path} is an .npz archive; give one .npy array")
     return arrays

@@ -55,9 +55,10 @@ def calibration_feeds(
 ) -> list[Feeds]:
     """Checked calibration batches for a model with input `specs` (runtime TensorSpecs).
 
-    source: an ArrayDataset or mapping of named arrays (samples on axis 0; `max_samples` of them
-    are taken evenly across the set, because files are often sorted by class), or any iterable
-    of feed dicts, or an onnxruntime CalibrationDataReader. Wrong names, dtypes or shapes raise
+    source: an ArrayDataset or mapping of named arrays (samples on axis 0 unless its
+    sample_axes say otherwise, rank-0 arrays constant; `max_samples` of them are taken evenly
+    across the set, because files are often sorted by class), or any iterable of feed dicts,
+    or an onnxruntime CalibrationDataReader. Wrong names, dtypes or shapes raise
     InputError here, before any calibration run.
     """
     fixed = specs[0].shape[0] if specs else None
@@ -70,15 +71,25 @@ def calibration_feeds(
             data = data.subset(np.unique(np.linspace(0, len(data) - 1, max_samples).astype(int)))
         return list(data.batches(batch_size))
     feeds: list[Feeds] = []
+    seen = 0
     for number, feed in enumerate(_iterate(source)):
         if not isinstance(feed, Mapping):
             raise InputError(
                 f"calibration item {number} is a {type(feed).__name__}; expected a dict of "
                 "input name -> array"
             )
-        checked = match_inputs(ArrayDataset(dict(feed)), specs, f"calibration item {number}")
+        try:
+            checked = match_inputs(ArrayDataset(dict(feed)), specs, f"calibration item {number}")
+        except InputError as exc:
+            if "disagree on the number of samples" not in str(exc):
+                raise
+            # One feed batched on different axes (a state batched on axis 1): taken as it is.
+            feeds.append(dict(feed))
+            seen += 1
+            continue
         feeds.append(checked.inputs)
-        if sum(len(next(iter(f.values()))) for f in feeds) >= max_samples:
+        seen += len(checked)
+        if seen >= max_samples:
             break
     if not feeds:
         raise InputError("the calibration data is empty; expected at least one sample")

@@ -8,10 +8,11 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ from onnx import TensorProto, helper, shape_inference
 
 from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime.errors import EdgepackError
+
+
+class CostError(EdgepackError):
+    """A cost summary cannot be computed as asked (e.g. a dynamic dim nobody sized)."""
+
 
 # What a symbolic dim is bound to when the caller does not say: a single request of 128 tokens.
 DEFAULT_ASSUMPTIONS = {"batch": 1, "sequence": 128}
@@ -107,6 +113,7 @@ WEIGHT_TYPES = QUANTIZED_TYPES | {
 class _Tensor:
     elem_type: int
     shape: tuple[int, ...] | None  # None when shape inference could not tell
+    value: float | None = None  # a one-element constant's value (a Loop's trip count)
 
     @property
     def elements(self) -> int | None:
@@ -190,69 +197,143 @@ CLASS_FLOPS: dict[str, Callable[[onnx.NodeProto, list[_Tensor | None], _Tensor |
 }
 
 
-def _bind_dims(model: onnx.ModelProto, assumptions: Mapping[str, int]) -> dict[str, int]:
-    """Give each symbolic dim of the graph's inputs and outputs a size; return the binding."""
+PLACEHOLDER_DIMS = re.compile(r"^(\??|unk__\d+)$")  # not names: '?', '' and unk__N tie nothing
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def _bind_dims(
+    model: onnx.ModelProto,
+    assumptions: Mapping[str, int],
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, int]:
+    """Give each dynamic dim of the graph's inputs and outputs a size; return the binding.
+
+    An input in `input_shapes` takes that whole shape. Otherwise a named dim takes its entry in
+    `assumptions`, or the default of its role ('batch_size' -> batch); a dim without a real
+    name ('?', '', unk__N, or dim_value -1) is sized on its own: the batch on axis 0, else it
+    is unbound. Unbound input dims raise a CostError listing them.
+    """
     bound: dict[str, int] = {}
     unbound: list[str] = []
     graph = model.graph
+    shapes = dict(input_shapes or {})
+    names = {v.name for v in graph.input}
+    unknown = sorted(set(shapes) - names)
+    if unknown:
+        raise CostError(
+            f"--input-shape {unknown}: the model has no such input; it has {sorted(names)}"
+        )
     values = [(v, False) for v in graph.input] + [(v, True) for v in graph.output]
     for value, is_output in values:
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_param"):
+        dims = value.type.tensor_type.shape.dim
+        if value.name in shapes:
+            shape = list(shapes[value.name])
+            if len(shape) != len(dims):
+                raise CostError(
+                    f"--input-shape {value.name}={'x'.join(map(str, shape))} has rank "
+                    f"{len(shape)}; the input has rank {len(dims)}"
+                )
+            for axis, (dim, size) in enumerate(zip(dims, shape, strict=True)):
+                if dim.HasField("dim_value") and dim.dim_value >= 0 and dim.dim_value != size:
+                    raise CostError(
+                        f"--input-shape {value.name}: axis {axis} is fixed at {dim.dim_value}, "
+                        f"not {size}"
+                    )
+                if not (dim.HasField("dim_value") and dim.dim_value >= 0):
+                    bound[f"{value.name}:{axis}"] = int(size)
+                dim.Clear()
+                dim.dim_value = int(size)
+            continue
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value >= 0:
                 continue
-            name = dim.dim_param
-            role = next((r for key, r in DIM_ROLES if key in name.lower()), None)
-            if name in assumptions:
+            name = dim.dim_param if dim.HasField("dim_param") else ""
+            real = not PLACEHOLDER_DIMS.match(name)
+            role = next((r for key, r in DIM_ROLES if key in name.lower()), None) if real else None
+            if real and name in assumptions:
                 size = assumptions[name]
             elif role is not None:
                 size = assumptions.get(role, DEFAULT_ASSUMPTIONS[role])
             elif is_output:
                 dim.Clear()  # an output dim shape inference will work out
                 continue
+            elif axis == 0 and not real:
+                size = assumptions.get("batch", DEFAULT_ASSUMPTIONS["batch"])
             else:
-                unbound.append(f"{name!r} (input {value.name!r})")
+                shown = repr(name) if real else "an unnamed dim"
+                unbound.append(f"{shown} (input {value.name!r}, axis {axis})")
                 continue
             dim.Clear()
             dim.dim_value = int(size)
-            bound[name] = int(size)
+            bound[name if real else f"{value.name}:{axis}"] = int(size)
     if unbound:
-        raise EdgepackError(
-            f"cannot size symbolic dim(s) {', '.join(sorted(set(unbound)))}: pass "
-            "shape_assumptions={name: size} (or --assume name=size); names containing "
-            f"'batch', 'seq', 'len' or 'token' default to {DEFAULT_ASSUMPTIONS}"
+        raise CostError(
+            f"cannot size dynamic dim(s) {', '.join(unbound)}: give the input's whole shape "
+            "(input_shapes={name: [1, 3, 480, 640]}, edgepack pack --input-shape "
+            "x=1x3x480x640) or the dim's size (shape_assumptions={name: size}, --assume "
+            f"name=size); names containing 'batch', 'seq', 'len' or 'token' default to "
+            f"{DEFAULT_ASSUMPTIONS}"
         )
     return bound
 
 
-def _tensor_table(model: onnx.ModelProto) -> dict[str, _Tensor]:
-    table: dict[str, _Tensor] = {}
-    graph = model.graph
+def _tensor_table(
+    graph: onnx.GraphProto, outer: Mapping[str, _Tensor] | None = None
+) -> dict[str, _Tensor]:
+    """Element type and (fully known) shape of every tensor of a graph; a subgraph sees its
+    outer scope's tensors too."""
+    table: dict[str, _Tensor] = dict(outer or {})
     for value in [*graph.input, *graph.value_info, *graph.output]:
         tensor_type = value.type.tensor_type
         shape = None
         if tensor_type.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
-            shape = tuple(dims) if all(d is not None for d in dims) else None
+            shape = tuple(dims) if all(d is not None and d >= 0 for d in dims) else None
         known = table.get(value.name)
         if known is None or known.shape is None:
             table[value.name] = _Tensor(tensor_type.elem_type, shape)
-    for init in graph.initializer:
-        table[init.name] = _Tensor(init.data_type, tuple(init.dims))
+    for init in [
+        *graph.initializer,
+        *(n.attribute[0].t for n in graph.node if _is_tensor_constant(n)),
+    ]:
+        one = math.prod(init.dims) == 1 and init.data_type in INDEX_TYPES | WEIGHT_TYPES
+        value = float(onnx.numpy_helper.to_array(init).item()) if one else None
+        table[init.name] = _Tensor(init.data_type, tuple(init.dims), value)
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == TENSOR:
+        if _is_tensor_constant(node):
+            t = table.pop(node.attribute[0].t.name, None)
             value = node.attribute[0].t
-            table[node.output[0]] = _Tensor(value.data_type, tuple(value.dims))
+            table[node.output[0]] = _Tensor(value.data_type, tuple(value.dims), t and t.value)
     return table
 
 
+def _is_tensor_constant(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Constant" and bool(node.attribute) and node.attribute[0].type == TENSOR
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
+    return [(a.name, a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+
+
+def _all_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """The graph and every subgraph inside it (If branches, Loop and Scan bodies), nested."""
+    found = [graph]
+    for node in graph.node:
+        for _, sub in _subgraphs(node):
+            found += _all_graphs(sub)
+    return found
+
+
 def _parameters(model: onnx.ModelProto) -> int:
-    """Weight elements; quantization scales and zero points are not parameters."""
-    graph = model.graph
-    quant_params = {name for n in graph.node if n.op_type in Q_DQ for name in n.input[1:]}
-    tensors = [(t.name, t) for t in graph.initializer]
+    """Weight elements, in subgraphs too; quantization scales and zero points are not
+    parameters."""
+    graphs = _all_graphs(model.graph)
+    nodes = [n for g in graphs for n in g.node]
+    quant_params = {name for n in nodes if n.op_type in Q_DQ for name in n.input[1:]}
+    tensors = [(t.name, t) for g in graphs for t in g.initializer]
     tensors += [
         (n.output[0], a.t)
-        for n in graph.node
+        for n in nodes
         if n.op_type == "Constant"
         for a in n.attribute
         if a.type == TENSOR
@@ -305,71 +386,18 @@ def _fused_away(
     return fused
 
 
-def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    inferred = shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
-    tensors = _tensor_table(inferred)
-    if all(
-        name in tensors and tensors[name].shape is not None
-        for n in inferred.graph.node
-        for name in n.output
-        if name
-    ):
-        return inferred
-    # ONNX's inference cannot use a Slice bound computed from Shape (BERT's position ids, for
-    # one); ONNX Runtime's symbolic inference, written for transformer exports, can.
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    # On large models it saves 'sym_shape_infer_temp.onnx' and its weights into the current
-    # folder and leaves them there: run it inside a temporary folder instead.
-    previous = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="edgepack-shapes-") as tmp:
-        os.chdir(tmp)
-        try:
-            return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
-        except Exception:  # it raises many kinds of error on graphs it cannot follow
-            return inferred
-        finally:
-            os.chdir(previous)
-
-
-def _load(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        return copy
-    return onnx.load(os.fspath(model))
-
-
-def cost_summary(
-    model: str | os.PathLike[str] | onnx.ModelProto,
-    shape_assumptions: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
-    """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
-    precision), op count, FLOPs and bytes read and written (weights and activations).
-
-    Symbolic dims are bound by name from shape_assumptions (a dim named like 'batch_size' or
-    'seq_len' takes the 'batch' or 'sequence' entry, default batch=1, sequence=128) and the binding
-    is recorded. The graph is costed as ONNX Runtime's CPU provider runs it, not as the file lists
-    it: constant subgraphs are folded; in a QDQ graph the Q/DQ pairs around convolutions, matmuls
-    and elementwise ops fold into int8 kernels (those ops count as int8 and move int8); the fusions
-    in EPILOGUES and PROLOGUES remove ops; views (Reshape, ...) copy nothing; a lookup reads only
-    the rows it returns.
-
-    >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
-    600000000.0
-    """
-    proto = _load(model)
-    if proto.functions:
-        proto = onnx.inliner.inline_local_functions(proto)
-    assumptions = {**DEFAULT_ASSUMPTIONS, **(shape_assumptions or {})}
-    bound = _bind_dims(proto, assumptions)
-    del proto.graph.value_info[:]  # exporters record symbolic shapes there; infer them afresh
-    proto = _infer_shapes(proto)
-    tensors = _tensor_table(proto)
-    graph = proto.graph
+def _graph_totals(
+    graph: onnx.GraphProto,
+    tensors: Mapping[str, _Tensor],
+    outer_constant: set[str],
+    unknown: set[str],
+    notes: list[str],
+) -> dict[tuple[str, str], list[float]]:
+    """[count, FLOPs, bytes] per (op class, precision) of one graph as ONNX Runtime runs it;
+    control-flow nodes add the cost of their subgraphs (_add_control_flow)."""
     # A session folds every node whose inputs are all constant (Constant nodes, Identity or
     # DequantizeLinear of a weight) before the first run: those nodes never run.
-    constant = {init.name for init in graph.initializer}
+    constant = set(outer_constant) | {init.name for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" or (
             node.input and all(not n or n in constant for n in node.input)
@@ -404,8 +432,10 @@ def cost_summary(
 
     fused = _fused_away(nodes, consumers, graph_outputs)
     totals: dict[tuple[str, str], list[float]] = {}
-    unknown: set[str] = set()
     for node in nodes:
+        if node.op_type in CONTROL_FLOW and _subgraphs(node):
+            _add_control_flow(node, tensors, constant, totals, unknown, notes)
+            continue
         dq_folded = node.op_type == "DequantizeLinear" and fused_dq(node.output[0])
         if dq_folded or fused_q(node) or id(node) in fused:
             continue  # fused into the kernel next to it
@@ -445,13 +475,132 @@ def cost_summary(
         entry[0] += 1
         entry[1] += flops
         entry[2] += sum(b for b in moved if b is not None)
-    if unknown:
-        warnings.warn(
-            f"shape inference could not size some tensors of {', '.join(sorted(unknown))} ops; "
-            "their FLOPs and bytes are undercounted",
-            UserWarning,
-            stacklevel=2,
+    return totals
+
+
+def _add_control_flow(
+    node: onnx.NodeProto,
+    tensors: Mapping[str, _Tensor],
+    constant: set[str],
+    totals: dict[tuple[str, str], list[float]],
+    unknown: set[str],
+    notes: list[str],
+) -> None:
+    """An If counts its larger branch (by FLOPs; which one runs depends on the inputs), a Loop
+    its body times the trip count when it is a constant, a Scan its body times the scan
+    length; each says so in `notes`, and what cannot be known marks the summary incomplete."""
+    branches = {}
+    for attr, sub in _subgraphs(node):
+        inner = _tensor_table(sub, tensors)
+        branches[attr] = _graph_totals(sub, inner, constant, unknown, notes)
+    label = f"{node.op_type} {node.name or node.output[0]!r}"
+    repeat, chosen = 1, next(iter(branches))
+    if node.op_type == "If":
+        chosen = max(branches, key=lambda k: sum(v[1] for v in branches[k].values()))
+        notes.append(
+            f"{label}: counted {chosen}, the larger branch (which runs depends on the inputs)"
         )
+    elif node.op_type == "Loop":
+        trips = tensors.get(node.input[0]) if node.input and node.input[0] else None
+        trips = trips.value if trips is not None else None
+        if trips is None:
+            unknown.add(f"{label} trip count")
+            notes.append(f"{label}: its trip count is not a constant; the body is counted once")
+        else:
+            repeat = int(trips)
+            notes.append(f"{label}: body counted {repeat} times")
+    else:  # Scan: the scan inputs' first axis (or their scan_input_axes) is the length
+        scanned = node.input[len(node.input) - _attr(node, "num_scan_inputs", 1) :]
+        x = tensors.get(scanned[0]) if scanned else None
+        axes = _attr(node, "scan_input_axes", [0])
+        if x is None or x.shape is None:
+            unknown.add(f"{label} length")
+            notes.append(f"{label}: its length is unknown; the body is counted once")
+        else:
+            repeat = x.shape[axes[0] if axes else 0]
+            notes.append(f"{label}: body counted {repeat} times")
+    for key, (count, flops, moved) in branches[chosen].items():
+        entry = totals.setdefault(key, [0, 0.0, 0])
+        entry[0] += count * repeat
+        entry[1] += flops * repeat
+        entry[2] += moved * repeat
+
+
+def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    inferred = shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    tensors = _tensor_table(inferred.graph)
+    if all(
+        name in tensors and tensors[name].shape is not None
+        for n in inferred.graph.node
+        for name in n.output
+        if name
+    ):
+        return inferred
+    # ONNX's inference cannot use a Slice bound computed from Shape (BERT's position ids, for
+    # one); ONNX Runtime's symbolic inference, written for transformer exports, can.
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    # On large models it saves 'sym_shape_infer_temp.onnx' and its weights into the current
+    # folder and leaves them there: run it inside a temporary folder instead.
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="edgepack-shapes-") as tmp:
+        os.chdir(tmp)
+        try:
+            return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+        except Exception:  # it raises many kinds of error on graphs it cannot follow
+            return inferred
+        finally:
+            os.chdir(previous)
+
+
+def _load(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    return onnx.load(os.fspath(model))
+
+
+def cost_summary(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    shape_assumptions: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, Any]:
+    """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
+    precision), op count, FLOPs and bytes read and written (weights and activations).
+
+    Dynamic dims are bound by input_shapes (an input's whole shape), then by name from
+    shape_assumptions (a dim named like 'batch_size' or 'seq_len' takes the 'batch' or
+    'sequence' entry, default batch=1, sequence=128), and the binding is recorded; a dim
+    nobody sized raises CostError. Ops inside If/Loop/Scan subgraphs are counted
+    (_add_control_flow); `notes` says how, and `complete` is false when some tensor or trip
+    count could not be sized, so the estimate widens its range. The graph is costed as ONNX
+    Runtime's CPU provider runs it, not as the file lists it: constant subgraphs are folded; in
+    a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
+    kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
+    remove ops; views (Reshape, ...) copy nothing; a lookup reads only the rows it returns.
+
+    >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
+    600000000.0
+    """
+    proto = _load(model)
+    if proto.functions:
+        proto = onnx.inliner.inline_local_functions(proto)
+    assumptions = {**DEFAULT_ASSUMPTIONS, **(shape_assumptions or {})}
+    bound = _bind_dims(proto, assumptions, input_shapes)
+    del proto.graph.value_info[:]  # exporters record symbolic shapes there; infer them afresh
+    proto = _infer_shapes(proto)
+    tensors = _tensor_table(proto.graph)
+    notes: list[str] = []
+    unknown: set[str] = set()
+    totals = _graph_totals(proto.graph, tensors, set(), unknown, notes)
+    if unknown:
+        message = (
+            f"some ops could not be sized ({', '.join(sorted(unknown))}); their FLOPs and "
+            "bytes are undercounted"
+        )
+        notes.append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     order = {name: i for i, name in enumerate(CLASS_ORDER)}
     ops = [
         {
@@ -470,7 +619,26 @@ def cost_summary(
         "flops": float(sum(op["flops"] for op in ops)),
         "shape_assumptions": bound,
         "ops": ops,
+        # only when there is something to say, so summaries of plain graphs stay as they were
+        **({"complete": False} if unknown else {}),
+        **({"notes": notes} if notes else {}),
     }
+
+
+def cost_or_none(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    shape_assumptions: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """cost_summary, or (None, why) when it cannot be computed: packing never fails on it, and
+    the estimate says it needs shapes."""
+    try:
+        return cost_summary(model, shape_assumptions, input_shapes), None
+    except CostError as exc:
+        return None, (
+            f"no cost summary ({exc}); `edgepack estimate` cannot estimate this model until "
+            "it is packed with its shapes"
+        )
 
 
 # --- TFLite graphs --------------------------------------------------------------------------

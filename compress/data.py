@@ -23,21 +23,43 @@ Classes = Sequence[str] | int | None
 _TEXT_COLUMNS = ("text", "sentence", "sentence1", "review", "content")
 _LABEL_COLUMNS = ("label", "labels", "target", "class", "y")
 _NPZ_LABEL_KEYS = ("labels", "label", "y", "targets")
+# In an .npz, a 0-d string array holding JSON {input: sample axis or null}; see ArrayDataset.
+SAMPLE_AXES_KEY = "_sample_axes"
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Named input arrays sharing a first (sample) axis, with optional integer labels."""
+    """Named input arrays sharing a number of samples, with optional integer labels.
+
+    Samples lie on axis 0 unless `sample_axes` says otherwise: {"state": 1} for a state tensor
+    [2, batch, 128] batched on axis 1, {"sr": None} for an input that does not vary (the same
+    array in every batch). A rank-0 array (a scalar sample rate) is such a constant.
+    """
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     classes: tuple[str, ...] = ()
+    sample_axes: dict[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise InputError("a dataset needs at least one input array; got none")
-        lengths = {name: len(a) for name, a in self.inputs.items()}
+        axes = {name: self.sample_axes.get(name, 0) for name in self.inputs}
+        for name, array in self.inputs.items():
+            if np.ndim(array) == 0:
+                axes[name] = None
+            elif axes[name] is not None and not 0 <= axes[name] < np.ndim(array):
+                raise InputError(
+                    f"input {name!r} has shape {np.shape(array)}; its sample axis "
+                    f"{axes[name]} is not one of its axes"
+                )
+        object.__setattr__(self, "sample_axes", axes)
+        lengths = {n: np.shape(a)[axes[n]] for n, a in self.inputs.items() if axes[n] is not None}
+        if not lengths:
+            raise InputError(
+                "every input array is a constant; expected at least one with samples on an axis"
+            )
         if len(set(lengths.values())) != 1:
             raise InputError(f"input arrays disagree on the number of samples: {lengths}")
         if next(iter(lengths.values())) == 0:
@@ -53,17 +75,33 @@ class ArrayDataset:
             _check_label_range(self.labels, len(self.classes) or None)
 
     def __len__(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        return next(
+            np.shape(a)[self.sample_axes[n]]
+            for n, a in self.inputs.items()
+            if self.sample_axes[n] is not None
+        )
+
+    def _take(self, name: str, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        axis = self.sample_axes[name]
+        array = self.inputs[name]
+        if axis is None:
+            return array
+        if isinstance(indices, slice):
+            where = [slice(None)] * array.ndim
+            where[axis] = indices
+            return array[tuple(where)]
+        return np.take(array, np.asarray(indices), axis=axis)
 
     def subset(self, indices: Sequence[int] | np.ndarray | slice) -> ArrayDataset:
         """The samples at `indices`, as a new dataset."""
         labels = None if self.labels is None else self.labels[indices]
-        return ArrayDataset({k: v[indices] for k, v in self.inputs.items()}, labels, self.classes)
+        inputs = {k: self._take(k, indices) for k in self.inputs}
+        return ArrayDataset(inputs, labels, self.classes, dict(self.sample_axes))
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        """Consecutive feed dicts of up to `batch_size` samples."""
+        """Consecutive feed dicts of up to `batch_size` samples (constants in every one)."""
         for start in range(0, len(self), batch_size):
-            yield {k: v[start : start + batch_size] for k, v in self.inputs.items()}
+            yield {k: self._take(k, slice(start, start + batch_size)) for k in self.inputs}
 
 
 @dataclass(frozen=True)
@@ -168,6 +206,7 @@ def load_npz(
     """
     with np.load(path, allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
+    axes = _sample_axes(arrays.pop(SAMPLE_AXES_KEY, None), path)
     if label_key is None:
         label_key = next((k for k in _NPZ_LABEL_KEYS if k in arrays), None)
     elif label_key not in arrays:
@@ -177,7 +216,25 @@ def load_npz(
         raise InputError(f"{path} holds only labels; expected at least one input array")
     if labels is not None:
         labels = _integer_labels(labels, path)
-    return ArrayDataset(arrays, labels, _class_names(classes))
+    return ArrayDataset(arrays, labels, _class_names(classes), axes)
+
+
+def _sample_axes(meta: np.ndarray | None, path: PathLike) -> dict[str, int | None]:
+    """The npz's `_sample_axes` entry: a JSON object {input: axis or null} as a 0-d string."""
+    if meta is None:
+        return {}
+    try:
+        axes = json.loads(str(meta))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: {SAMPLE_AXES_KEY} is not JSON: {exc}") from None
+    if not isinstance(axes, dict) or not all(
+        v is None or (isinstance(v, int) and v >= 0) for v in axes.values()
+    ):
+        raise InputError(
+            f"{path}: {SAMPLE_AXES_KEY} must map input names to a sample axis (an integer) or "
+            f'null for a constant, e.g. {{"state": 1, "sr": null}}; got {axes!r}'
+        )
+    return axes
 
 
 def load_image_folder(
@@ -363,6 +420,7 @@ def match_inputs(data: ArrayDataset, specs: Sequence[Any], what: str = "data") -
             f"{what} has no array for model input(s) {missing}; it has {sorted(inputs)}, "
             f"the model takes {_describe(specs)}"
         )
+    axes = {**data.sample_axes, **({wanted[0]: 0} if len(specs) == 1 and len(inputs) == 1 else {})}
     for spec in specs:
         array = inputs[spec.name]
         expected = np.dtype(spec.user_dtype)
@@ -371,19 +429,23 @@ def match_inputs(data: ArrayDataset, specs: Sequence[Any], what: str = "data") -
                 f"{what} input {spec.name!r} has dtype {array.dtype}; the model expects "
                 f"{expected}. Convert it first, e.g. array.astype(np.{expected.name})"
             )
+        sample_axis = axes.get(spec.name, 0) if array.ndim else None
         if array.ndim != len(spec.shape):
+            where = "a constant" if sample_axis is None else f"samples on axis {sample_axis}"
             raise InputError(
                 f"{what} input {spec.name!r} has shape {array.shape} (rank {array.ndim}); the "
-                f"model expects rank {len(spec.shape)}: {spec.shape} with samples on axis 0"
+                f"model expects rank {len(spec.shape)}: {spec.shape} ({where}; another sample "
+                f"axis or a constant is stated in {SAMPLE_AXES_KEY})"
             )
         for axis, (size, want) in enumerate(zip(array.shape, spec.shape, strict=True)):
-            # Axis 0 is the sample axis; a model with a fixed batch is fed in slices of it.
-            if axis and isinstance(want, int) and want >= 0 and size != want:
+            # The sample axis may differ: a model with a fixed batch is fed in slices of it.
+            if axis != sample_axis and isinstance(want, int) and want >= 0 and size != want:
                 raise InputError(
                     f"{what} input {spec.name!r} has shape {array.shape}; the model expects "
                     f"{spec.shape} (axis {axis} must be {want})"
                 )
-    return ArrayDataset({n: inputs[n] for n in wanted}, data.labels, data.classes)
+    kept = {n: axes[n] for n in wanted if n in axes}
+    return ArrayDataset({n: inputs[n] for n in wanted}, data.labels, data.classes, kept)
 
 
 def _describe(specs: Sequence[Any]) -> str:

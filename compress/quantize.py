@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import difflib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
 from edgepack.device_profiles import DeviceProfile, detect_host, quantization_scheme
-from edgepack.runtime.errors import InputError, QuantizationError
+from edgepack.packing import scratch_dir
+from edgepack.runtime.errors import EdgepackError, InputError, QuantizationError
 
 from .calibration import CalibrationSource, FeedReader, calibration_feeds
 from .data import ArrayDataset, as_dataset, match_inputs
@@ -39,18 +40,51 @@ from .evaluate import (
     LABEL_METRICS,
     METRICS,
     Evaluation,
+    agreement_metrics,
     evaluate,
     measure_latency,
     open_model,
     run_batched,
 )
-from .sensitivity import FloatNode, keep_float_until_within, rank_nodes, rank_op_types
+from .sensitivity import (
+    FloatNode,
+    float_groups,
+    keep_float_until_within,
+    keep_groups_until_within,
+    rank_nodes,
+    rank_op_types,
+)
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 IntType = Literal["int8", "uint8"]
 Calibration = Literal["minmax", "entropy", "percentile"]
 SPEED_TIE = 0.10  # candidates this close in speedup are a tie, broken by accuracy
+# Without evaluation data every candidate is still compared with fp32 on the calibration data
+# (else the example or generated inputs): below the COLLAPSE figures (argmax agreement, cosine,
+# in percent) it is refused, below the WARN ones it is kept with a loud note.
+COLLAPSE_AGREEMENT, COLLAPSE_COSINE = 50.0, 90.0
+WARN_AGREEMENT, WARN_COSINE = 95.0, 99.0
+ONE_CLASS_SHARE = 0.95  # int8 predicting one class this often, where fp32 does not, collapsed
+GENERATED_CHECK_SAMPLES = 8
+# Ops that only exist in a quantized graph: a "quantized" model without any holds nothing int8.
+QUANTIZED_OPS = frozenset(
+    [
+        "QuantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "QLinearConv",
+        "QLinearMatMul",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QAttention",
+        "QGemm",
+        "DynamicQuantizeLSTM",
+    ]
+)
+CONV_OPS = frozenset({"Conv", "ConvTranspose"})
+MATMUL_OPS = frozenset({"MatMul", "Gemm", "Attention", "LSTM", "GRU"})
 
 _QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 _CALIBRATIONS = {
@@ -231,6 +265,7 @@ class Budget:
     sensitivity_samples: int = 64
     max_probes: int = 64
     min_speedup: float | None = 1.0
+    max_group_steps: int = 12  # after single nodes: op types and blocks kept in float, at most
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_drop, int | float) or self.max_drop < 0:
@@ -267,6 +302,9 @@ class Candidate:
     all_int8_metric: float | None = None  # before any node was kept in float
     all_int8_size_bytes: int | None = None
     op_type_errors: dict[str, float] = field(default_factory=dict)  # each type quantized alone
+    check: dict[str, Any] | None = None  # agreement with fp32 when there is no evaluation data
+    frontier: list[dict[str, Any]] = field(default_factory=list)  # the search's steps
+    quantized_ops: int | None = None  # ops of QUANTIZED_OPS in the file, subgraphs included
     notes: list[str] = field(default_factory=list)
     path: Path | None = field(default=None, repr=False)
 
@@ -280,6 +318,7 @@ class Candidate:
         data = dataclasses.asdict(self)
         data.pop("path")
         data["speedup"] = self.speedup
+        data["frontier"] = [{k: v for k, v in p.items() if k != "path"} for p in self.frontier]
         return data
 
 
@@ -318,7 +357,22 @@ class QuantizeReport:
             lines.append(f"p50: {timed.speed_kind} {where} {timed.speed_on}")
         for c in self.candidates:
             lines += _float_node_lines(c, self.metric or "metric")
+            lines += _frontier_lines(c, self.metric or "metric")
         return "\n".join(line.rstrip() for line in lines)
+
+
+def _frontier_lines(candidate: Candidate, metric: str) -> list[str]:
+    """The points the accuracy search explored: float nodes vs metric vs size vs p50."""
+    if len(candidate.frontier) < 2:
+        return []
+    lines = [f"{candidate.options['method']} frontier (float nodes, {metric}, size, p50):"]
+    for point in candidate.frontier:
+        p50 = point.get("p50_ms")
+        lines.append(
+            f"  {point['float_nodes']:>4}  {point['metric']:7.2f}  {_mb(point['size_bytes'])} MB"
+            f"  {'-' if p50 is None else f'{p50:.3f} ms'}  {point['step']}"
+        )
+    return lines
 
 
 def _float_node_lines(candidate: Candidate, metric: str) -> list[str]:
@@ -349,6 +403,7 @@ def quantize(
     threads: int | None = 1,
     profile: DeviceProfile | None = None,
     progress: bool = True,
+    example_inputs: Mapping[str, np.ndarray] | None = None,
 ) -> QuantizeReport:
     """Quantize an fp32 ONNX model and write the best candidate that meets the budget to output.
 
@@ -360,7 +415,14 @@ def quantize(
     estimator at the profile's threads; each candidate says which. The
     fastest remaining candidate is written; candidates within 10% of it are a tie, which the
     better metric breaks. Raises QuantizationError (with .report) when
-    none qualifies; nothing is written then. Without eval_data there is no budget check.
+    none qualifies; nothing is written then.
+
+    Nothing is trusted unchecked: without eval_data each candidate is compared with fp32 on the
+    calibration data, else on `example_inputs` (one feed dict), else on generated inputs (each
+    note says which), and refused when its outputs collapse (COLLAPSE_AGREEMENT,
+    COLLAPSE_COSINE); the speed rule is applied on the same inputs. Constant-node weights are
+    folded into initializers first; a candidate in which no op was quantized (every op inside
+    If branches, say) is reported as "nothing to quantize" and not chosen.
 
     >>> report = quantize("model.onnx", "model.int8.onnx", StaticOptions(), calib=data,
     ...                   eval_data=data, budget=Budget(max_drop=1.0))  # doctest: +SKIP
@@ -380,13 +442,27 @@ def quantize(
                 f"budget metric {budget.metric!r} needs labels but the evaluation data has none; "
                 "use metric='agreement' to compare with the fp32 model instead"
             )
+    check_feeds, check_source = _check_feeds(fp32, calib, example_inputs)
     feeds: dict[int, list[dict[str, np.ndarray]]] = {}
     for index, opts in enumerate(candidates):
         if isinstance(opts, StaticOptions):
-            if calib is None:
-                raise InputError("static quantization needs calibration data (calib=...)")
-            feeds[index] = calibration_feeds(calib, specs, max_samples=opts.calibration_samples)
-    speed_feeds = _one_sample(eval_data, next(iter(feeds.values()), None))
+            if calib is None and example_inputs is None:
+                raise InputError(
+                    "static quantization needs calibration data (calib=..., --calib FILE); "
+                    "without it use dynamic"
+                )
+            source_data = calib if calib is not None else check_feeds
+            feeds[index] = calibration_feeds(
+                source_data, specs, max_samples=opts.calibration_samples
+            )
+    speed_feeds = _one_sample(eval_data, next(iter(feeds.values()), None) or check_feeds)
+    check = None
+    if eval_data is None:
+        reference = [_first_output(fp32, f) for f in check_feeds]
+        last = fp32.entry.outputs[0].shape[-1] if fp32.entry.outputs[0].shape else None
+        # argmax agreement means something for class scores (a fixed last axis), not for maps
+        scores = isinstance(last, int) and last > 1
+        check = (check_feeds, np.concatenate(reference), check_source, scores)
 
     report = QuantizeReport(
         metric=budget.metric if eval_data is not None else None,
@@ -404,7 +480,7 @@ def quantize(
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
 
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         prepared: dict[bool, tuple[Path, list[str]]] = {}
         for index, opts in enumerate(candidates):
@@ -418,17 +494,24 @@ def quantize(
                 quantize_into, source, opts, eval_data, baseline, budget, cand_dir, progress
             )
             candidate.notes[:0] = notes
+            _check_candidate(candidate, check)
             report.candidates.append(candidate)
         timed = [c for c in report.candidates if c.within_budget is not False]
         if profile is not None and not host_is(profile):
-            _estimate_speed(timed, model, profile, budget)
+            _estimate_speed(timed, model, profile, budget, speed_feeds)
         elif speed_feeds is not None and timed:
             # this host is the profile's device: time it as that device runs, on its threads
             on = threads if profile is None else profile.defaults.threads
             _measure_speed(timed, model, speed_feeds, on, budget)
         report.chosen = _choose(report.candidates)
         if report.chosen is None:
-            error = QuantizationError(_no_choice_message(report, budget, threads, profile))
+            nothing = all(c.quantized_ops == 0 for c in report.candidates)
+            text = (
+                _nothing_message(report, model)
+                if nothing
+                else _no_choice_message(report, budget, threads, profile)
+            )
+            error = QuantizationError(text)
             error.report = report  # type: ignore[attr-defined]
             raise error
         chosen = report.candidates[report.chosen]
@@ -437,6 +520,8 @@ def quantize(
     report.output = str(output)
     for c in report.candidates:
         c.path = None  # those files are gone with the work directory
+        for point in c.frontier:
+            point.pop("path", None)
     return report
 
 
@@ -449,7 +534,7 @@ def quantize_model(
     progress: bool = True,
 ) -> Path:
     """Just quantize, no evaluation or search: one onnxruntime run in a scratch directory."""
-    with tempfile.TemporaryDirectory(prefix="edgepack-quantize-") as tmp:
+    with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)
         feeds = None
         if isinstance(options, StaticOptions):
@@ -477,6 +562,17 @@ def _try_candidate(
     """Quantize with opts; if it breaks the budget, keep the most sensitive nodes in float."""
     path = quantize_into(work / "int8.onnx")
     candidate = Candidate(opts.to_dict(), path.stat().st_size, path=path)
+    candidate.quantized_ops = sum(op_counts(path)[op] for op in QUANTIZED_OPS)
+    if candidate.quantized_ops == 0:
+        counts = op_counts(path)
+        inside = sum(counts.values()) - sum(op_counts(path, subgraphs=False).values())
+        where = f" ({inside} of its ops sit inside If/Loop/Scan subgraphs)" if inside else ""
+        candidate.within_budget = False
+        candidate.notes.append(
+            f"nothing to quantize: {opts.method} quantized no op of this graph{where}; "
+            "the fp32 model is kept"
+        )
+        return candidate
     if eval_data is None or baseline is None:
         return candidate
     fp32_metric = _fp32_metric(baseline, budget.metric)
@@ -531,6 +627,36 @@ def _try_candidate(
     candidate.notes.append(
         f"probed {len(ranked)} of {len(nodes)} quantizable nodes alone; {moved} moved the output"
     )
+    target = fp32_metric - budget.max_drop
+    candidate.frontier = [
+        {"step": "all int8", "float_nodes": 0, "metric": candidate.metric,
+         "size_bytes": candidate.size_bytes, "path": path}
+    ] + [
+        {"step": f"+ {k.name}", "float_nodes": i + 1, "metric": k.metric,
+         "size_bytes": k.size_bytes, "path": work / f"keep{i}.onnx"}
+        for i, k in enumerate(kept)
+    ]  # fmt: skip
+    if best_metric < target and budget.max_group_steps:
+        start = [*opts.nodes_to_exclude, *(k.name for k in kept)]
+        group_path, group_metric, group_excluded, steps = keep_groups_until_within(
+            quantize_into, float_groups(nodes, candidate.op_type_errors), score, target, work,
+            exclude=start, max_steps=budget.max_group_steps, quantizable=_compute_nodes(nodes),
+        )  # fmt: skip
+        candidate.frontier += steps
+        reached = "reached" if group_metric >= target else "did not reach"
+        candidate.notes.append(
+            f"single nodes stopped at {budget.metric} {max(best_metric, candidate.metric):.2f}; "
+            f"kept {len(steps)} group(s) (op types, then blocks from the last) in float and "
+            f"{reached} the budget ({target:.2f}) within the cap of {budget.max_group_steps}"
+        )
+        if group_path is not None and group_metric > best_metric:
+            kinds = dict(nodes)
+            best_path, best_metric = group_path, group_metric
+            kept = [
+                FloatNode(name, kinds.get(name, "?"), 0.0, group_metric, group_path.stat().st_size)
+                for name in group_excluded
+                if name not in opts.nodes_to_exclude
+            ]
     if best_path is None or best_metric <= candidate.metric:
         candidate.notes.append("keeping nodes in float did not improve the metric")
         return candidate
@@ -541,6 +667,13 @@ def _try_candidate(
     candidate.within_budget = candidate.drop <= budget.max_drop + 1e-9
     candidate.float_nodes = kept
     return candidate
+
+
+def _compute_nodes(nodes: Sequence[tuple[str, str]]) -> list[str]:
+    """The nodes whose int8 kernels make a model int8 (convolutions, matmuls, lookups): with all
+    of them in float, what is left (a quantized Relu) is not worth shipping as int8."""
+    compute = CONV_OPS | MATMUL_OPS | {"Gather"}
+    return [n for n, t in nodes if t in compute] or [n for n, _ in nodes]
 
 
 def host_is(profile: DeviceProfile) -> bool:
@@ -563,6 +696,14 @@ def _measure_speed(
     fp32, *int8 = measure_latency(
         [fp32_path, *(c.path for c in candidates)], feeds, threads=threads
     )
+    points = [p for c in candidates for p in c.frontier if Path(p.get("path", "")).is_file()]
+    if points:  # each frontier point timed briefly, side by side, for the table
+        for point, latency in zip(
+            points,
+            measure_latency([p["path"] for p in points], feeds, threads=threads, min_seconds=0.2),
+            strict=True,
+        ):
+            point["p50_ms"] = latency.p50_ms
     for candidate, latency in zip(candidates, int8, strict=True):
         _judge(candidate, fp32.p50_ms, latency.p50_ms, "measured", "this host", budget)
         if not candidate.faster:
@@ -575,15 +716,23 @@ def _measure_speed(
 
 
 def _estimate_speed(
-    candidates: Sequence[Candidate], fp32_path: Path, profile: DeviceProfile, budget: Budget
+    candidates: Sequence[Candidate],
+    fp32_path: Path,
+    profile: DeviceProfile,
+    budget: Budget,
+    feeds: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """fp32 and every candidate estimated for the profile's device from their cost summaries."""
+    """fp32 and every candidate estimated for the profile's device from their cost summaries,
+    at the shapes of the inputs the speed rule uses."""
     from edgepack.benchmarks.estimate import estimate_latency
 
     from .cost import cost_summary
 
+    shapes = {k: list(np.shape(v)) for k, v in (feeds or {}).items()}
+
     def estimate(path: Path) -> float:
-        return float(estimate_latency(cost_summary(path), profile)["latency_ms"])
+        cost = cost_summary(path, input_shapes=shapes or None)
+        return float(estimate_latency(cost, profile)["latency_ms"])
 
     fp32_ms = estimate(fp32_path)
     for candidate in candidates:
@@ -632,6 +781,14 @@ def _no_choice_message(
     report: QuantizeReport, budget: Budget, threads: int | None, profile: DeviceProfile | None
 ) -> str:
     within = [c for c in report.candidates if c.within_budget is not False]
+    if not within and "metric" not in report.fp32:  # refused by the check, not a budget
+        why = "; ".join(
+            f"{c.options['method']}: {n}"
+            for c in report.candidates
+            for n in c.notes
+            if n.startswith(("REFUSED", "nothing"))
+        )
+        return f"no int8 model is kept: {why}. The fp32 model is unchanged"
     if not within:
         best = max(report.candidates, key=lambda c: c.metric or 0.0)
         hint = ""
@@ -671,13 +828,17 @@ def _prepare(model: Path, work: Path, preprocess: bool) -> tuple[Path, list[str]
     stable ones.
     """
     proto = onnx.load(str(model))
-    for index, node in enumerate(proto.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{index}"
+    folded = 0
+    for depth, graph in reversed(list(enumerate(_graphs(proto.graph)))):
+        for index, node in enumerate(graph.node):
+            if not node.name:
+                node.name = f"{node.op_type}_{index}" + (f"_g{depth}" if depth else "")
+        folded += _fold_constants(graph)
     source = work / f"{model.stem}.fp32.onnx"
     onnx.save(proto, str(source))
+    notes = [f"{folded} Constant-node weights folded into initializers"] if folded else []
     if not preprocess:
-        return source, []
+        return source, notes
     target = work / f"{model.stem}.pre.onnx"
     try:
         # auto_merge lets symbolic shape inference reconcile dims such as batch vs batch_size.
@@ -685,8 +846,8 @@ def _prepare(model: Path, work: Path, preprocess: bool) -> tuple[Path, list[str]
     except Exception as exc:
         note = f"quant_pre_process failed ({type(exc).__name__}: {exc}); quantized as exported"
         log.warning(note)
-        return source, [note]
-    return target, ["pre-processed with quant_pre_process(auto_merge=True)"]
+        return source, [*notes, note]
+    return target, [*notes, "pre-processed with quant_pre_process(auto_merge=True)"]
 
 
 def _quantizer(
@@ -760,7 +921,11 @@ def _onnxruntime_quantize(
             nodes_to_exclude=_with_gemm_aliases(exclude),
             # Tensors whose type shape inference could not find (optimized graphs) are float;
             # without this onnxruntime stops with "Unable to find data type for weight_name".
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            extra_options={
+                "DefaultTensorType": onnx.TensorProto.FLOAT,
+                # quantize the MatMuls inside If/Loop branches too (a model may be all branches)
+                "EnableSubgraph": True,
+            },
             **common,
         )
         return
@@ -829,8 +994,168 @@ def _one_sample(
     if eval_data is not None:
         return eval_data.subset(slice(0, 1)).inputs
     if feeds:
-        return {k: v[:1] for k, v in feeds[0].items()}
+        try:
+            return ArrayDataset(dict(feeds[0])).subset(slice(0, 1)).inputs
+        except InputError:  # samples on different axes: time the batch as it is
+            return dict(feeds[0])
     return None
+
+
+def _first_output(model: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One run on one feed dict (batched on whatever axes its inputs use), first output."""
+    try:
+        return next(iter(model.run(dict(feeds)).values()))
+    except EdgepackError:
+        raise
+    except Exception as exc:  # the interpreter's own error types
+        shapes = ", ".join(f"{k} {list(np.shape(v))}" for k, v in feeds.items())
+        raise InputError(
+            f"the fp32 model fails on the check inputs ({shapes}): {str(exc).splitlines()[0]}; "
+            "give calibration data or example inputs it accepts"
+        ) from None
+
+
+def example_feeds(model: PathLike, specs: Sequence[str] | None) -> dict[str, np.ndarray] | None:
+    """One feed dict for `model` from input specs as `edgepack bench --input` takes them
+    ("sr=16000", "state=2x1x128:zeros"); inputs not named are random at the default sizes."""
+    if not specs:
+        return None
+    from edgepack.benchmarks.inputs import check_names, parse_input_spec, synthetic_inputs
+
+    entry = open_model(model).entry
+    parsed = dict(parse_input_spec(text) for text in specs)
+    check_names(entry, parsed, "example inputs")
+    return synthetic_inputs(entry, specs=parsed)
+
+
+def _check_feeds(
+    fp32: Any, calib: CalibrationSource | None, example: Mapping[str, np.ndarray] | None
+) -> tuple[list[dict[str, np.ndarray]], str]:
+    """The inputs int8 is compared with fp32 on when there is no evaluation data, and what
+    they are: calibration data, the example inputs, or generated ones."""
+    specs = fp32.entry.inputs
+    if calib is not None:
+        feeds = calibration_feeds(calib, specs, max_samples=64)
+        return feeds, f"{sum(len(ArrayDataset(dict(f))) for f in feeds)} calibration samples"
+    from edgepack.benchmarks.inputs import synthetic_inputs
+
+    if example is not None:
+        wanted = {s.name for s in specs}
+        if set(example) != wanted:
+            raise InputError(
+                f"the example inputs name {sorted(example)}; the model takes {sorted(wanted)}"
+            )
+        return [dict(example)], "the example inputs"
+    feeds = [synthetic_inputs(fp32.entry, seed=i) for i in range(GENERATED_CHECK_SAMPLES)]
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feeds[0].items())
+    return feeds, f"{len(feeds)} generated random inputs ({shapes}; give --calib for real ones)"
+
+
+def _check_candidate(candidate: Candidate, check: tuple | None) -> None:
+    """Compare a candidate with fp32 on the check inputs; refuse it when its output collapsed,
+    note it loudly when it drifted."""
+    if check is None or candidate.path is None or candidate.quantized_ops == 0:
+        return
+    feeds, reference, source, scores = check
+    runner = open_model(candidate.path)
+    outputs = np.concatenate([_first_output(runner, f) for f in feeds])
+    figures = agreement_metrics(outputs, reference)
+    agreement = figures["agreement"] if scores else None
+    one_class = _one_class_share(outputs) if scores else 0.0
+    # A collapsed classifier predicts one class (a CTC model: blank) nearly everywhere
+    # while fp32 does not.
+    constant = scores and one_class >= ONE_CLASS_SHARE > _one_class_share(reference)
+    candidate.check = {"on": source, "agreement": agreement, "cosine": figures["cosine"]}
+    shown = (f"argmax agreement {agreement:.1f}%, " if scores else "") + (
+        f"cosine {figures['cosine']:.2f}%"
+    )
+    if constant:
+        shown += f", one class on {one_class:.0%} of outputs"
+    if (
+        constant
+        or (scores and agreement < COLLAPSE_AGREEMENT)
+        or figures["cosine"] < COLLAPSE_COSINE
+    ):
+        candidate.within_budget = False
+        candidate.notes.append(
+            f"REFUSED: int8 output collapsed against fp32 on {source}: {shown}. Give --eval "
+            "data to search for nodes to keep in float, or try another method"
+        )
+    elif (scores and agreement < WARN_AGREEMENT) or figures["cosine"] < WARN_COSINE:
+        candidate.notes.append(
+            f"WARNING: int8 output drifts from fp32 on {source}: {shown}; check it on real "
+            "data (--eval) before shipping"
+        )
+    else:
+        candidate.notes.append(f"checked against fp32 on {source}: {shown}")
+
+
+def _one_class_share(outputs: np.ndarray) -> float:
+    """The share of positions whose argmax is the most common class."""
+    predicted = outputs.argmax(-1).ravel()
+    return float(np.bincount(predicted).max() / predicted.size) if predicted.size else 0.0
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """A graph and all its subgraphs (If branches, Loop and Scan bodies), nested."""
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found += _graphs(attribute.g)
+    return found
+
+
+def op_counts(model: PathLike, subgraphs: bool = True) -> collections.Counter[str]:
+    """How many nodes of each op type the model has (in its subgraphs too, by default)."""
+    graph = onnx.load(str(model), load_external_data=False).graph
+    graphs = _graphs(graph) if subgraphs else [graph]
+    return collections.Counter(n.op_type for g in graphs for n in g.node)
+
+
+def suggest_method(model: PathLike) -> tuple[str, str]:
+    """Static or dynamic by the graph's op mix, and why: dynamic int8 quantizes activations at
+    run time, which pays on MatMul-heavy transformers and costs more than it saves on
+    convolutions (a MobileNet-class CNN ran 84.6 ms dynamic vs 12.3 ms fp32 in issue 13)."""
+    counts = op_counts(model)
+    convs = sum(counts[op] for op in CONV_OPS)
+    matmuls = sum(counts[op] for op in MATMUL_OPS)
+    if convs > matmuls:
+        return "static", (
+            f"static QDQ: the graph is convolution-heavy ({convs} Conv vs {matmuls} MatMul/Gemm "
+            "nodes), where dynamic int8 is usually slower than fp32"
+        )
+    return "dynamic", (
+        f"dynamic: the graph is MatMul-heavy ({matmuls} MatMul/Gemm vs {convs} Conv nodes); "
+        "weights are int8 ahead of time, activations per call, no calibration needed"
+    )
+
+
+def _fold_constants(graph: onnx.GraphProto) -> int:
+    """Turn tensor-valued Constant nodes into initializers of their graph: onnxruntime's
+    quantizers only quantize weights that are initializers ("Expected w to be an
+    initializer")."""
+    constants = [
+        node
+        for node in graph.node
+        if node.op_type == "Constant"
+        and len(node.attribute) == 1
+        and node.attribute[0].name == "value"
+    ]
+    for node in constants:
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        graph.initializer.append(tensor)
+        # removed in place: rebuilding the node list would copy the If nodes and detach the
+        # subgraphs other callers hold
+        graph.node.remove(node)
+    return len(constants)
+
+
+def _nothing_message(report: QuantizeReport, model: Path) -> str:
+    notes = "; ".join(n for c in report.candidates for n in c.notes if "nothing" in n)
+    return f"nothing to quantize in {model.name}: {notes}"
 
 
 def _fp32_metric(baseline: Evaluation, metric: str) -> float:

@@ -67,7 +67,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgepack.packing import describe_model_file
+from edgepack.packing import describe_model_file, scratch_dir
 from edgepack.runtime import InputError, PackManifest, QuantizationError
 
 from .options import StageOptions, as_tuple, unknown_key_error
@@ -87,6 +86,7 @@ from .workspace import (
     Workspace,
     check_budget,
     is_scalar,
+    keep_tokenizer,
     load_data,
     load_source,
     pack_records,
@@ -127,6 +127,7 @@ DATA_KEYS = (
     "max_length",
     "calibration_samples",
     "evaluation_samples",
+    "inputs",  # example inputs as `edgepack bench --input` takes them, e.g. ["sr=16000"]
 )
 
 
@@ -554,7 +555,7 @@ def run_recipe(
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
     _check_before_running(recipe, module, example_inputs)
-    with tempfile.TemporaryDirectory(prefix="edgepack-recipe-") as tmp:
+    with scratch_dir("edgepack-recipe-") as tmp:
         if module is not None and any(STAGES[s.type].changes_weights for s in recipe.stages):
             module = copy.deepcopy(module)  # the caller's model stays as it was given
         work = Workspace(Path(tmp), recipe, module, dict(example_inputs or {}) or None)
@@ -697,7 +698,7 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
 def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
     """Int8 ONNX within the stage's budget (by default, what the recipe's budget still allows),
     in the profile's scheme, with the speed rule judged for the profile."""
-    from .quantize import quantize
+    from .quantize import example_feeds, quantize
 
     remaining = 1.0 if work.recipe.budget is None else max(work.recipe.budget - work.drop, 0.0)
     budget = options.budget_for(remaining, work.metric)
@@ -711,12 +712,15 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
         budget=budget,
         profile=work.profile,
         progress=work.progress,
+        example_inputs=example_feeds(work.onnx(), work.recipe.data.get("inputs")),
     )
     chosen = report.candidates[report.chosen]  # type: ignore[index]
     entry = describe_model_file(output)
     entry.path = "model.int8.onnx"
     if chosen.float_nodes:
         entry.precision = "mixed"
+    elif entry.precision == "fp32":  # its int8 ops sit in subgraphs the file reader skips
+        entry.precision = f"int8-{chosen.options['method']}"
     figures = {
         "method": chosen.options["method"],
         report.metric or "metric": chosen.metric,
@@ -725,6 +729,7 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
         "fp32_p50_ms": chosen.fp32_p50_ms,
         "size_bytes": chosen.size_bytes,
         "float_nodes": len(chosen.float_nodes),
+        **{f"check_{k}": v for k, v in (chosen.check or {}).items()},  # no eval data: vs fp32
     }
     if chosen.speed_kind is not None:
         figures["speed"] = f"{chosen.speed_kind} ({chosen.speed_on})"
@@ -789,10 +794,63 @@ def run_prune(work: Workspace, options: Any) -> StageRecord:
     )
 
 
+def run_distill(work: Workspace, options: Any) -> StageRecord:
+    """Distill the current model (the teacher) into a student built from the options (fewer
+    layers or a smaller FFN for BERT-family models, a narrower CNN), trained on data.train; the
+    student becomes the current model, and a trimmed vocabulary becomes the pack's."""
+    from .distill import distill
+
+    text = work.hf_dir is not None
+    train: Any = work.recipe.data.get("train") if text else work.train  # text: padded per batch
+    if train is None:
+        raise InputError("a distill stage trains on labelled data: set data.train in the recipe")
+    evaluation: Any = work.recipe.data.get("evaluation") if text else work.evaluation
+    tokenizer = None
+    if text:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(work.hf_dir))
+    result = distill(
+        work.module,
+        None,
+        train,
+        evaluation,
+        options,
+        work.stage_dir / "distill",  # type: ignore[operator]
+        progress=work.progress,
+        tokenizer=tokenizer,
+    )
+    work.module = result.student
+    if text and Path(result.output).is_dir():  # its own (maybe trimmed) tokenizer: re-tokenize
+        work.hf_dir = Path(result.output)
+        keep_tokenizer(work, work.hf_dir)
+        load_data(work)
+    summary = result.to_dict()
+    figures = {k: v for k, v in summary.items() if is_scalar(v)}
+    figures.update({f"student_{k}": v for k, v in (result.eval or {}).items()})
+    figures.update({f"parameters_{k}": v for k, v in result.parameters.items()})
+    return StageRecord(
+        "distill",
+        figures={"distill": figures},
+        provenance={
+            "options": summary["options"],
+            "lineage": result.lineage,
+            "vocab": result.vocab,
+            "history": result.history,
+        },
+    )
+
+
 def _prune_options() -> type[StageOptions]:
     from .prune import PruneOptions
 
     return PruneOptions
+
+
+def _distill_options() -> type[StageOptions]:
+    from .distill import DistillOptions
+
+    return DistillOptions
 
 
 STAGES.update(
@@ -800,5 +858,6 @@ STAGES.update(
         "export": StageType(ExportOptions, run_export),
         "quantize": StageType(QuantizeStageOptions, run_quantize),
         "prune": StageType(_prune_options(), run_prune, changes_weights=True),
+        "distill": StageType(_distill_options(), run_distill, changes_weights=True),
     }
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,7 @@ def load_source(work: Workspace) -> None:
 
         work.hf_dir = path
         work.module = load_hf(path, work.recipe.task)
-        _keep_tokenizer(work, path)
+        keep_tokenizer(work, path)
         return
     raise InputError(
         f"source {source!r} is neither an .onnx file nor a Hugging Face model folder "
@@ -142,7 +143,7 @@ def load_source(work: Workspace) -> None:
     )
 
 
-def _keep_tokenizer(work: Workspace, model_dir: Path) -> None:
+def keep_tokenizer(work: Workspace, model_dir: Path) -> None:
     """The tokenizer files a text pack ships, saved as the tokenizer library writes them."""
     if not any((model_dir / n).is_file() for n in ("vocab.txt", "tokenizer.json")):
         return
@@ -185,7 +186,7 @@ def load_data(work: Workspace) -> None:
             continue
         dataset = load_dataset(data[role], **options)
         if isinstance(dataset, TextDataset):
-            tokenizer = data.get("tokenizer") or work.recipe.source
+            tokenizer = data.get("tokenizer") or work.hf_dir or work.recipe.source
             if tokenizer is None or not Path(tokenizer).is_dir():
                 raise InputError(
                     f"{role} data is text: the recipe needs a Hugging Face model folder as its "
@@ -347,11 +348,19 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
         onnx_models.append(fp32)
     models = onnx_models + [m for m in current if m.entry.format != "onnx"]
     _parity_with_onnx(work, fp32, [m for m in models if m.entry.format == "tflite"])
-    from .cost import cost_summary
+    from .cost import cost_or_none
 
+    example = work.recipe.data.get("inputs")
+    shapes = None
+    if example:
+        from .quantize import example_feeds
+
+        shapes = {k: list(np.shape(v)) for k, v in example_feeds(fp32.path, example).items()}
     for model in models:
         if model.entry.format == "onnx":
-            model.entry.cost = cost_summary(model.path)
+            model.entry.cost, why = cost_or_none(model.path, input_shapes=shapes)
+            if why:
+                print(f"warning: {model.entry.path}: {why}", file=sys.stderr)
     preprocessing = recipe.preprocessing
     if preprocessing is None and work.hf_dir is not None and "vocab.txt" in work.assets:
         preprocessing = _text_preprocessing(work.hf_dir, fp32.path, work)
@@ -380,7 +389,8 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
 
 
 def is_scalar(value: Any) -> bool:
-    return isinstance(value, int | float | str) or value is None
+    """Whether a figure fits the manifest's metrics (number, string or null; not a bool)."""
+    return (isinstance(value, int | float | str) and not isinstance(value, bool)) or value is None
 
 
 def _parity_with_onnx(work: Workspace, onnx: ModelFile, tflite: list[ModelFile]) -> None:

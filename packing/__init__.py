@@ -9,12 +9,16 @@ device-side install; compress/ writes its packs through it too.
 
 from .assemble import assemble_pack
 from .model_info import describe_model_file, tflite_schema_version
+from .sign import sign_pack
+from .staging import scratch_dir
 from .write import sha256_file, unpack_pack, write_pack
 
 __all__ = [
     "assemble_pack",
     "describe_model_file",
+    "scratch_dir",
     "sha256_file",
+    "sign_pack",
     "tflite_schema_version",
     "unpack_pack",
     "write_pack",

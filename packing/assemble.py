@@ -28,6 +28,7 @@ def assemble_pack(
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, dict[str, Any]] | None = None,
     requirements: dict[str, Any] | None = None,
+    example_inputs: dict[str, Any] | None = None,
 ) -> PackManifest:
     """Describe each model file, build the manifest, validate it and write the pack atomically.
 
@@ -63,5 +64,6 @@ def assemble_pack(
         provenance=provenance or {},
         metrics=metrics or {},
         requirements=requirements or {},
+        example_inputs=example_inputs,
     )
     return write_pack(dest, manifest, sources)

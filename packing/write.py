@@ -6,11 +6,11 @@ failure never leaves a half-written pack.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,9 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgepack.runtime.errors import EdgepackError, ManifestError
-from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest
-from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader, digest_stream
+from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
+from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader
 from edgepack.runtime.version import __version__
+
+from .staging import replace, scratch_dir
 
 Source = str | os.PathLike[str] | bytes
 
@@ -53,9 +55,10 @@ def write_pack(
     manifest.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for entry in [*manifest.models, *manifest.files]:
         entry.size_bytes, entry.sha256 = _digest_source(sources[entry.path])
+    manifest.integrity = ""
+    manifest.integrity = manifest_digest(manifest.to_dict())
     manifest.validate()
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with _staging(dest) as staging:
         if dest.name.endswith(ARCHIVE_SUFFIX):
             _write_archive(staging, manifest, sources)
@@ -84,29 +87,25 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def _digest_source(source: Source) -> tuple[int, str]:
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise EdgepackError(f"cannot add {source} to a pack: it is not a file")
+    digest, length = hashlib.sha256(), 0
     with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as handle:
-        return digest_stream(handle)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            length += len(chunk)
+    return length, digest.hexdigest()
 
 
 @contextmanager
 def _staging(dest: Path) -> Iterator[Path]:
-    """Yield a temp path beside `dest`; on success move it into place, else remove it."""
-    workdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    staging = workdir / dest.name
+    """Yield a path in a scratch folder beside `dest`; on success swap it into place (the old
+    pack goes with the scratch folder), else only the scratch folder is removed."""
     try:
-        yield staging
-        old = workdir / "previous"
-        replaced = dest.exists() or dest.is_symlink()
-        if replaced:
-            dest.rename(old)
-        try:
-            staging.rename(dest)
-        except OSError:
-            if replaced:
-                old.rename(dest)
-            raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgepackError(f"cannot write {dest}: {dest.parent} is not a folder ({exc})") from None
+    with scratch_dir(f".{dest.name}.", dest.parent, restore=dest) as work:
+        yield work / dest.name
+        replace(work / dest.name, dest)
 
 
 def _write_directory(staging: Path, manifest: PackManifest, sources: Mapping[str, Source]) -> None:

@@ -20,6 +20,7 @@ from .errors import (
     ProfileError,
     QuantizationError,
     SchemaVersionError,
+    SignatureError,
     UnsafeArchiveError,
 )
 from .manifest import (
@@ -29,6 +30,7 @@ from .manifest import (
     PackManifest,
     Quantization,
     TensorSpec,
+    manifest_digest,
     parse_manifest,
 )
 from .model import Model, default_threads, load
@@ -56,11 +58,13 @@ __all__ = [
     "Quantization",
     "QuantizationError",
     "SchemaVersionError",
+    "SignatureError",
     "TensorSpec",
     "UnsafeArchiveError",
     "__version__",
     "default_threads",
     "load",
+    "manifest_digest",
     "parse_manifest",
     "read_manifest",
     "verify_pack",

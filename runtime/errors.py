@@ -17,6 +17,10 @@ class IntegrityError(EdgepackError):
     """A file in the pack is missing or its sha256 does not match the manifest."""
 
 
+class SignatureError(IntegrityError):
+    """Trusted keys were given and the pack is unsigned, or signed by none of them."""
+
+
 class UnsafeArchiveError(EdgepackError):
     """An archive entry would escape the pack (absolute path, '..', link or device)."""
 

@@ -5,17 +5,22 @@ docs/pack-format.md describes each field; runtime/pack_schema.json is the schema
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import ManifestError, SchemaVersionError
+from .errors import IntegrityError, ManifestError, SchemaVersionError
 from .schema import schema_errors
 from .version import __version__
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: example_inputs, the `integrity` field
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
+MAX_DEPTH = 32  # manifests nest about 8 levels; a deeper one is an attack on the parsers
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -87,9 +92,11 @@ class PackManifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
+    example_inputs: dict[str, Any] | None = None  # what bench feeds by default
     schema_version: str = SCHEMA_VERSION
     edgepack_version: str = __version__
     created: str = ""
+    integrity: str = ""  # manifest_digest() of the rest, filled in by the writer
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -98,6 +105,8 @@ class PackManifest:
         for tensor in (t for m in data["models"] for t in m["inputs"] + m["outputs"]):
             if tensor["tensor_name"] is None:
                 del tensor["tensor_name"]
+        if not data["integrity"]:  # not yet filled in by the writer
+            del data["integrity"]
         return data
 
     def to_json(self) -> str:
@@ -113,29 +122,74 @@ class PackManifest:
             raise ManifestError(_format_errors(self.name, errors))
 
 
+def manifest_digest(data: dict[str, Any]) -> str:
+    """The sha256 of a manifest's canonical content: every field but `integrity`, keys sorted,
+    no whitespace, ASCII escapes; the same text on every machine for the same values."""
+    body = {key: value for key, value in data.items() if key != "integrity"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManifest:
-    """Parse and validate manifest JSON; reject schema versions this runtime cannot read."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    """Parse and validate manifest JSON; reject schema versions this runtime cannot read, and
+    content that does not match its integrity field."""
+    try:  # huge integers become inf, refused below with the field's name (int() would raise)
+        data = json.loads(text, parse_int=lambda t: int(t) if len(t) < 20 else math.inf)
+    except RecursionError:
+        raise ManifestError(f"{source} nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ManifestError(f"{source} must hold a JSON object, got {type(data).__name__}")
+    _check_values(data, source)
     minor_is_newer = _check_version(data.get("schema_version"), source)
+    if ("integrity" in data or data["schema_version"] != "1.0") and (
+        data.get("integrity") != manifest_digest(data)
+    ):
+        raise IntegrityError(
+            f"{source}: the manifest does not match its integrity field (the sha256 of its "
+            "content): it was changed or damaged"
+        )
     # A newer minor version may add fields we do not know; the ones we know must still be right.
     if errors := schema_errors(data, allow_unknown_keys=minor_is_newer):
         raise ManifestError(_format_errors(source, errors))
     return _from_dict(data)
 
 
+def _check_values(data: Any, source: str) -> None:
+    """Refuse, naming the field, what Python's JSON reader accepts but no manifest holds:
+    nesting deeper than MAX_DEPTH, numbers that are not finite or beyond 64 bits, and strings
+    or keys that are not Unicode text (lone surrogates, from escapes)."""
+    stack = [("manifest", data, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        problem = (
+            f"nests deeper than {MAX_DEPTH} levels"
+            if depth > MAX_DEPTH
+            else f"{value} is not a finite number within 64 bits"
+            if number and not abs(value) < 2**63
+            else "is not Unicode text (a lone surrogate)"
+            if _SURROGATE.search(where + (value if isinstance(value, str) else ""))
+            else None
+        )
+        if problem:
+            raise ManifestError(f"{source}: {ascii(where)[1:-1][:200]}: {problem}")
+        if isinstance(value, dict):
+            stack += [(f"{where}.{key}", item, depth + 1) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+
+
 def _check_version(version: Any, source: str) -> bool:
     """Whether `version` is a newer minor of the major this runtime reads; raise otherwise."""
-    major_text, dot, minor_text = version.partition(".") if isinstance(version, str) else ("",) * 3
-    if not (dot and major_text.isdigit() and minor_text.isdigit()):
+    match = re.fullmatch(r"([0-9]{1,6})\.([0-9]{1,6})", version if isinstance(version, str) else "")
+    if not match:
         raise SchemaVersionError(
             f"{source} has no valid schema_version (got {version!r}); "
             f"expected a MAJOR.MINOR string like {SCHEMA_VERSION!r}"
         )
+    major_text, minor_text = match.groups()
     if int(major_text) != SUPPORTED_MAJOR:
         raise SchemaVersionError(
             f"{source} uses pack schema version {version}; this runtime (edgepack {__version__}) "

@@ -1,61 +1,87 @@
 """Reads packs: a directory, or the same content as one `NAME.edgepack` zip archive.
 
-Reading verifies every sha256 the manifest lists and refuses archive entries that could escape
-the pack. Writing packs is `edgepack.packing`'s job.
+Every byte is treated as hostile until checked (docs/pack-format.md, threat model): each entry
+is streamed with its listed size as a hard cap and its sha256 checked; listed paths must stay
+inside the pack; any failure of the zip reader is an IntegrityError naming archive and entry;
+with trusted keys, the manifest must carry a valid Ed25519 signature. Writing is packing's job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import IntegrityError, ManifestError, UnsafeArchiveError
+from .errors import EdgepackError, IntegrityError, ManifestError, SignatureError, UnsafeArchiveError
 from .manifest import MANIFEST_NAME, FileEntry, ModelEntry, PackManifest, parse_manifest
 
 ARCHIVE_SUFFIX = ".edgepack"
+SIGNATURE_NAME = "manifest.sig"  # the Ed25519 signature of manifest.json's bytes
+MANIFEST_CAP = 4 << 20  # manifests are kilobytes; more is an attack, refused before reading
 _CHUNK = 1 << 20
+KeySource = str | os.PathLike[str] | bytes
 
 
 class PackReader:
     """Random access to the files of a pack, directory or archive, checked against its manifest."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(
+        self, path: str | os.PathLike[str], trusted_keys: Iterable[KeySource] | None = None
+    ):
         self.path = Path(path)
+        self._zip: zipfile.ZipFile | None = None
         if self.path.is_dir():
-            self._zip: zipfile.ZipFile | None = None
+            self._root = self.path.resolve()
         elif self.path.is_file():
             self._zip = _open_archive(self.path)
         else:
             raise ManifestError(
                 f"no pack at {self.path}: expected a pack directory or a {ARCHIVE_SUFFIX} archive"
             )
-        with self._open(MANIFEST_NAME) as handle:
-            self.manifest_bytes = handle.read()
+        self.manifest_bytes = b"".join(self._chunks(MANIFEST_NAME, MANIFEST_CAP))
         self.manifest = parse_manifest(self.manifest_bytes, f"{self.path}/{MANIFEST_NAME}")
         # Every file the manifest lists, models and assets, by path inside the pack.
         self.entries = {e.path: e for e in [*self.manifest.models, *self.manifest.files]}
+        if trusted_keys is not None:
+            one = isinstance(trusted_keys, (str, bytes, os.PathLike))
+            self._check_signature([trusted_keys] if one else list(trusted_keys))
 
     def read(self, relpath: str) -> bytes:
         """The bytes of a listed file, after checking its size and sha256."""
-        with self._open(relpath) as handle:
-            data = handle.read()
-        self._check_digest(relpath, len(data), hashlib.sha256(data).hexdigest())
-        return data
-
-    def file_path(self, relpath: str) -> Path | None:
-        """For a directory pack, where a listed file lies on disk (not yet checked: see
-        check()); None for an archive, whose members must be read."""
-        self._entry(relpath)
-        return None if self._zip is not None else self.path / relpath
+        parts: list[bytes] = []
+        self._stream(relpath, parts.append)
+        return b"".join(parts)
 
     def check(self, relpath: str) -> None:
         """Check a listed file's size and sha256 by streaming it, without keeping its bytes."""
-        with self._open(relpath) as handle:
-            self._check_digest(relpath, *digest_stream(handle))
+        self._stream(relpath, lambda chunk: None)
+
+    @contextmanager
+    def verified(self, relpath: str) -> Iterator[bytes | Path]:
+        """A listed file for an interpreter, holding exactly the bytes whose sha256 was checked:
+        on Linux the path of a sealed in-memory copy hashed as it was written (nothing can
+        change it; the interpreter reads it at the speed of a file), elsewhere the bytes."""
+        if not hasattr(os, "memfd_create"):
+            yield self.read(relpath)
+            return
+        import fcntl  # Linux, like memfd_create
+
+        fd = os.memfd_create(relpath, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            with open(fd, "wb", closefd=False) as copy:
+                self._stream(relpath, copy.write)
+            seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+            yield Path(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
 
     def verify(self) -> None:
         """Check every listed file; raise IntegrityError naming the first one that is wrong."""
@@ -86,18 +112,88 @@ class PackReader:
                 f"with sha256 {digest[:12]}...): the file was changed or damaged"
             )
 
-    def _open(self, relpath: str) -> BinaryIO:
-        if relpath != MANIFEST_NAME:
-            self._entry(relpath)
+    def _stream(self, relpath: str, sink: Callable[[bytes], Any]) -> None:
+        digest, length = hashlib.sha256(), 0
+        for chunk in self._chunks(relpath):
+            digest.update(chunk)
+            length += len(chunk)
+            sink(chunk)
+        self._check_digest(relpath, length, digest.hexdigest())
+
+    def _chunks(self, relpath: str, cap: int | None = None) -> Iterator[bytes]:
+        """The file in chunks, never more than `cap` (default: its listed size) bytes read."""
+        cap = self._entry(relpath).size_bytes if cap is None else cap
+        with _zip_errors(self.path, relpath), self._open(relpath, cap) as handle:
+            while chunk := handle.read(min(_CHUNK, cap + 1)):
+                cap -= len(chunk)
+                if cap < 0:
+                    raise IntegrityError(
+                        f"{relpath} in {self.path} does not match: it holds more bytes than its "
+                        "manifest entry lists (or than the cap on a manifest): changed or damaged"
+                    )
+                yield chunk
+
+    def _open(self, relpath: str, cap: int) -> BinaryIO:
+        if self._zip is not None:
+            try:
+                info = self._zip.getinfo(relpath)
+            except KeyError:
+                raise IntegrityError(f"{relpath} is missing from the pack at {self.path}") from None
+            if info.file_size > cap:  # the entry says so itself: refuse before inflating it
+                raise IntegrityError(
+                    f"{self.path}: entry {relpath} holds {info.file_size} bytes, more than the "
+                    f"{cap} its manifest entry allows"
+                )
+            return self._zip.open(info)
         try:
-            if self._zip is not None:
-                return self._zip.open(relpath)
-            target = self.path / relpath
-            if target.is_symlink():
-                raise UnsafeArchiveError(f"{target} is a symbolic link; packs hold regular files")
-            return target.open("rb")
-        except (KeyError, FileNotFoundError) as exc:
-            raise IntegrityError(f"{relpath} is missing from the pack at {self.path}") from exc
+            real = (self.path / relpath).resolve()
+            if real != self._root / relpath:
+                raise UnsafeArchiveError(
+                    f"{relpath} in {self.path} is reached through a symbolic link (to {real}); "
+                    "packs hold regular files, nothing outside the pack"
+                )
+            handle = open(real, "rb")  # noqa: SIM115 - returned to the caller's `with`
+        except OSError as exc:
+            problem = (
+                "is missing from" if isinstance(exc, FileNotFoundError) else "cannot be read in"
+            )
+            raise IntegrityError(f"{relpath} {problem} the pack at {self.path}: {exc}") from None
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise IntegrityError(f"{relpath} in {self.path} is not a regular file")
+        return handle
+
+    def _check_signature(self, keys: list[KeySource]) -> None:
+        public = [load_key(key) for key in keys]  # first: a clear error without the sign extra
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            signature = b"".join(self._chunks(SIGNATURE_NAME, 64))
+        except IntegrityError as exc:
+            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed") from exc
+        for key in public:
+            with contextlib.suppress(InvalidSignature):
+                return key.verify(signature, self.manifest_bytes)
+        raise SignatureError(
+            f"{self.path} is not signed by any of the {len(keys)} trusted key(s): it was signed "
+            "by another key, or changed after it was signed"
+        )
+
+
+def load_key(key: KeySource) -> Any:
+    """An Ed25519 public key from a PEM file or PEM bytes (needs the `sign` extra)."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    except ImportError as exc:
+        raise EdgepackError("signed packs need: pip install 'edgepack[sign]'") from exc
+    try:
+        loaded = load_pem_public_key(key if isinstance(key, bytes) else Path(key).read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgepackError(f"cannot read the public key {key!r}: {exc}") from exc
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise EdgepackError(f"{key!r} is not an Ed25519 public key")
+    return loaded
 
 
 def read_manifest(path: str | os.PathLike[str]) -> PackManifest:
@@ -106,43 +202,56 @@ def read_manifest(path: str | os.PathLike[str]) -> PackManifest:
         return reader.manifest
 
 
-def verify_pack(path: str | os.PathLike[str]) -> PackManifest:
-    """Check the manifest and every file hash; return the manifest or raise an EdgepackError."""
-    with PackReader(path) as reader:
+def verify_pack(
+    path: str | os.PathLike[str], trusted_keys: Iterable[KeySource] | None = None
+) -> PackManifest:
+    """Check the manifest, every file hash and, given trusted keys, the signature; return the
+    manifest or raise an EdgepackError."""
+    with PackReader(path, trusted_keys) as reader:
         reader.verify()
         return reader.manifest
 
 
-def digest_stream(handle: BinaryIO) -> tuple[int, str]:
-    """(length, hex sha256) of what is left in a binary file, read in 1 MiB chunks."""
-    digest, length = hashlib.sha256(), 0
-    while chunk := handle.read(_CHUNK):
-        digest.update(chunk)
-        length += len(chunk)
-    return length, digest.hexdigest()
+@contextmanager
+def _zip_errors(archive: Path, entry: str) -> Iterator[None]:
+    """Whatever the zip reader raises on damaged bytes (BadZipFile, zlib, EOF, NotImplemented
+    compression, "encrypted" flags...) as one IntegrityError naming the archive and entry."""
+    try:
+        yield
+    except EdgepackError:
+        raise
+    except Exception as exc:  # the zip module's failures on hostile input have no common base
+        raise IntegrityError(
+            f"{archive}: entry {entry} cannot be read ({type(exc).__name__}: {exc}): the archive "
+            "is damaged"
+        ) from exc
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise ManifestError(
-            f"{path} is neither a pack directory nor a {ARCHIVE_SUFFIX} archive (not a zip file)"
-        ) from exc
-    for info in archive.infolist():
-        _check_entry(info, path)
+    with _zip_errors(path, "(central directory)"):
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise ManifestError(
+                f"{path} is neither a pack directory nor a {ARCHIVE_SUFFIX} archive ({exc})"
+            ) from exc
+        for info in archive.infolist():
+            _check_entry(info, path)
+    twice = [name for name, count in Counter(archive.namelist()).items() if count > 1]
+    if twice:
+        raise UnsafeArchiveError(f"{path}: entries {twice} appear more than once")
     return archive
 
 
 def _check_entry(info: zipfile.ZipInfo, archive: Path) -> None:
-    """Refuse entries that could write outside the pack or are not plain files."""
-    name = info.filename
-    mode = info.external_attr >> 16
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} has an absolute path")
-    if ".." in PurePosixPath(name).parts or "\\" in name:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} points outside the pack ('..')")
-    if stat.S_ISLNK(mode):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} is a symbolic link")
-    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} is not a regular file")
+    """Refuse entries that could write outside the pack, are not plain files or are encrypted."""
+    name, mode = info.filename, info.external_attr >> 16
+    problems = {
+        "has an absolute path": name.startswith(("/", "\\")) or name[1:2] == ":",
+        "points outside the pack ('..')": ".." in PurePosixPath(name).parts or "\\" in name,
+        "is a symbolic link": stat.S_ISLNK(mode),
+        "is not a regular file": stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR),
+        "is encrypted; packs never are": info.flag_bits & 1,
+    }
+    for problem in (p for p, found in problems.items() if found):
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} {problem}")

@@ -58,7 +58,10 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
         if branches.count([]) == 1:
             return []
         # None fits: report the branch with the fewest errors, the form most likely meant.
-        return [f"{path}: matches several forms"] if [] in branches else min(branches, key=len)
+        # A branch that refuses the value as a whole (its type) is the form least likely meant.
+        whole = [all(e.startswith(f"{path}:") for e in b) for b in branches]
+        best = min(range(len(branches)), key=lambda i: (whole[i], len(branches[i])))
+        return [f"{path}: matches several forms"] if [] in branches else branches[best]
     errors: list[str] = []
     expected = node.get("type")
     if expected is not None:
@@ -75,8 +78,9 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
             errors.append(f"{path}: must not be empty")
         if "pattern" in node and not re.search(node["pattern"], value):
             errors.append(f"{path}: {value!r} does not match the pattern {node['pattern']}")
-    if _is_type(value, "number") and "minimum" in node and value < node["minimum"]:
-        errors.append(f"{path}: must be >= {node['minimum']}, got {value}")
+    for word, (sign, broken) in _BOUNDS.items():
+        if _is_type(value, "number") and word in node and broken(value, node[word]):
+            errors.append(f"{path}: must be {sign} {node[word]}, got {value}")
     if isinstance(value, list):
         if len(value) < node.get("minItems", 0):
             errors.append(f"{path}: needs at least {node['minItems']} item(s), got {len(value)}")
@@ -102,6 +106,13 @@ def _errors(value: Any, node: dict, root: dict, path: str, lenient: bool) -> lis
             elif isinstance(extra, dict):
                 errors += _errors(item, extra, root, f"{path}.{key}", lenient)
     return errors
+
+
+_BOUNDS = {
+    "minimum": (">=", lambda v, b: v < b),
+    "maximum": ("<=", lambda v, b: v > b),
+    "exclusiveMinimum": (">", lambda v, b: v <= b),
+}
 
 
 def _describe(value: Any) -> str:

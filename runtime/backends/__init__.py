@@ -28,6 +28,9 @@ class Backend(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs in the order of `entry.outputs`, for feeds keyed by the file's tensor names."""
 
+    def signature(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """{"inputs": ..., "outputs": ...}: the file's tensor name -> (numpy dtype name, rank)."""
+
 
 @dataclass(frozen=True)
 class BackendInfo:

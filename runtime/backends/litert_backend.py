@@ -45,6 +45,16 @@ class LiteRTBackend:
         self._outputs = [_lookup(outputs, s.file_name, entry.path) for s in entry.outputs]
         self._shapes = {name: tuple(d["shape"]) for name, d in self._inputs.items()}
 
+    def signature(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """The file's own inputs and outputs: name -> (numpy dtype name, rank)."""
+        return {
+            kind: {d["name"]: (np.dtype(d["dtype"]).name, len(d["shape"])) for d in details}
+            for kind, details in (
+                ("inputs", self.interpreter.get_input_details()),
+                ("outputs", self.interpreter.get_output_details()),
+            )
+        }
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._lock:
             resized = False

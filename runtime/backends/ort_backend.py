@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, InputError, IntegrityError
 from ..manifest import ModelEntry
 
 
@@ -42,11 +42,38 @@ class OnnxRuntimeBackend:
             )
         if "CPUExecutionProvider" not in wanted:
             wanted.append("CPUExecutionProvider")  # fallback for ops the accelerator lacks
+        options = session_options(threads)
+        # A table of external-data files given (packs hold none) makes onnxruntime look up any
+        # a model references in it alone, never on disk beside the model or in the working dir.
+        if hasattr(options, "add_external_initializers_from_files_in_memory"):  # ORT >= 1.20
+            options.add_external_initializers_from_files_in_memory(
+                ["\0"], [np.zeros(1, np.uint8)], [1]
+            )
         source = str(model) if isinstance(model, Path) else model
-        self.session = ort.InferenceSession(source, session_options(threads), providers=wanted)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=wanted)
+        except Exception as exc:  # onnxruntime's errors share no base class but Exception
+            text = str(exc).splitlines()[0][:300]
+            if "External" in text:
+                raise IntegrityError(f"{entry.path} references external data: {text}") from None
+            raise BackendUnavailableError(f"onnxruntime cannot load {entry.path}: {text}") from None
         self.threads = threads
         self.providers: list[str] = self.session.get_providers()
         self._outputs = [spec.file_name for spec in entry.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self._outputs, feeds)
+        try:
+            return self.session.run(self._outputs, feeds)
+        except Exception as exc:  # inputs were checked: what is left is the model's own complaint
+            raise InputError(f"onnxruntime could not run the model: {exc}") from None
+
+    def signature(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """The file's own inputs and outputs: name -> (numpy dtype name, rank)."""
+        dtype = {"float": "float32", "double": "float64"}
+        return {
+            kind: {t.name: (dtype.get(t.type[7:-1], t.type[7:-1]), len(t.shape)) for t in tensors}
+            for kind, tensors in (
+                ("inputs", self.session.get_inputs()),
+                ("outputs", self.session.get_outputs()),
+            )
+        }

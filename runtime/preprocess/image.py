@@ -41,6 +41,8 @@ class ImagePreprocessor:
             raise PreprocessingError(
                 f"an image must be HxW or HxWxC with C in 1, 3, 4; got shape {array.shape}"
             )
+        if array.shape[0] * array.shape[1] > 1 << 26:  # resized in float32: bound the memory
+            raise PreprocessingError(f"an image of shape {array.shape} is over 64 megapixels")
         if array.dtype.kind not in "uif":
             raise PreprocessingError(f"image pixels must be numbers, got dtype {array.dtype}")
         array = array[:, :, :3].astype(np.float32)

@@ -228,6 +228,11 @@ def _checked_texts(texts: Any) -> list[str]:
             raise PreprocessingError(
                 f"texts[{index}] is {type(text).__name__}; expected str (decode bytes first)"
             )
+        if bad := re.search("[\ud800-\udfff]", text):
+            raise PreprocessingError(
+                f"texts[{index}] holds a lone surrogate {bad.group()!a} at {bad.start()}; "
+                "expected Unicode text (decode bytes with errors='replace')"
+            )
     return list(texts)
 
 

@@ -529,3 +529,49 @@ def test_a_prune_stage_without_labelled_training_data_is_refused(tmp_path, mlp):
         run_recipe(recipe, module=module, example_inputs=example, progress=False)
     with pytest.raises(ep.InputError, match=r"stage 1 \(prune\).*did you mean 'ffn_keep'"):
         Recipe(name="m", output="m", stages=[{"type": "prune", "fnn_keep": 0.5}])
+
+
+def test_distill_then_prune_then_quantize_from_a_hugging_face_folder(tmp_path):
+    """The Compress II chain as a recipe: a 1-layer student with a trimmed vocabulary, FFN
+    pruning, dynamic int8; the pack's vocab is the student's, and the pack runs text with it."""
+    folder = save_tiny_bert(tmp_path / "hf", labels=["negative", "positive"])
+    rows = ["sentence\tlabel"] + [
+        f"{w} {v} film\t{i % 2}" for i, (w, v) in enumerate([("good", "plot"), ("bad", "a")] * 16)
+    ]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    recipe = Recipe(
+        name="bert",
+        output=str(tmp_path / "bert.edgepack"),
+        source=str(folder),
+        task="text-classification",
+        data={
+            "train": str(tmp_path / "d.tsv"),
+            "calibration": str(tmp_path / "d.tsv"),
+            "evaluation": str(tmp_path / "d.tsv"),
+            "max_length": 16,
+        },
+        stages=[
+            {"type": "distill", "layers": [0], "epochs": 1, "batch_size": 8, "trim_vocab": True},
+            {
+                "type": "prune",
+                "ffn_keep": 0.5,
+                "finetune_steps": 2,
+                "importance_samples": 8,
+                "measure_seconds": 0.05,
+                "sequence_length": 16,
+            },
+            {"type": "quantize", "method": "dynamic", "min_speedup": 0, "max_float_nodes": 0},
+        ],
+    )
+    manifest = run_recipe(recipe, progress=False)
+    assert [s["name"] for s in manifest.provenance["stages"]] == ["distill", "prune", "quantize"]
+    distilled = manifest.metrics["distill"]
+    assert distilled["parameters_student"] < distilled["parameters_teacher"]
+    vocab = {f.path: f for f in manifest.files}["vocab.txt"]
+    assert vocab.size_bytes < (folder / "vocab.txt").stat().st_size  # the trimmed vocab ships
+    assert (
+        manifest.metrics["prune"]["parameters_after"]
+        < manifest.metrics["prune"]["parameters_before"]
+    )
+    model = ep.load(tmp_path / "bert.edgepack", threads=1)
+    assert len(model.predict(["good plot film", "bad a film"])) == 2  # the trimmed vocab encodes

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from edgepack.runtime import ManifestError, SchemaVersionError, parse_manifest
+from edgepack.runtime import (
+    SCHEMA_VERSION,
+    ManifestError,
+    SchemaVersionError,
+    manifest_digest,
+    parse_manifest,
+)
 from edgepack.runtime.schema import pack_schema, schema_errors
 from tests.conftest import require
 
@@ -162,6 +168,7 @@ def test_unknown_major_version_says_what_it_read_and_supports():
 
 def test_newer_minor_version_with_new_fields_is_read():
     data = valid_manifest() | {"schema_version": "1.7", "signatures": {"future": True}}
+    data["integrity"] = manifest_digest(data)  # required from schema 1.1 on
     assert parse_manifest(json.dumps(data)).name == "tiny"
 
 
@@ -195,4 +202,4 @@ def test_writer_output_is_valid_for_jsonschema(tmp_path, classifier):
     data = json.loads((tmp_path / "p" / "manifest.json").read_text())
     jsonschema.validate(data, pack_schema())
     assert data == manifest.to_dict()
-    assert copy.deepcopy(data)["schema_version"] == "1.0"
+    assert copy.deepcopy(data)["schema_version"] == SCHEMA_VERSION

@@ -1,0 +1,64 @@
+"""No byte reaches the interpreter unverified: external data, linked folders, a pack updated
+while it loads, a manifest changed where no file hash looks, and signed packs."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgepack.runtime as ep
+from tests.conftest import require
+
+from . import attacks, craft
+
+
+@pytest.mark.parametrize("case", range(len(attacks.EXTERNAL)), ids=attacks.EXTERNAL)
+def test_external_data_outside_the_manifest_is_refused(bench, case):
+    outcome, detail = attacks.external_data(bench, case)
+    assert outcome == "clean" and "external data" in detail, detail
+
+
+@pytest.mark.parametrize("case", range(len(attacks.SYMLINKS)), ids=attacks.SYMLINKS)
+def test_a_listed_path_through_a_linked_folder_is_refused(bench, case):
+    outcome, detail = attacks.symlinked_folder(bench, case)
+    assert outcome == "clean" and "outside the pack" in detail, detail
+
+
+def test_a_pack_reached_through_a_link_still_loads(bench, tmp_path):
+    (tmp_path / "current").symlink_to(bench.packs["image-dir"], target_is_directory=True)
+    assert craft.same(craft.use_pack(tmp_path / "current"), bench.answers["image-dir"])
+
+
+@pytest.mark.parametrize("mode", ["replace", "inplace"])
+def test_no_load_runs_a_model_it_did_not_verify(bench, mode):
+    outcomes = list(attacks.race(bench, 60, mode))
+    wrong = [detail for kind, detail in outcomes if kind not in ("clean", "silent")]
+    assert not wrong, wrong[:3]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["label", "scale", "mean"])
+def test_a_manifest_changed_where_no_file_hash_looks_is_refused(bench, case):
+    outcome, detail = attacks.tampered_manifest(bench, case)
+    assert outcome == "clean" and "manifest" in detail, detail
+
+
+@pytest.mark.parametrize("case", range(len(attacks.SIGNATURES)), ids=attacks.SIGNATURES)
+def test_signed_packs(bench, case):
+    require("cryptography")
+    outcome, detail = attacks.signature(bench, case)
+    assert outcome == ("silent" if case == 4 else "clean"), detail
+
+
+def test_sign_and_verify_from_the_cli(bench, tmp_path):
+    require("cryptography")
+    for name in ("image", "image-dir"):
+        folder, pack = bench.copy(name)
+        key, public = attacks.keypair(folder, "k")
+        _, other = attacks.keypair(folder, "other")
+        assert craft.run_cli(["verify", str(pack), "--trusted-key", str(public)])[0] == 1
+        assert craft.run_cli(["sign", str(pack), "--key", str(key)])[0] == 0
+        code, out, _ = craft.run_cli(["verify", str(pack), "--trusted-key", str(public)])
+        assert code == 0 and "signed" in out
+        assert craft.run_cli(["verify", str(pack), "--trusted-key", str(other)])[0] == 1
+        assert craft.run_cli(["verify", str(pack)])[0] == 0  # no key given: hashes only
+        model = ep.load(pack, threads=1, trusted_keys=[public])
+        assert craft.same(model.run({"x": craft.PIXELS}), bench.answers[name][1])
