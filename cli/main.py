@@ -25,6 +25,7 @@ COMMANDS = {
     "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
     "demo": ("demo_command", "the main job on the bundled digits CNN: packs, estimates, report"),
     "optimize": ("optimize_command", "your model to the fastest pack within budget per device"),
+    "search": ("search_command", "search a recipe's knobs for the fastest pack within budget"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
     "bundle": ("bundle_command", "bundle a pack with its runtime's wheels for offline install"),

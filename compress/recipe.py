@@ -313,9 +313,14 @@ class Recipe:
     postprocessing: dict[str, Any] | None = None
     assets: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> {source, role}
     keep_fp32: bool = False
+    search: dict[str, Any] | None = None  # [search]: knobs by dotted path (compress.search)
 
     def __post_init__(self) -> None:
         self.stages = _parse_stages(self.stages, "recipe")
+        if self.search is not None:
+            from .search import parse_space
+
+            parse_space(self.search, self)  # an unknown path or empty range fails here
         for key in self.data:
             if key not in DATA_KEYS:
                 raise unknown_key_error("recipe [data]", key, DATA_KEYS)
