@@ -268,7 +268,13 @@ def source_reference(work: Workspace) -> Any:
     """The source model's evaluation (through the runtime), computed once, before any stage
     changes the weights."""
     if work._reference is None:
-        from .evaluate import LABEL_METRICS, Evaluation, evaluate, run_batched
+        from .evaluate import (
+            LABEL_METRICS,
+            Evaluation,
+            check_above_chance,
+            evaluate,
+            run_batched,
+        )
 
         assert work.version == 0 and work.evaluation is not None
         source = work.fp32_model().path
@@ -276,6 +282,12 @@ def source_reference(work: Workspace) -> Any:
             work._reference = evaluate(
                 source, work.evaluation, progress=work.progress, desc="evaluate source"
             )
+            if work.evaluation.labels is not None:
+                check_above_chance(
+                    work._reference.metrics["accuracy"],
+                    work.evaluation.labels,
+                    str(work.recipe.source),
+                )
         else:
             outputs = run_batched(
                 source, work.evaluation, progress=work.progress, desc="evaluate source"
