@@ -428,10 +428,23 @@ def _postprocessing(work: Workspace, onnx: Path) -> dict[str, Any] | None:
     if post is not None:
         return post
     data = work.evaluation or work.calibration
-    if data is not None and data.classes:
+    labels = _hf_labels(work.hf_dir) if work.hf_dir is not None else None
+    if labels is None and data is not None and data.classes:
+        labels = list(data.classes)
+    if labels is not None:
         output = describe_model_file(onnx).outputs[0].name
-        return {"output_name": output, "softmax": True, "labels": list(data.classes)}
+        return {"output_name": output, "softmax": True, "labels": labels}
     return None
+
+
+def _hf_labels(model_dir: Path) -> list[str] | None:
+    """The class names a Hugging Face classifier was trained with (config.json's id2label),
+    in index order, so `run --text` prints "positive 0.97" rather than "1 (1.013)"."""
+    config = json.loads((model_dir / "config.json").read_text())
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        return None
+    return [str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label))]
 
 
 def _fingerprint(data: ArrayDataset | None) -> str | None:
