@@ -9,7 +9,6 @@ or name), or .jsonl with those keys.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +39,14 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     given = {
-        "samples": args.samples,
+        "samples": args.samples or None if args.samples is not None else FinetuneConfig.samples,
         "epochs": args.epochs,
         "max_length": args.max_length,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "seed": args.seed,
     }
-    config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None})
-    if args.samples == 0:
-        config = dataclasses.replace(config, samples=None)
+    config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None or k == "samples"})
     result = finetune(
         args.model,
         args.train,
