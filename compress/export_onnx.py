@@ -343,6 +343,11 @@ def load_hf(model_dir: PathLike, task: str) -> torch.nn.Module:
     and every pack made from it would answer at chance."""
     import transformers
 
+    if task not in _HF_AUTO_CLASSES:
+        raise InputError(
+            f"task {task!r} has no Hugging Face model class; a Hugging Face folder needs its "
+            f"task, one of {list(_HF_AUTO_CLASSES)} (e.g. --task text-classification)"
+        )
     auto = getattr(transformers, _HF_AUTO_CLASSES[task])
     model, info = auto.from_pretrained(str(model_dir), output_loading_info=True)
     untrained = sorted(
@@ -352,11 +357,15 @@ def load_hf(model_dir: PathLike, task: str) -> torch.nn.Module:
         shown = ", ".join(untrained[:4]) + (
             f" and {len(untrained) - 4} more" if len(untrained) > 4 else ""
         )
+        what_to_do = (
+            f"Fine-tune it first: edgepack finetune {model_dir} --train train.tsv --eval dev.tsv "
+            f"-o {Path(model_dir).name}-finetuned"
+            if task == "text-classification"
+            else "Fine-tune it on labelled images first, and export the fine-tuned folder"
+        )
         raise UntrainedHeadError(
             f"{model_dir} has no trained weights for {shown}: transformers would initialise "
-            f"them at random, so a {task} pack made from it answers at chance. Fine-tune it "
-            f"first: edgepack finetune {model_dir} --train train.tsv --eval dev.tsv "
-            f"-o {Path(model_dir).name}-finetuned"
+            f"them at random, so a {task} pack made from it answers at chance. {what_to_do}"
         )
     return model.eval()
 

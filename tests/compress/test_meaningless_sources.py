@@ -104,3 +104,12 @@ def test_evaluation_feeds_each_sample_as_the_device_does_without_the_datasets_pa
     assert device.ravel().tolist() == [0, 0, 0, 0]  # batch 1: each text alone, no padding
     batched = run_batched(tmp_path / "pads.onnx", data, batch_size=2, progress=False)
     assert batched.ravel().tolist() == [3, 0, 5, 0]  # padded to each batch's longest text
+
+
+def test_a_hugging_face_folder_without_a_task_is_told_which_tasks_there_are(tmp_path):
+    from edgepack.compress.export_onnx import load_hf
+    from edgepack.runtime import InputError
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    with pytest.raises(InputError, match="--task text-classification"):
+        load_hf(folder, "other")  # what `edgepack quantize FOLDER` passes without --task
