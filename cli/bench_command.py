@@ -11,6 +11,7 @@ from edgepack.benchmarks.harness import DEFAULT_BATCH_SIZES, SCENARIOS, benchmar
 from edgepack.benchmarks.report import format_table, require_matplotlib, write_csv, write_report
 from edgepack.runtime import InputError
 
+from .deploy_command import add_ssh_arguments, ssh_options
 from .run_command import add_runtime_arguments
 
 
@@ -61,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="also estimate the latency on the profile from the pack's cost summary",
     )
+    parser.add_argument(
+        "--remote",
+        metavar="URL",
+        help="run on the device at ssh://[user@]host[:port][/path] where the pack's bundle is "
+        "current (edgepack deploy), and bring its measurement back",
+    )
+    add_ssh_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per pack")
     parser.add_argument("--report", metavar="DIR", help="also write report.md/.html with plots")
@@ -93,7 +101,9 @@ def main(args: argparse.Namespace) -> int:
         "estimate": args.estimate,
         "progress": sys.stderr.isatty() if args.progress is None else args.progress,
     }
-    if args.compare:
+    if args.remote:
+        groups = [_remote(args)]
+    elif args.compare:
         groups = [compare(args.packs, **options)]
     else:
         groups = [[benchmark(pack, **options)] for pack in args.packs]
@@ -123,6 +133,39 @@ class _Estimate(argparse.Action):
         if option_string == "--predict":
             print("edgepack bench: --predict is deprecated, use --estimate", file=sys.stderr)
         setattr(namespace, self.dest, True)
+
+
+def _remote(args: argparse.Namespace) -> list:
+    """The device's own run of `edgepack bench` with these options, fetched back over ssh."""
+    from edgepack.deploy.remote_bench import bench_remote
+    from edgepack.deploy.ssh import SshTarget
+
+    if len(args.packs) != 1 or args.compare or args.estimate or args.profile:
+        raise InputError(
+            "--remote benchmarks one pack on its device, where it is measured, not estimated: "
+            "no --compare, --estimate or --profile"
+        )
+    device_args = [
+        *("--scenario", args.scenario, "--warmup", str(args.warmup), "--seed", str(args.seed)),
+        *("--min-count", str(args.min_count), "--min-duration", str(args.min_duration)),
+        *("--cold-starts", str(args.cold_starts), "--backend", args.backend),
+        *("--batch-sizes", *map(str, args.batch_sizes)),
+    ]
+    for flag, value in (("--threads", args.threads), ("--rate", args.rate),
+                        ("--p99-bound-ms", args.p99_bound_ms)):  # fmt: skip
+        if value is not None:
+            device_args += [flag, str(value)]
+    for item in args.dim:
+        device_args += ["--dim", item]
+    for provider in args.providers or []:
+        device_args += ["--provider", provider]
+    return bench_remote(
+        args.packs[0],
+        SshTarget.parse(args.remote),
+        ssh_options(args),
+        bench_args=device_args,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
 
 
 def _dim(item: str) -> tuple[str, int]:

@@ -25,6 +25,8 @@ COMMANDS = {
     "demo": ("demo_command", "the main job: digits CNN to a benchmarked int8 pack"),
     "bench": ("bench_command", "benchmark packs here or under a device profile"),
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
+    "bundle": ("bundle_command", "bundle a pack with its runtime's wheels for offline install"),
+    "deploy": ("deploy_command", "deploy a bundle over SSH to devices, or roll one back"),
 }
 # A workstation command on a base install: the missing import's top package -> the extra
 # that brings it, so the user gets one line to act on instead of a traceback.

@@ -153,6 +153,7 @@ def detect_host(root: Path = Path("/")) -> DeviceProfile:
             image=_os_image(root),
             python=f"{sys.version_info.major}.{sys.version_info.minor}",
             glibc=platform.libc_ver()[1] or None,
+            machine=platform.machine() or None,
         ),
         defaults=Defaults(backend="onnxruntime", threads=len(cpus), quantization="int8-dynamic"),
         notes={

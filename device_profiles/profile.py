@@ -75,6 +75,7 @@ class OsImage:
     image: str
     python: str
     glibc: str | None = None
+    machine: str | None = None  # as `uname -m` says it (aarch64): picks the wheels for a bundle
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "os.image": (_STR, True),
     "os.python": (_STR, True),
     "os.glibc": (_STR, False),
+    "os.machine": (_STR, False),
     "defaults.backend": (_STR, True),
     "defaults.threads": (_INT, True),
     "defaults.quantization": (_STR, True),
