@@ -46,10 +46,11 @@ def _run(steps: list[Step], folder: Path) -> None:
     """Run the steps in folder with `python` and `edgepack` meaning this interpreter's."""
     bin_dir = folder / ".bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
-    edgepack = bin_dir / "edgepack"
-    edgepack.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m edgepack.cli.main "$@"\n')
-    edgepack.chmod(0o755)
+    # Scripts, not links: a link to a venv's python outside the venv loses its site-packages.
+    for name, command in (("python", ""), ("edgepack", " -m edgepack.cli.main")):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}"{command} "$@"\n')
+        script.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     for step in steps:
         if step.lang == "bash":
