@@ -273,8 +273,10 @@ def estimate_manifest(
     if not entry.cost:
         raise BenchmarkError(
             f"pack {manifest.name!r} has no cost summary for {entry.path}, so its latency cannot "
-            "be estimated; re-pack it with edgepack.compress (which writes the manifest's 'cost') "
-            "or run `python -m edgepack.compress.cost` on the model"
+            "be estimated: an estimate needs a pack made on a workstation, where the compress "
+            "extra counts the model's cost. There, run `pip install 'edgepack[compress]'` and "
+            "`edgepack pack MODEL.onnx -o NAME.edgepack` (or quantize / compress), then copy the "
+            "pack here; or measure on this device with `edgepack bench`"
         )
     identity = {
         "pack": manifest.name,

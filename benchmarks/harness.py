@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -182,7 +183,7 @@ def benchmark(
     feed: Mapping[str, str] | None = None,
     chunk_s: float | None = None,
     estimate: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> BenchResult:
     """Benchmark one pack; `edgepack bench PACK` with the same options.
 
@@ -206,7 +207,12 @@ def benchmark(
     estimate: also estimate the latency on the profile (on this host without one) with
     edgepack.benchmarks.estimate, from the pack's cost summary; labelled "estimated", and the
     reason when there is none (no cost summary, estimator missing) instead of a number.
+    Time: each timed phase runs max(min_count queries, min_duration_s), plus the cold-start
+    processes (about 12 s with the defaults). progress: a line per phase on stderr; None (the
+    default) shows it when stderr is a terminal.
     """
+    if progress is None:
+        progress = sys.stderr.isatty()
     return compare(
         [pack],
         profile=profile,

@@ -94,6 +94,19 @@ def quality(metrics: dict[str, Any]) -> tuple[str, float] | None:
 # --- the table ------------------------------------------------------------------------------
 
 
+def column_names(results: Sequence[BenchResult]) -> list[str]:
+    """A heading per result: the pack's name, or its file (then its path) where two packs share
+    a name, as a pack and its re-quantized copy usually do."""
+    names = [r.name for r in results]
+    for better in (lambda r: Path(r.pack).name, lambda r: str(r.pack)):
+        if len(set(names)) == len(names):
+            break
+        names = [
+            better(r) if names.count(n) > 1 else n for r, n in zip(results, names, strict=True)
+        ]
+    return names
+
+
 def table_rows(results: Sequence[BenchResult]) -> list[tuple[str, list[str]]]:
     """(row name, one cell per result): the one layout the terminal, markdown and HTML share."""
 
@@ -114,7 +127,7 @@ def table_rows(results: Sequence[BenchResult]) -> list[tuple[str, list[str]]]:
         return f"{h['metric']}: {value}"
 
     rows = [
-        row("pack", lambda r: r.name),
+        ("pack", column_names(results)),
         row("model", lambda r: f"{r.model_file} ({r.precision})"),
         row("backend", lambda r: f"{r.backend}, {r.threads} thread(s), CPUs {_cpus(r.cpus)}"),
         row("inputs", lambda r: "; ".join(f"{k} {v}" for k, v in r.inputs.items()) or "-"),
@@ -352,10 +365,11 @@ def _write_report(results: Sequence[BenchResult], out: Path) -> list[Path]:
     notes = _warnings(results)
     conditions = results[0].conditions.get("before", {})
     settings = json.dumps(results[0].settings)
-    title = f"edgepack benchmark: {', '.join(r.name for r in results)}"
+    headings = column_names(results)
+    title = f"edgepack benchmark: {', '.join(headings)}"
 
     md = [f"# {title}", "", _header(results), ""]
-    md += ["| | " + " | ".join(r.name for r in results) + " |"]
+    md += ["| | " + " | ".join(headings) + " |"]
     md += ["|---" * (len(results) + 1) + "|"]
     md += [
         f"| {name} | " + " | ".join(c.replace("|", "/") for c in cells) + " |"
@@ -374,7 +388,7 @@ def _write_report(results: Sequence[BenchResult], out: Path) -> list[Path]:
         f"<h1>{e(title)}</h1>",
     ]
     page += [f"<p>{e(_header(results))}</p>", "<table border='1' cellpadding='4'>"]
-    page += ["<tr><th></th>" + "".join(f"<th>{e(r.name)}</th>" for r in results) + "</tr>"]
+    page += ["<tr><th></th>" + "".join(f"<th>{e(h)}</th>" for h in headings) + "</tr>"]
     for name, cells in rows:
         page += [f"<tr><th>{e(name)}</th>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"]
     page += ["</table>"]

@@ -21,6 +21,7 @@ COMMANDS = {
     "sign": ("sign_command", "sign a pack with an Ed25519 key"),
     "run": ("run_command", "run a pack on text, an image or .npy arrays"),
     "estimate": ("estimate_command", "estimate a pack's latency on a device profile"),
+    "finetune": ("finetune_command", "fine-tune a Hugging Face folder into a text classifier"),
     "quantize": ("quantize_command", "quantize a model or pack to int8 within an accuracy budget"),
     "compress": ("compress_command", "run a compression recipe (stages in a TOML file)"),
     "demo": ("demo_command", "the main job on the bundled digits CNN: packs, estimates, report"),
@@ -30,6 +31,19 @@ COMMANDS = {
     "profiles": ("profiles_command", "list device profiles or show one with its sources"),
     "bundle": ("bundle_command", "bundle a pack with its runtime's wheels for offline install"),
     "deploy": ("deploy_command", "deploy a bundle over SSH to devices, or roll one back"),
+}
+# A workstation command on a base install: the missing import's top package -> the extra
+# that brings it, so the user gets one line to act on instead of a traceback.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        ("torch", "onnx", "onnxscript", "optimum", "transformers", "tokenizers"), "compress"
+    ),
+    **dict.fromkeys(("torch_pruning", "tqdm", "sklearn"), "compress"),
+    **dict.fromkeys(("optuna", "sqlalchemy", "psycopg"), "search"),
+    "cryptography": "sign",
+    **dict.fromkeys(("litert_torch", "ai_edge_quantizer"), "convert"),
+    "ai_edge_litert": "tflite",
+    "matplotlib": "report",
 }
 # Old command names kept for one release: alias -> (command, release that removes it).
 DEPRECATED_ALIASES = {"predict": ("estimate", "0.3")}
@@ -52,10 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"edgepack.cli.{module_name}")
         aliases = [old for old, (new, _) in DEPRECATED_ALIASES.items() if new == name]
-        command = sub.add_parser(name, aliases=aliases, help=help_text, description=module.__doc__)
+        command = sub.add_parser(
+            name, aliases=aliases, help=help_text, description=first_paragraph(module.__doc__)
+        )
         module.add_arguments(command)
         command.set_defaults(handler=module.main)
     return parser
+
+
+def first_paragraph(doc: str | None) -> str | None:
+    """A module docstring's first paragraph, whole: `--help` shows no sentence cut in two."""
+    if not doc:
+        return None
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """`needs the X extra` for an import that an extra provides, else None (a real bug)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return f"needs the `{extra}` extra ({top} is not installed): pip install 'edgepack[{extra}]'"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _fail(args.command, f"error: {exc}", 1)
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None or args.debug:
+            raise
+        return _fail(args.command, hint, 1)
     except KeyboardInterrupt:
         return _fail(args.command, "interrupted", 130)
     except _Terminated:

@@ -331,12 +331,43 @@ def _flatten(outputs: Any) -> list[torch.Tensor]:
     return flat
 
 
+class UntrainedHeadError(InputError):
+    """The folder holds a base model: its task head would be freshly initialised at random."""
+
+
 def load_hf(model_dir: PathLike, task: str) -> torch.nn.Module:
-    """The PyTorch model of a Hugging Face folder for `task`, in eval mode."""
+    """The PyTorch model of a Hugging Face folder for `task`, in eval mode.
+
+    Raises UntrainedHeadError when the folder has no weights for the task's head (a base
+    checkpoint such as MiniLM): transformers would initialise one at random and only log it,
+    and every pack made from it would answer at chance."""
     import transformers
 
+    if task not in _HF_AUTO_CLASSES:
+        raise InputError(
+            f"task {task!r} has no Hugging Face model class; a Hugging Face folder needs its "
+            f"task, one of {list(_HF_AUTO_CLASSES)} (e.g. --task text-classification)"
+        )
     auto = getattr(transformers, _HF_AUTO_CLASSES[task])
-    return auto.from_pretrained(str(model_dir)).eval()
+    model, info = auto.from_pretrained(str(model_dir), output_loading_info=True)
+    untrained = sorted(
+        {*info.get("missing_keys", ()), *(k for k, *_ in info.get("mismatched_keys", ()))}
+    )
+    if untrained:
+        shown = ", ".join(untrained[:4]) + (
+            f" and {len(untrained) - 4} more" if len(untrained) > 4 else ""
+        )
+        what_to_do = (
+            f"Fine-tune it first: edgepack finetune {model_dir} --train train.tsv --eval dev.tsv "
+            f"-o {Path(model_dir).name}-finetuned"
+            if task == "text-classification"
+            else "Fine-tune it on labelled images first, and export the fine-tuned folder"
+        )
+        raise UntrainedHeadError(
+            f"{model_dir} has no trained weights for {shown}: transformers would initialise "
+            f"them at random, so a {task} pack made from it answers at chance. {what_to_do}"
+        )
+    return model.eval()
 
 
 def _hf_inputs(

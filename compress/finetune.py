@@ -1,18 +1,15 @@
 """Fine-tunes a Hugging Face sequence classifier on labelled text with a plain, seeded loop: the
 teacher that quantization is benchmarked on and that distillation learns from.
 
-    python -m edgepack.compress.finetune --model HF_DIR --train train.tsv --out teacher/ \\
-        --eval validation.tsv --samples 4000 --epochs 1 --max-length 64
+    edgepack finetune HF_DIR --train train.tsv --eval validation.tsv -o teacher/
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -267,63 +264,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    defaults = FinetuneConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Hugging Face model folder to start from")
-    parser.add_argument("--train", required=True, help="labelled text: .tsv/.csv/.jsonl")
-    parser.add_argument("--out", required=True, help="folder to save the fine-tuned model in")
-    parser.add_argument("--eval", dest="eval_data", help="labelled text to report accuracy on")
-    parser.add_argument("--eval-samples", type=int, help="evaluate on the first N rows only")
-    parser.add_argument("--labels", nargs="+", help="class names in index order")
-    parser.add_argument(
-        "--samples", type=int, default=defaults.samples, help="0: the whole training set"
-    )
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--max-length", type=int, default=defaults.max_length)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = FinetuneConfig(
-        samples=args.samples or None,
-        epochs=args.epochs,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-    )
-    try:
-        result = finetune(
-            args.model,
-            args.train,
-            args.out,
-            config,
-            eval_data=args.eval_data,
-            labels=args.labels,
-            eval_samples=args.eval_samples,
-            progress=not args.quiet,
-        )
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"fine-tuned on {result.train_samples} samples, {result.steps} steps in "
-        f"{result.seconds:.0f} s (final loss {result.final_loss:.3f}); saved to {result.output}"
-    )
-    if result.eval:
-        print(
-            f"dev accuracy {result.eval['accuracy']:.2f}% (macro-F1 {result.eval['macro_f1']:.2f}) "
-            f"on {result.eval['samples']} samples"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

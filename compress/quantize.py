@@ -41,7 +41,9 @@ from .evaluate import (
     METRICS,
     Evaluation,
     agreement_metrics,
+    check_above_chance,
     evaluate,
+    evaluation_conditions,
     measure_latency,
     open_model,
     run_batched,
@@ -474,11 +476,13 @@ def quantize(
     if eval_data is not None:
         if eval_data.labels is not None:
             baseline = evaluate(fp32, eval_data, progress=progress, desc="evaluate fp32")
+            check_above_chance(baseline.metrics["accuracy"], eval_data.labels, model.name)
         else:  # fp32 is the reference: it agrees with itself
             outputs = run_batched(fp32, eval_data, progress=progress, desc="evaluate fp32")
             baseline = Evaluation({"agreement": 100.0, "cosine": 100.0}, outputs)
         report.fp32["metric"] = _fp32_metric(baseline, budget.metric)
         report.fp32["metrics"] = baseline.metrics
+        report.fp32 |= evaluation_conditions()
 
     with scratch_dir("edgepack-quantize-") as tmp:
         work = Path(tmp)

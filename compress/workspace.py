@@ -269,7 +269,13 @@ def source_reference(work: Workspace) -> Any:
     """The source model's evaluation (through the runtime), computed once, before any stage
     changes the weights."""
     if work._reference is None:
-        from .evaluate import LABEL_METRICS, Evaluation, evaluate, run_batched
+        from .evaluate import (
+            LABEL_METRICS,
+            Evaluation,
+            check_above_chance,
+            evaluate,
+            run_batched,
+        )
 
         assert work.version == 0 and work.evaluation is not None
         source = work.fp32_model().path
@@ -277,6 +283,12 @@ def source_reference(work: Workspace) -> Any:
             work._reference = evaluate(
                 source, work.evaluation, progress=work.progress, desc="evaluate source"
             )
+            if work.evaluation.labels is not None:
+                check_above_chance(
+                    work._reference.metrics["accuracy"],
+                    work.evaluation.labels,
+                    str(work.recipe.source),
+                )
         else:
             outputs = run_batched(
                 source, work.evaluation, progress=work.progress, desc="evaluate source"
@@ -428,10 +440,23 @@ def _postprocessing(work: Workspace, onnx: Path) -> dict[str, Any] | None:
     if post is not None:
         return post
     data = work.evaluation or work.calibration
-    if data is not None and data.classes:
+    labels = _hf_labels(work.hf_dir) if work.hf_dir is not None else None
+    if labels is None and data is not None and data.classes:
+        labels = list(data.classes)
+    if labels is not None:
         output = describe_model_file(onnx).outputs[0].name
-        return {"output_name": output, "softmax": True, "labels": list(data.classes)}
+        return {"output_name": output, "softmax": True, "labels": labels}
     return None
+
+
+def _hf_labels(model_dir: Path) -> list[str] | None:
+    """The class names a Hugging Face classifier was trained with (config.json's id2label),
+    in index order, so `run --text` prints "positive 0.97" rather than "1 (1.013)"."""
+    config = json.loads((model_dir / "config.json").read_text())
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        return None
+    return [str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label))]
 
 
 def _fingerprint(data: ArrayDataset | None) -> str | None:

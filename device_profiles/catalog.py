@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -60,8 +61,12 @@ def load_profile(
         return detect_host()
     files = _profile_files(profiles_dir)
     if text not in files:
+        known = list_profiles(profiles_dir)
+        # "rpi4" names a board that has one profile per clock: offer those first.
+        close = [n for n in known if n.startswith(text)] or difflib.get_close_matches(text, known)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise ProfileError(
-            f"unknown device profile {text!r}; known profiles: "
+            f"unknown device profile {text!r}; {hint}known profiles: "
             f"{', '.join(list_profiles(profiles_dir))} (add your own as <name>.toml in "
             f"${PROFILES_DIR_ENV}, or pass the path of a .toml file)"
         )

@@ -36,7 +36,7 @@ from edgepack.runtime import EdgepackError
 try:  # the pack writer moves to edgepack.packing (runtime-slim)
     from edgepack.packing import assemble_pack
 except ImportError:
-    from edgepack.runtime.assemble import assemble_pack
+    from edgepack.packing import assemble_pack
 
 OUTCOMES = ("clean", "silent", "wrong", "crash")
 LABELS = ["zero", "one", "two"]

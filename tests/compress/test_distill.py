@@ -349,8 +349,8 @@ def test_trimmed_vocabulary_gives_the_same_ids_and_ships_in_the_pack(tmp_path, t
     require("onnxruntime")
     require("optimum")
     from edgepack.compress.export_onnx import export_hf
+    from edgepack.packing import assemble_pack
     from edgepack.runtime import load
-    from edgepack.runtime.assemble import assemble_pack
 
     train = TextDataset((*texts.texts, "good plots"), np.append(texts.labels, 1))
     words, labels = sentences(40, seed=3)

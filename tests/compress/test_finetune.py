@@ -31,16 +31,17 @@ def tiny_bert(tmp_path):
 
 
 def test_cli_fine_tunes_saves_and_reports_dev_accuracy(tmp_path, tiny_bert, sst_like, capsys):
-    from edgepack.compress.finetune import main
+    from edgepack.cli.main import main
 
     out = tmp_path / "teacher"
-    argv = ["--model", str(tiny_bert), "--train", str(sst_like), "--out", str(out)]
+    argv = ["finetune", str(tiny_bert), "--train", str(sst_like), "-o", str(out)]
     argv += ["--eval", str(sst_like), "--labels", "negative", "positive", "--samples", "0"]
     argv += ["--epochs", "15", "--batch-size", "8", "--lr", "3e-3", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "fine-tuned on 20 samples, 45 steps" in printed
     assert "dev accuracy" in printed
+    assert f"next: edgepack quantize {out} --task text-classification" in printed
 
     transformers = require("transformers")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(out)
@@ -51,6 +52,19 @@ def test_cli_fine_tunes_saves_and_reports_dev_accuracy(tmp_path, tiny_bert, sst_
     # One word decides the class: a tiny BERT learns that from 20 rows.
     assert result["eval"]["accuracy"] >= 90.0
     assert result["eval"]["samples"] == 20
+
+    # The README's text path: the fine-tuned folder quantizes into a pack that `run --text`
+    # answers with the folder's id2label name and a softmax probability, not "1 (1.013)".
+    pack = tmp_path / "sentiment.edgepack"
+    argv = ["quantize", str(out), "--task", "text-classification", "--calib", str(sst_like)]
+    argv += ["--eval", str(sst_like), "-o", str(pack), "--min-speedup", "0", "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["run", str(pack), "--text", "a good film", "--text", "bad bad", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)["result"]
+    assert [a["label"] for a in answers] == ["positive", "negative"]
+    for answer in answers:
+        assert 0.5 < answer["score"] <= 1.0 and sum(answer["scores"].values()) == pytest.approx(1.0)
 
 
 def test_same_seed_same_model(tmp_path, tiny_bert, sst_like):
@@ -77,13 +91,13 @@ def test_eval_subset_is_the_first_rows(tmp_path, tiny_bert, sst_like):
 
 
 def test_missing_files_are_named(tmp_path, tiny_bert, sst_like, capsys):
-    from edgepack.compress.finetune import main
+    from edgepack.cli.main import main
 
-    argv = ["--train", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o")]
-    assert main(["--model", str(tiny_bert), *argv]) == 2
+    argv = ["--train", str(tmp_path / "none.tsv"), "-o", str(tmp_path / "o")]
+    assert main(["finetune", str(tiny_bert), *argv]) == 1
     assert "training data" in capsys.readouterr().err
-    argv = ["--train", str(sst_like), "--out", str(tmp_path / "o")]
-    assert main(["--model", str(tmp_path), *argv]) == 2
+    argv = ["--train", str(sst_like), "-o", str(tmp_path / "o")]
+    assert main(["finetune", str(tmp_path), *argv]) == 1
     assert "not a Hugging Face model folder" in capsys.readouterr().err
 
 
