@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgepack.cli.main import main
-from edgepack.runtime import InputError, load, read_manifest
+from edgepack.runtime import load, read_manifest
 
 from ..conftest import require
 
@@ -90,30 +90,6 @@ def test_dims_named_question_mark_are_independent(files, tmp_path):
 
     bare = ort.InferenceSession(str(files["question_classifier"])).run(None, {"input": x})[0]
     np.testing.assert_array_equal(model.run({"input": x})["logits"], bare)
-
-
-def test_real_dim_names_still_tie_inputs(tmp_path):
-    from edgepack.runtime.manifest import ModelEntry, TensorSpec
-    from edgepack.runtime.model import Model
-
-    entry = ModelEntry(
-        "m.onnx", "onnx", "fp32", ["onnxruntime"],
-        [TensorSpec("a", "float32", ["seq"]), TensorSpec("b", "float32", ["seq"]),
-         TensorSpec("c", "float32", ["unk__3"]), TensorSpec("d", "float32", ["unk__3"])],
-        [TensorSpec("y", "float32", ["seq"])],
-    )  # fmt: skip
-
-    class Echo:
-        name, threads, providers = "onnxruntime", 1, ["CPUExecutionProvider"]
-
-        def run(self, feeds):
-            return [feeds["a"]]
-
-    model = Model(None, entry, Echo(), {})  # type: ignore[arg-type]
-    ones = {k: np.ones(n, np.float32) for k, n in (("a", 3), ("c", 2), ("d", 5))}
-    assert model.run({**ones, "b": np.ones(3, np.float32)})["y"].shape == (3,)
-    with pytest.raises(InputError, match="inputs sharing a named dimension must agree"):
-        model.run({**ones, "b": np.ones(4, np.float32)})
 
 
 def test_a_stream_loop_feeds_the_state_back_without_copies(files, tmp_path):
