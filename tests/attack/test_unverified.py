@@ -14,7 +14,10 @@ from . import attacks, craft
 @pytest.mark.parametrize("case", range(len(attacks.EXTERNAL)), ids=attacks.EXTERNAL)
 def test_external_data_outside_the_manifest_is_refused(bench, case):
     outcome, detail = attacks.external_data(bench, case)
-    assert outcome == "clean" and "external data" in detail, detail
+    # onnxruntime >= 1.20 lets the backend name the external data; older ones (Python 3.10's
+    # newest is 1.23 with numpy 1.x here) still refuse to read it, in their own words
+    assert outcome == "clean", detail
+    assert "external data" in detail or "cannot load" in detail, detail
 
 
 @pytest.mark.parametrize("case", range(len(attacks.SYMLINKS)), ids=attacks.SYMLINKS)
