@@ -83,6 +83,12 @@ class PackReader:
         finally:
             os.close(fd)
 
+    def signature(self) -> bytes | None:
+        """The manifest's Ed25519 signature (64 bytes at most are read), or None if unsigned."""
+        with contextlib.suppress(IntegrityError):
+            return b"".join(self._chunks(SIGNATURE_NAME, 64))
+        return None
+
     def verify(self) -> None:
         """Check every listed file; raise IntegrityError naming the first one that is wrong."""
         for relpath in self.entries:
@@ -103,22 +109,19 @@ class PackReader:
             raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
         return self.entries[relpath]
 
-    def _check_digest(self, relpath: str, length: int, digest: str) -> None:
-        want = self._entry(relpath)
-        if length != want.size_bytes or digest != want.sha256:
-            raise IntegrityError(
-                f"{relpath} in {self.path} does not match its manifest entry (expected "
-                f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
-                f"with sha256 {digest[:12]}...): the file was changed or damaged"
-            )
-
     def _stream(self, relpath: str, sink: Callable[[bytes], Any]) -> None:
         digest, length = hashlib.sha256(), 0
         for chunk in self._chunks(relpath):
             digest.update(chunk)
             length += len(chunk)
             sink(chunk)
-        self._check_digest(relpath, length, digest.hexdigest())
+        want = self._entry(relpath)
+        if length != want.size_bytes or digest.hexdigest() != want.sha256:
+            raise IntegrityError(
+                f"{relpath} in {self.path} does not match its manifest entry (expected "
+                f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
+                f"with sha256 {digest.hexdigest()[:12]}...): the file was changed or damaged"
+            )
 
     def _chunks(self, relpath: str, cap: int | None = None) -> Iterator[bytes]:
         """The file in chunks, never more than `cap` (default: its listed size) bytes read."""
@@ -167,10 +170,8 @@ class PackReader:
         public = [load_key(key) for key in keys]  # first: a clear error without the sign extra
         from cryptography.exceptions import InvalidSignature
 
-        try:
-            signature = b"".join(self._chunks(SIGNATURE_NAME, 64))
-        except IntegrityError as exc:
-            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed") from exc
+        if (signature := self.signature()) is None:
+            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed")
         for key in public:
             with contextlib.suppress(InvalidSignature):
                 return key.verify(signature, self.manifest_bytes)
