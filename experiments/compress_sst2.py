@@ -68,7 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prune-steps", type=int, default=300, help="fine-tuning after pruning")
     parser.add_argument("--budget", type=float, default=1.0, help="recipe budget (points)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        help="training threads (default torch's; on a loaded 2-core machine 1 is faster)",
+    )
     args = parser.parse_args(argv)
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     try:
         train, validation = load_sst2(args.data)
         with tempfile.TemporaryDirectory(prefix="edgepack-compress-sst2-") as tmp:
@@ -98,7 +107,7 @@ def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: Te
     data.mkdir(exist_ok=True)
     files = {
         "train": write_tsv(distill_rows, data / "train.tsv"),
-        "calibration": write_tsv(calibration_rows(train, order), data / "calibration.tsv"),
+        "calibration": write_tsv(rows(train, order[:128]), data / "calibration.tsv"),
         "evaluation": write_tsv(dev, data / "dev.tsv"),
     }
     print(
@@ -242,15 +251,6 @@ def compress_recipe(
         },
         origin="compress_sst2",
     )
-
-
-def calibration_rows(train: TextDataset, order: np.ndarray, count: int = 128) -> TextDataset:
-    """`count` training sentences for int8 calibration, the longest of them first: the TFLite
-    export traces its example (the first row, padded to the longest) at that length, so the
-    TFLite model runs at sequence 64 like the others."""
-    picks = list(order[: count - 1])
-    longest = int(np.argmax([len(t) for t in train.texts]))
-    return rows(train, [longest, *picks])
 
 
 def check_targets(table: list[Row], compress_s: float) -> tuple[str, dict[str, Any]]:
