@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from edgepack.compress.recipe import Recipe, run_recipe
 from edgepack.runtime import EdgepackError, QuantizationError, read_manifest
 
 from .baselines import export_fp32, optimum_dynamic
-from .quantize_sst2 import CANDIDATES
+from .quantize_sst2 import CANDIDATES, profile_ops
 from .sst2 import DEFAULT_DATA, LABELS, load_sst2, minilm_path, rows, write_tsv
 from .stage_packs import Row, accuracy, format_rows, split_pack, time_rows
 
@@ -66,8 +67,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ffn-keep", type=float, default=0.5, help="FFN neurons kept")
     parser.add_argument("--heads-keep", type=float, default=0.5, help="attention heads kept")
     parser.add_argument("--prune-steps", type=int, default=300, help="fine-tuning after pruning")
+    parser.add_argument(
+        "--student",
+        type=Path,
+        help="start from this distilled student (a snapshot folder of an earlier run): no distill",
+    )
     parser.add_argument("--budget", type=float, default=1.0, help="recipe budget (points)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time each op type of the ONNX models with onnxruntime's profiler",
+    )
     parser.add_argument(
         "--torch-threads",
         type=int,
@@ -146,9 +158,10 @@ def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: Te
         "distilled": f"distilled {layers}L + vocab trimmed",
         "pruned": f"+ pruned FFN x{args.ffn_keep:g} heads x{args.heads_keep:g}",
     }
+    folders = {"distilled": args.student or snapshots / "distilled", "pruned": snapshots / "pruned"}
     for name, title in titles.items():
-        if (snapshots / name).is_dir():
-            export_fp32(snapshots / name, packs / f"{name}.edgepack", max_length=SEQUENCE)
+        if folders[name].is_dir():
+            export_fp32(folders[name], packs / f"{name}.edgepack", max_length=SEQUENCE)
             rows_.append(Row(name, title, packs / f"{name}.edgepack"))
     split = split_pack(recipe.output, packs / "split")
     for path, pack in split.items():
@@ -163,6 +176,10 @@ def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: Te
     print(f"[latency] batch 1, sequence {SEQUENCE}, 1 thread, interleaved", flush=True)
     dims = {d: SEQUENCE for d in sequence_dims(rows_[0].pack)}
     time_rows(rows_, dims=dims, min_duration_s=args.seconds)
+    profile = None
+    if args.profile:  # where the ONNX models' time goes, op type by op type
+        onnx_rows = [SimpleNamespace(key=r.key, path=r.pack) for r in rows_ if r.format == "onnx"]
+        profile = profile_ops(onnx_rows, work, SEQUENCE)  # type: ignore[arg-type]
     measure_s = time.perf_counter() - begin
 
     optimum = rows_[1]
@@ -174,6 +191,8 @@ def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: Te
         f"{SEQUENCE}, 1 thread; ratios vs {optimum.key} (Optimum's dynamic int8 of the teacher)"
     )
     print(table)
+    if profile:
+        print(profile["table"])
     print(f"compress run (teacher excluded): {compress_s:.0f} s = {compress_s / 60:.1f} min")
     if failure:
         print(f"the recipe stopped early: {failure.splitlines()[0]}")
@@ -199,6 +218,7 @@ def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: Te
         "rows": [r.to_dict() for r in rows_],
         "table": table,
         "targets": targets,
+        "profile_ms_per_run": profile and profile["ops"],
         "compress_seconds": compress_s,
         "measure_seconds": measure_s,
         "seconds": time.perf_counter() - started,
@@ -213,9 +233,11 @@ def compress_recipe(
     args: argparse.Namespace, teacher: Path, files: dict[str, Path], snapshots: Path, out: Path
 ) -> Recipe:
     """distill (layers from the teacher, vocabulary trimmed) -> prune (FFN, heads) -> int8
-    (the candidates of quantize_sst2) -> ONNX + TFLite (dynamic int8), snapshots between."""
+    (the candidates of quantize_sst2) -> ONNX + TFLite (dynamic int8), snapshots between.
+    With --student, the recipe starts from that student and skips the distillation (its budget
+    is then measured against the student, not the teacher)."""
     layers = [int(i) for i in args.layers.split(",")]
-    stages: list[dict[str, Any]] = [
+    distill: list[dict[str, Any]] = [
         {
             "type": "distill",
             "layers": layers,
@@ -225,6 +247,9 @@ def compress_recipe(
             "max_length": SEQUENCE,
         },
         {"type": "snapshot", "path": str(snapshots / "distilled")},
+    ]
+    stages: list[dict[str, Any]] = [
+        *([] if args.student else distill),
         {
             "type": "prune",
             "ffn_keep": args.ffn_keep,
@@ -242,7 +267,7 @@ def compress_recipe(
             "name": "edgepack",
             "task": "text-classification",
             "output": str(out),
-            "source": str(teacher),
+            "source": str(args.student or teacher),
             "budget": args.budget,
             "data": {**{k: str(v) for k, v in files.items()}, "max_length": SEQUENCE},
             "postprocessing": {"output_name": "logits", "softmax": True, "labels": list(LABELS)},
