@@ -66,13 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--distill-lr", type=float, default=1e-4)
     parser.add_argument("--ffn-keep", type=float, default=0.5, help="FFN neurons kept")
     parser.add_argument("--heads-keep", type=float, default=0.5, help="attention heads kept")
-    parser.add_argument("--prune-steps", type=int, default=300, help="fine-tuning after pruning")
+    # Fine-tuning after pruning recovers most of what pruning costs: on a 10,000-row student,
+    # 150 steps left the pruned fp32 model at 86.3% (1,000 validation rows), 600 steps at 88.2%.
+    parser.add_argument("--prune-steps", type=int, default=600, help="fine-tuning after pruning")
     parser.add_argument(
         "--student",
         type=Path,
         help="start from this distilled student (a snapshot folder of an earlier run): no distill",
     )
-    parser.add_argument("--budget", type=float, default=1.0, help="recipe budget (points)")
+    # The recipe's stop rule, against the teacher on the dev rows (300 rows: 1 point is 3
+    # sentences); looser than the 1-point target so that every stage is made and shown, the
+    # target itself being judged on the report rows.
+    parser.add_argument("--budget", type=float, default=3.0, help="recipe budget (points)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack")
     parser.add_argument(
         "--profile",
