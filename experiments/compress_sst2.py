@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--teacher-lr", type=float, default=1e-4, help="teacher's learning rate")
     parser.add_argument("--train-rows", type=int, help="distillation sentences (default all)")
     parser.add_argument("--eval-rows", type=int, default=1000, help="validation rows reported")
-    parser.add_argument("--dev-rows", type=int, default=500, help="validation rows the recipe uses")
+    parser.add_argument("--dev-rows", type=int, default=300, help="validation rows the recipe uses")
     parser.add_argument("--layers", default="0,2,4", help="teacher layers the student keeps")
     parser.add_argument("--distill-epochs", type=int, default=1)
     parser.add_argument("--distill-lr", type=float, default=1e-4)
