@@ -45,6 +45,7 @@ from .prune_units import (
     logits_of,
     units_for,
 )
+from .training import optimizer_step, recent_loss
 
 PathLike = str | os.PathLike[str]
 METHODS = ("structured", "unstructured")
@@ -510,14 +511,10 @@ def finetune_pruned(
             with torch.no_grad():
                 target = logits_of(teacher, feeds)
             loss = distillation_loss(logits, target, labels, temperature, alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
+        optimizer_step(loss, optimizer, schedule, params, clip_norm=1.0)
         losses.append(loss.item())
         bar.update()
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.set_postfix(loss=recent_loss(losses))
     bar.close()
     model.eval()
     return losses
