@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from edgepack.runtime.errors import InputError
 
@@ -62,7 +61,7 @@ from .students import (
     narrow_cnn,
     trim_vocab,
 )
-from .training import adamw_warmup_decay, optimizer_step, recent_loss
+from .training import LossLog, adamw_warmup_decay, optimizer_step
 
 PathLike = str | os.PathLike[str]
 ATTENTION = ("none", "tinybert", "minilm")
@@ -591,31 +590,33 @@ class _Loop:
         cached = self._teacher_cache()
         if self.teacher_metrics is None and self.eval_set is not None:
             self.teacher_metrics = self._evaluate(self.teacher, self.eval_set, remap=False)
-        bar = tqdm(
-            total=self.total,
+        log = LossLog(
+            self.total,
+            "distill",
+            progress=progress and self.dist.rank == 0,
+            losses=self.losses,
             initial=self.step,
-            desc="distill",
-            disable=not progress or self.dist.rank != 0,
         )
         while not self.finished:
             batches = self._batches(self.epoch)
             self.model.train()
             for index in range(self.batch, len(batches)):
-                self._train_step(batches[index], cached)
+                loss = self._train_step(batches[index], cached)
                 self.batch = index + 1
-                bar.update()
-                bar.set_postfix(loss=recent_loss(self.losses), **self._shown())
+                log.add(loss, **self._shown())
                 every = self.options.checkpoint_every
                 if every and self.step % every == 0 and self.batch < len(batches):
                     self._checkpoint()
             self._end_epoch()
-            bar.set_postfix(loss=recent_loss(self.losses), **self._shown())
+            log.show(**self._shown())
             self._checkpoint()
-        bar.close()
+        log.close()
         self._restore_best()
         return self.history, resumed, self.losses, self.stopped
 
-    def _train_step(self, batch: torch.Tensor, cached: torch.Tensor | None) -> None:
+    def _train_step(self, batch: torch.Tensor, cached: torch.Tensor | None) -> float:
+        """One step on a global batch (this rank's share of it); returns the batch's mean loss
+        over every rank."""
         dist, options = self.dist, self.options
         # Seeded per step and rank, so a resumed run draws the same dropout masks as one that
         # never stopped, on every rank, without saving RNG states.
@@ -641,7 +642,7 @@ class _Loop:
             loss, self.optimizer, self.schedule, self.loss.parameters(), options.clip_norm
         )
         self.step += 1
-        self.losses.append(dist.sum(per_sample.detach().sum()) / len(batch))
+        return dist.sum(per_sample.detach().sum()) / len(batch)
 
     def _student_feeds(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.remap is None:

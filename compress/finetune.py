@@ -24,7 +24,7 @@ from edgepack.runtime.errors import InputError
 
 from .data import TextDataset, load_text
 from .evaluate import classification_metrics
-from .training import adamw_warmup_decay, optimizer_step, recent_loss
+from .training import LossLog, adamw_warmup_decay, optimizer_step
 
 PathLike = str | os.PathLike[str]
 RESULT_FILE = "finetune.json"  # written next to the model: the config and what it scored
@@ -173,9 +173,8 @@ def train_classifier(
         model, config.learning_rate, config.weight_decay, warmup=config.warmup, total=total
     )
     order = torch.Generator().manual_seed(config.seed)
-    losses: list[float] = []
+    log = LossLog(total, "fine-tune", progress=progress)
     model.train()
-    bar = tqdm(total=total, desc="fine-tune", disable=not progress)
     for _ in range(config.epochs):
         for batch in torch.randperm(len(texts), generator=order).split(config.batch_size):
             feeds = tokenizer(
@@ -187,12 +186,10 @@ def train_classifier(
             )
             loss = model(**feeds, labels=targets[batch]).loss
             optimizer_step(loss, optimizer, schedule, model.parameters(), config.clip_norm)
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=recent_loss(losses))
-    bar.close()
+            log.add(loss.item())
+    log.close()
     model.eval()
-    return losses
+    return log.losses
 
 
 @torch.no_grad()

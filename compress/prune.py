@@ -45,7 +45,7 @@ from .prune_units import (
     logits_of,
     units_for,
 )
-from .training import optimizer_step, recent_loss
+from .training import LossLog, optimizer_step
 
 PathLike = str | os.PathLike[str]
 METHODS = ("structured", "unstructured")
@@ -497,8 +497,7 @@ def finetune_pruned(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1 - i / steps))
     if teacher is not None:
         teacher.eval()
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc="fine-tune", disable=not progress)
+    log = LossLog(steps, "fine-tune", progress=progress)
     for step in range(steps):
         if on_step is not None:
             on_step(step)
@@ -512,12 +511,10 @@ def finetune_pruned(
                 target = logits_of(teacher, feeds)
             loss = distillation_loss(logits, target, labels, temperature, alpha)
         optimizer_step(loss, optimizer, schedule, params, clip_norm=1.0)
-        losses.append(loss.item())
-        bar.update()
-        bar.set_postfix(loss=recent_loss(losses))
-    bar.close()
+        log.add(loss.item())
+    log.close()
     model.eval()
-    return losses
+    return log.losses
 
 
 # --- The entry point ------------------------------------------------------------------------------

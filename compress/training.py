@@ -1,22 +1,28 @@
-"""The optimizer step that fine-tuning, pruning and distillation share, and the AdamW set-up
-with linear warm-up then decay that fine-tuning and distillation use: one copy, so a change to
-how a step is taken (clipping, gradient clearing) reaches every loop alike.
+"""The optimizer step and the loss log (with its progress bar) that fine-tuning, pruning and
+distillation share, and the AdamW set-up with linear warm-up then decay that fine-tuning and
+distillation use: one copy, so a change to how a step is taken (clipping, gradient clearing)
+reaches every loop alike.
 
 Each loop stays in its own module and reads like its loss; only these lines are shared:
 
 >>> optimizer, schedule = adamw_warmup_decay(  # doctest: +SKIP
 ...     model, 5e-5, 0.01, warmup=0.1, total=100
 ... )
->>> optimizer_step(loss, optimizer, schedule, model.parameters(), 1.0)  # doctest: +SKIP
+>>> log = LossLog(total=100, desc="fine-tune")  # doctest: +SKIP
+>>> for feeds, labels in batches:  # doctest: +SKIP
+...     loss = cross_entropy(model(**feeds), labels)
+...     optimizer_step(loss, optimizer, schedule, model.parameters(), 1.0)
+...     log.add(loss.item())
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 RECENT_STEPS = 20  # the progress bar shows the mean loss of this many last steps
 
@@ -66,6 +72,31 @@ def optimizer_step(
     schedule.step()
 
 
-def recent_loss(losses: Sequence[float]) -> str:
-    """The progress bar's loss: the mean of the last RECENT_STEPS steps, 3 decimals."""
-    return f"{np.mean(losses[-RECENT_STEPS:]):.3f}"
+class LossLog:
+    """Every step's loss, and the progress bar that shows the mean of the last RECENT_STEPS.
+
+    losses: a list to extend (a resumed run's); initial: the steps it already holds."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        progress: bool = True,
+        losses: list[float] | None = None,
+        initial: int = 0,
+    ) -> None:
+        self.losses = [] if losses is None else losses
+        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not progress)
+
+    def add(self, loss: float, **shown: str) -> None:
+        """Record one step's loss and advance the bar; shown: more figures beside the loss."""
+        self.losses.append(loss)
+        self.bar.update()
+        self.show(**shown)
+
+    def show(self, **shown: str) -> None:
+        self.bar.set_postfix(loss=f"{np.mean(self.losses[-RECENT_STEPS:]):.3f}", **shown)
+
+    def close(self) -> None:
+        self.bar.close()
