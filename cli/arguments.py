@@ -1,9 +1,12 @@
 """Arguments that several commands take (--profile, --budget, -o/--output), defined once so they
-are spelled, typed and repeated the same way everywhere; each command gives its own help."""
+are spelled, typed and repeated the same way everywhere (each command gives its own help), and
+the one parser of NAME=VALUE arguments (--rename, --feed, --dim, --npy)."""
 
 from __future__ import annotations
 
 import argparse
+
+from edgepack.runtime import InputError
 
 
 def add_profile(
@@ -29,3 +32,13 @@ def add_output(
 ) -> None:
     """-o/--output PATH: where the command writes what it makes."""
     parser.add_argument("-o", "--output", required=required, default=default, help=help)
+
+
+def name_value(item: str, flag: str, form: str, *, last: bool = False) -> tuple[str, str]:
+    """(name, value) of a NAME=VALUE argument, both non-empty, else an InputError naming the
+    flag and its form ("--rename takes TENSOR=NAME, got 'x'"). last: split at the last '='
+    (for names that may hold one), else at the first (for values that may)."""
+    name, sep, value = item.rpartition("=") if last else item.partition("=")
+    if not sep or not name or not value:
+        raise InputError(f"{flag} takes {form}, got {item!r}")
+    return name, value
