@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edgepack.cli.info_command import describe
+from edgepack.cli.pack_options import add_pack_options, run_recipe_with_pack_options
 from edgepack.cli.quantize_command import speed_line
 
 
@@ -17,19 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "speed rule (measured when this host is that device, else estimated)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    add_pack_options(parser)  # over the recipe's [preprocessing] and [postprocessing]
 
 
 def main(args: argparse.Namespace) -> int:
-    from edgepack.compress.recipe import Recipe, run_recipe  # workstation only
+    from edgepack.compress.recipe import Recipe, set_option  # workstation only
 
     recipe = Recipe.load(args.recipe)
-    from edgepack.compress.recipe import set_option
 
     if args.output:
         recipe.output = args.output
     if args.profile:
         recipe = set_option(recipe, "profile", args.profile)
-    manifest = run_recipe(recipe, progress=not args.quiet)
+    manifest = run_recipe_with_pack_options(recipe, args, progress=not args.quiet)
     print(f"wrote {recipe.output}")
     print(speed_line(manifest))
     print(describe(manifest), end="")

@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 
 from edgepack.benchmarks.inputs import SPEC_HELP, check_names, parse_input_spec
-from edgepack.cli.pack_options import Sections, add_pack_options, given, pack_sections
+from edgepack.cli.pack_options import Sections, add_pack_options, change_pack, given, pack_sections
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.packing.repack import KEEP, PackChanges, repack, was_signed
-from edgepack.runtime import InputError, read_manifest
+from edgepack.packing.repack import was_signed
+from edgepack.runtime import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,25 +131,11 @@ def _change_pack(args: argparse.Namespace) -> int:
             "--output-name, text (--vocab, --max-length, ...) or image (--image-size, --scale, "
             "--pixel-range, ...) options, --task or --name"
         )
-    current = read_manifest(source)
-    model = current.models[0]
-    sections = pack_sections(
-        args,
-        [t.name for t in model.inputs],
-        [t.name for t in model.outputs],
-        Sections(current.task, current.preprocessing, current.postprocessing),
-    )
-    changes = PackChanges(
-        name=args.name or KEEP,
-        task=args.task or sections.task,
-        preprocessing=sections.preprocessing,
-        postprocessing=sections.postprocessing,
-        assets=sections.assets,
-    )
     signed = was_signed(source)
-    manifest = repack(source, args.output, changes)
+    name = args.name or Path(args.output).name.removesuffix(".edgepack")
+    manifest, changed = change_pack(args, source, args.output, name=name, task=args.task)
     print(
-        f"wrote {args.output}: {source} with {', '.join(changes.changed())} changed; "
+        f"wrote {args.output}: {source} with {', '.join(changed)} changed; "
         f"{len(manifest.models)} model(s), {len(manifest.files)} asset(s)"
     )
     if signed:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.runtime import InputError
+from edgepack.packing.repack import KEEP, PackChanges, repack
+from edgepack.runtime import InputError, PackManifest, read_manifest
 
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_DEFAULTS = {"layout": "NCHW", "color": "rgb", "scale": 1 / 255, "mean": [0.0], "std": [1.0]}
@@ -182,6 +183,75 @@ def _image(args: argparse.Namespace, inputs: list[str], base: dict | None) -> di
     elif new:
         pre["pixel_range"] = EIGHT_BIT  # the default: 8-bit images, whatever the scale
     return pre
+
+
+def change_pack(
+    args: argparse.Namespace,
+    source: str | Path,
+    dest: str | Path,
+    *,
+    name: str | None = None,
+    task: str | None = None,
+    origin: str | None = None,
+    recipe_output: str | None = None,
+) -> tuple[PackManifest, list[str]]:
+    """The pack option flags in `args` applied to the pack at `source`, written to `dest`
+    (which may be `source`); `pack`, `quantize` and `compress` all change packs this way."""
+    current = read_manifest(source)
+    model = current.models[0]
+    sections = pack_sections(
+        args,
+        [t.name for t in model.inputs],
+        [t.name for t in model.outputs],
+        Sections(current.task, current.preprocessing, current.postprocessing),
+    )
+    task = task or sections.task
+
+    def changed(new, old):
+        return KEEP if new == old else new
+
+    changes = PackChanges(
+        name=changed(name or current.name, current.name),
+        task=changed(task, current.task),
+        preprocessing=changed(sections.preprocessing, current.preprocessing),
+        postprocessing=changed(sections.postprocessing, current.postprocessing),
+        assets=sections.assets,
+        origin=origin,
+    )
+    recipe = current.provenance.get("recipe")
+    if recipe_output is not None and isinstance(recipe, dict):  # written to a scratch folder
+        changes.provenance = {**current.provenance, "recipe": {**recipe, "output": recipe_output}}
+    return repack(source, dest, changes), changes.changed()
+
+
+def run_recipe_with_pack_options(recipe: Any, args: argparse.Namespace, progress: bool):
+    """run_recipe, then the pack option flags applied to what it wrote (quantize, compress):
+    the recipe writes into a scratch folder and only the changed pack reaches recipe.output, so
+    a refused option leaves nothing half-made there. --max-length also sets the evaluation's."""
+    from edgepack.compress.recipe import run_recipe  # workstation only
+    from edgepack.packing import scratch_dir
+    from edgepack.runtime import QuantizationError
+
+    if not given(args):
+        return run_recipe(recipe, progress=progress)
+    if args.max_length is not None:
+        recipe.data["max_length"] = args.max_length  # evaluated as the pack will tokenize
+    output = recipe.output
+    with scratch_dir("edgepack-options-") as tmp:
+        recipe.output = str(Path(tmp) / Path(output).name)
+        written = recipe.output
+        try:
+            run_recipe(recipe, progress=progress)
+        except QuantizationError:  # the pack was still written, with the last good models
+            _finish(args, written, output, recipe.name)
+            raise
+        finally:
+            recipe.output = output
+        return _finish(args, written, output, recipe.name)
+
+
+def _finish(args: argparse.Namespace, written: str, output: str, name: str) -> PackManifest:
+    return change_pack(args, written, output, name=name, origin="recipe", recipe_output=output)[0]
 
 
 def describe_image_input(pre: dict[str, Any] | None) -> str | None:

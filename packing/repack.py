@@ -33,7 +33,9 @@ class PackChanges:
     task: Any = KEEP
     preprocessing: Any = KEEP
     postprocessing: Any = KEEP
+    provenance: Any = KEEP  # the whole provenance, before the repack stage is added to it
     assets: dict[str, tuple[PathLike | bytes, str]] = field(default_factory=dict)
+    origin: str | None = None  # what provenance names as the source (default: its path)
 
     def changed(self) -> list[str]:
         """The names of the fields this changes, for the pack's provenance."""
@@ -57,12 +59,10 @@ def repack(source: PathLike, dest: PathLike, changes: PackChanges) -> PackManife
         sources: dict[str, PathLike | bytes] = {
             path: reader.read(path) for path in reader.entries if path not in changes.assets
         }
-    for key in ("name", "task", "preprocessing", "postprocessing"):
+    for key in ("name", "task", "preprocessing", "postprocessing", "provenance"):
         value = getattr(changes, key)
         if value is not KEEP:
             setattr(manifest, key, value)
-    if changes.name is KEEP and Path(dest) != Path(source):
-        manifest.name = Path(dest).name.removesuffix(".edgepack")
     known = {f.path for f in manifest.files}
     for relpath, (data, role) in changes.assets.items():
         sources[relpath] = data
@@ -72,7 +72,9 @@ def repack(source: PathLike, dest: PathLike, changes: PackChanges) -> PackManife
             manifest.files.append(FileEntry(relpath, role))
     _check_names(manifest)
     stages = manifest.provenance.setdefault("stages", [])
-    stages.append({"name": "repack", "from": str(source), "changed": changes.changed()})
+    stages.append(
+        {"name": "repack", "from": changes.origin or str(source), "changed": changes.changed()}
+    )
     return write_pack(dest, manifest, sources)
 
 
@@ -104,6 +106,5 @@ def _check_names(manifest: PackManifest) -> None:
             have = [t.name for t in getattr(model, kind)]
             if name is not None and name not in have:
                 raise ManifestError(
-                    f"{where} names {name!r}, but {model.path} has {kind} {have}: "
-                    "name one of them"
+                    f"{where} names {name!r}, but {model.path} has {kind} {have}: name one of them"
                 )
