@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import importlib.util
+import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -587,20 +588,33 @@ def _choice_tables(choice: dict[str, Any]) -> list[tuple[str, list[str], list[li
 def _choice_documents(
     choice: dict[str, Any], plots: dict[str, tuple[str, str | None]]
 ) -> tuple[list[str], list[str]]:
-    e = html.escape
-    title = choice["title"]
     intro = (
         f"Budget: {choice['budget']:g} points of {choice['metric']} below the source model "
         f"({choice['reference']:.2f}). Estimates are estimates (edgepack.benchmarks.estimate), "
         "never measurements; the host row is measured on this machine through the harness."
     )
+    return _documents(
+        choice["title"], intro, _choice_tables(choice), plots, choice.get("host"), choice
+    )
+
+
+def _documents(
+    title: str,
+    intro: str,
+    tables: list[tuple[str, list[str], list[list[str]]]],
+    plots: dict[str, tuple[str, str | None]],
+    host: str | None,
+    data: dict[str, Any],
+) -> tuple[list[str], list[str]]:
+    """report.md and report.html lines: intro, tables, plots (or why none), host run, notes."""
+    e = html.escape
     md = [f"# {title}", "", intro, ""]
     page = [
         f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title>",
         f"<h1>{e(title)}</h1>",
+        f"<p>{e(intro)}</p>",
     ]
-    page.append(f"<p>{e(intro)}</p>")
-    for heading, header, rows in _choice_tables(choice):
+    for heading, header, rows in tables:
         md += [f"## {heading}", "", "| " + " | ".join(header) + " |"]
         md += ["|---" * len(header) + "|"]
         md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
@@ -613,13 +627,117 @@ def _choice_documents(
         md += [f"## {heading}", "", note or f"![{heading}]({file})", ""]
         body = f"<p>{e(note)}</p>" if note else f"<img src='{file}' alt='{e(heading)}'>"
         page += [f"<h2>{e(heading)}</h2>", body]
-    if choice.get("host"):
-        md += ["## Measured on this host", "", "```", choice["host"].rstrip(), "```", ""]
-        page += ["<h2>Measured on this host</h2>", f"<pre>{e(choice['host'])}</pre>"]
-    if choice.get("notes"):
-        md += ["## Notes", "", *[f"- {n}" for n in choice["notes"]], ""]
-        page += ["<h2>Notes</h2><ul>", *[f"<li>{e(n)}</li>" for n in choice["notes"]], "</ul>"]
+    if host:
+        md += ["## Measured on this host", "", "```", host.rstrip(), "```", ""]
+        page += ["<h2>Measured on this host</h2>", f"<pre>{e(host)}</pre>"]
+    if data.get("notes"):
+        md += ["## Notes", "", *[f"- {n}" for n in data["notes"]], ""]
+        page += ["<h2>Notes</h2><ul>", *[f"<li>{e(n)}</li>" for n in data["notes"]], "</ul>"]
     return md, page
+
+
+# --- the stage report: what each stage of `edgepack compress` left ---------------------------
+#
+# rows (compress.stage_report): stage, model, format, precision, parameters, flops, size_bytes,
+# metric_name, metric, host_p50_ms (batch 1, one thread, interleaved), seconds (the stage's).
+
+
+def write_stage_report(
+    rows: Sequence[dict[str, Any]],
+    directory: str | os.PathLike[str],
+    *,
+    title: str = "compress stages",
+    stopped: str | None = None,
+) -> list[Path]:
+    """report.json, report.md and report.html in `directory` with accuracy_latency.png (metric
+    against host p50 per stage) and stages.png (size and host p50 per stage) when matplotlib
+    is installed; a stage that left the model no faster than the one before says so."""
+    out = Path(directory)
+    notes = _stage_notes(rows, stopped)
+    data = {"title": title, "stages": list(rows), "notes": notes}
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(data, indent=1, default=str), "utf-8")
+        plots = {
+            "accuracy_latency.png": ("Metric vs p50 on this host, per stage", _plot_tradeoff_rows),
+            "stages.png": ("Size and p50 on this host, per stage", _plot_stage_rows),
+        }
+        notes_or_none: dict[str, tuple[str, str | None]] = {}
+        for file, (heading, plot) in plots.items():
+            missing = f"No plots: matplotlib is not installed ({REPORT_EXTRA})."
+            have = importlib.util.find_spec("matplotlib") is not None
+            notes_or_none[file] = (heading, plot(rows, out / file) if have else missing)
+        intro = (
+            "One row per model the source and each stage left. Metric: on the recipe's "
+            "evaluation data, through the runtime. p50: batch 1, one thread, on this machine, "
+            "every model timed in turn in one loop (edgepack.benchmarks.scenarios.measure)."
+        )
+        header = ["stage", "model", "format", "parameters", "FLOPs", "size", "metric", "p50 ms"]
+        table = [
+            [
+                r["stage"],
+                r["model"],
+                f"{r['format']} {r['precision']}",
+                "-" if r.get("parameters") is None else f"{r['parameters']:,}",
+                "-" if r.get("flops") is None else f"{r['flops']:.3g}",
+                _bytes(r["size_bytes"]),
+                "-" if r.get("metric") is None else f"{r['metric_name']} {r['metric']:.2f}",
+                "-" if r.get("host_p50_ms") is None else f"{r['host_p50_ms']:.3g}",
+            ]
+            for r in rows
+        ]
+        seconds = ("Wall time per stage", ["stage", "seconds"], _stage_seconds(rows))
+        tables = [("Stages", header, table), seconds]
+        md, page = _documents(title, intro, tables, notes_or_none, None, data)
+        (out / "report.md").write_text("\n".join(md) + "\n", "utf-8")
+        (out / "report.html").write_text("\n".join(page) + "\n", "utf-8")
+    files = [out / "report.md", out / "report.html", out / "report.json"]
+    return files + [out / f for f, (_, note) in notes_or_none.items() if not note]
+
+
+def _stage_seconds(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    seconds = {(r["number"], r["stage"]): r["seconds"] for r in rows if r["number"]}
+    return [[f"{number} {stage}", f"{value:.1f}"] for (number, stage), value in seconds.items()]
+
+
+def _stage_notes(rows: Sequence[dict[str, Any]], stopped: str | None) -> list[str]:
+    """What a reader should not miss: a weight-changing stage that gave no measured gain."""
+    notes = [f"The run stopped at {stopped}; the rows end with the last good stage."]
+    notes = notes if stopped else []
+    fp32 = [r for r in rows if r["format"] == "onnx" and r["precision"] == "fp32"]
+    for before, after in itertools.pairwise(fp32):
+        if after["host_p50_ms"] >= before["host_p50_ms"] * 0.97:
+            notes.append(
+                f"{after['stage']}: no measured gain: p50 {after['host_p50_ms']:.3g} ms "
+                f"after, {before['host_p50_ms']:.3g} ms before (within 3% or slower)"
+            )
+    if any(r.get("timed_with_other_feeds") for r in rows):
+        notes.append(
+            "Models that read different inputs (a trimmed vocabulary) were timed in separate "
+            "loops, one after the other."
+        )
+    return notes
+
+
+def _plot_stage_rows(rows: Sequence[dict[str, Any]], path: Path) -> str | None:
+    return _plot_stages({"stages": list(rows)}, path) if rows else "No rows, so no plot."
+
+
+def _plot_tradeoff_rows(rows: Sequence[dict[str, Any]], path: Path) -> str | None:
+    points = [r for r in rows if r.get("metric") is not None and r.get("host_p50_ms")]
+    if not points:
+        return "No stage has both a metric and a p50 (no labelled evaluation data), so no plot."
+    figure = _figure()
+    ax = figure.subplots()
+    for r in points:
+        ax.scatter([r["host_p50_ms"]], [r["metric"]], s=40)
+        label = f"{r['stage']}\n{r['format']} {r['precision']}"
+        ax.annotate(label, (r["host_p50_ms"], r["metric"]), fontsize=7, ha="center", va="bottom")
+    ax.set_xlabel("p50 on this host (ms, batch 1, 1 thread)")
+    ax.set_ylabel(points[0]["metric_name"])
+    ax.margins(0.25)
+    figure.savefig(path, dpi=110)
+    return None
 
 
 def _plot_choice(choice: dict[str, Any], path: Path) -> str | None:

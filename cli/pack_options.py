@@ -224,16 +224,19 @@ def change_pack(
     return repack(source, dest, changes), changes.changed()
 
 
-def run_recipe_with_pack_options(recipe: Any, args: argparse.Namespace, progress: bool):
+def run_recipe_with_pack_options(
+    recipe: Any, args: argparse.Namespace, progress: bool, **options: Any
+) -> PackManifest | None:
     """run_recipe, then the pack option flags applied to what it wrote (quantize, compress):
     the recipe writes into a scratch folder and only the changed pack reaches recipe.output, so
-    a refused option leaves nothing half-made there. --max-length also sets the evaluation's."""
+    a refused option leaves nothing half-made there. --max-length also sets the evaluation's.
+    options: run_recipe's others (report=...). None on a torchrun rank that writes nothing."""
     from edgepack.compress.recipe import run_recipe  # workstation only
     from edgepack.packing import scratch_dir
     from edgepack.runtime import QuantizationError
 
     if not given(args):
-        return run_recipe(recipe, progress=progress)
+        return run_recipe(recipe, progress=progress, **options)
     if args.max_length is not None:
         recipe.data["max_length"] = args.max_length  # evaluated as the pack will tokenize
     output = recipe.output
@@ -241,12 +244,14 @@ def run_recipe_with_pack_options(recipe: Any, args: argparse.Namespace, progress
         recipe.output = str(Path(tmp) / Path(output).name)
         written = recipe.output
         try:
-            run_recipe(recipe, progress=progress)
+            manifest = run_recipe(recipe, progress=progress, **options)
         except QuantizationError:  # the pack was still written, with the last good models
             _finish(args, written, output, recipe.name)
             raise
         finally:
             recipe.output = output
+        if manifest is None:
+            return None
         return _finish(args, written, output, recipe.name)
 
 

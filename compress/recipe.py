@@ -314,6 +314,7 @@ class Recipe:
     assets: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> {source, role}
     keep_fp32: bool = False
     search: dict[str, Any] | None = None  # [search]: knobs by dotted path (compress.search)
+    workdir: str | None = None  # training stages checkpoint here; a rerun resumes (else a temp dir)
 
     def __post_init__(self) -> None:
         self.stages = _parse_stages(self.stages, "recipe")
@@ -321,6 +322,8 @@ class Recipe:
             from .search import parse_space
 
             parse_space(self.search, self)  # an unknown path or empty range fails here
+        if self.workdir is not None and not isinstance(self.workdir, str):
+            raise InputError(f"recipe: workdir must be a folder path, got {self.workdir!r}")
         for key in self.data:
             if key not in DATA_KEYS:
                 raise unknown_key_error("recipe [data]", key, DATA_KEYS)
@@ -374,6 +377,8 @@ class Recipe:
         recipe.output = str(base / recipe.output)
         if recipe.source and not recipe.source.startswith("sklearn:"):
             recipe.source = str(base / recipe.source)
+        if recipe.workdir:
+            recipe.workdir = str(base / recipe.workdir)
         for key in ("train", "calibration", "evaluation"):
             value = recipe.data.get(key)
             if isinstance(value, str) and not value.startswith("sklearn:"):
@@ -533,6 +538,7 @@ class StageType:
     options: type[StageOptions]
     run: Callable[[Workspace, Any], StageRecord]
     changes_weights: bool = False
+    distributed: bool = False  # every torchrun rank runs it (the others run only rank 0)
 
 
 STAGES: dict[str, StageType] = {}  # filled below, after the run functions
@@ -544,6 +550,7 @@ def run_recipe(
     module: Any = None,
     example_inputs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    report: PathLike | None = None,
 ) -> PackManifest:
     """Run every stage and write the pack to recipe.output; return its manifest.
 
@@ -551,10 +558,21 @@ def run_recipe(
     API's way in; recipes name files). When a stage cannot meet its constraints or breaks the
     recipe's budget, the run stops there, the pack is still written with the models of the
     stages before it, and QuantizationError (BudgetError for the budget) says why.
+    report: a folder for report.md, report.json and plots: one row per model the source and each
+    stage left (parameters, FLOPs, size, metric, p50 here, stage seconds); written either way.
+
+    Under torchrun (`edgepack compress --nproc N`) every rank runs the stages up to the last
+    distributed one (distill) and the stages before it; then only rank 0 goes on, checks the
+    budget, writes the pack and the report; the other ranks return None there.
     """
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
     _check_before_running(recipe, module, example_inputs)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    shared = [n for n, s in enumerate(recipe.stages, 1) if STAGES[s.type].distributed]
+    last_shared = shared[-1] if world > 1 and shared else len(recipe.stages)
+    if rank > 0:
+        report = None
     with scratch_dir("edgepack-recipe-") as tmp:
         if module is not None and any(STAGES[s.type].changes_weights for s in recipe.stages):
             module = copy.deepcopy(module)  # the caller's model stays as it was given
@@ -567,15 +585,25 @@ def run_recipe(
             work.profile = load_profile(recipe.profile)
         load_source(work)
         load_data(work)
+        from edgepack.benchmarks.report import write_stage_report
+
+        from .stage_report import StageReport
+
+        stage_report = StageReport() if report is not None else None
+        if stage_report is not None:
+            stage_report.source(work)
         records: list[StageRecord] = []
         failure: tuple[int, Stage, QuantizationError] | None = None
         for number, stage in enumerate(recipe.stages, start=1):
+            if rank > 0 and number > last_shared:
+                return None  # type: ignore[return-value]
             row = STAGES[stage.type]
-            work.stage_dir = work.dir / f"stage{number}-{stage.type}"
-            work.stage_dir.mkdir()
+            stages_dir = work.dir if recipe.workdir is None else Path(recipe.workdir)
+            work.stage_dir = stages_dir / f"stage{number}-{stage.type}"
+            work.stage_dir.mkdir(parents=True, exist_ok=recipe.workdir is not None)
             state = None
             if row.changes_weights:
-                if recipe.budget is not None:
+                if recipe.budget is not None and rank == 0:
                     source_reference(work)  # the source is scored before its weights change
                 state = work.snapshot()
             started = time.perf_counter()
@@ -583,7 +611,8 @@ def run_recipe(
                 record = row.run(work, stage.options)
                 if row.changes_weights:
                     work.weights_changed()
-                check_budget(work, record, row.changes_weights, number)
+                if rank == 0:
+                    check_budget(work, record, row.changes_weights, number)
             except QuantizationError as exc:
                 if state is not None:
                     work.restore(state)
@@ -591,12 +620,23 @@ def run_recipe(
                 break
             record.seconds = time.perf_counter() - started
             records.append(record)
+            if stage_report is not None:
+                stage_report.stage(work, record, row.changes_weights)
+        if rank > 0:
+            return None  # type: ignore[return-value]
         if failure is not None:
             number, stage, exc = failure
             records.append(
                 StageRecord(stage.type, figures={stage.type: {"error": str(exc).splitlines()[0]}})
             )
         manifest = pack_records(work, records, keep_fp32=recipe.keep_fp32 or failure is not None)
+        if stage_report is not None:
+            write_stage_report(
+                stage_report.rows(),
+                report,  # type: ignore[arg-type]
+                title=f"{recipe.name or Path(recipe.output).stem}: compress stages",
+                stopped=None if failure is None else f"stage {failure[0]} ({failure[1].type})",
+            )
     if failure is not None:
         number, stage, exc = failure
         last = (
@@ -858,6 +898,8 @@ STAGES.update(
         "export": StageType(ExportOptions, run_export),
         "quantize": StageType(QuantizeStageOptions, run_quantize),
         "prune": StageType(_prune_options(), run_prune, changes_weights=True),
-        "distill": StageType(_distill_options(), run_distill, changes_weights=True),
+        "distill": StageType(
+            _distill_options(), run_distill, changes_weights=True, distributed=True
+        ),
     }
 )

@@ -334,15 +334,16 @@ def check_budget(work: Workspace, record: StageRecord, changes_weights: bool, nu
     record.provenance["budget_check"] = {"metric": work.metric, "source": base, "models": scores}
 
 
-def open_model_file(model: ModelFile, scratch: Path) -> Any:
-    """A model file loaded through the runtime on its own backend, as a device would run it."""
+def open_model_file(model: ModelFile, scratch: Path, threads: int | None = None) -> Any:
+    """A model file loaded through the runtime on its own backend, as a device would run it
+    (threads: ONNX Runtime's default all cores, LiteRT's one)."""
     from .evaluate import open_model
 
     if model.entry.format == "onnx":
-        return open_model(model.path)
+        return open_model(model.path, threads)
     pack = Path(tempfile.mkdtemp(dir=scratch)) / "check"  # goes with the workspace
     assemble_pack(pack, [(model.path, model.entry)], name="check")
-    return load(pack, backend="litert", threads=1)
+    return load(pack, backend="litert", threads=threads or 1)
 
 
 # --- The pack ---

@@ -20,6 +20,7 @@ from pathlib import Path
 from edgepack.runtime.errors import EdgepackError, ManifestError
 from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
 from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader
+from edgepack.runtime.schema import format_schema_errors, schema_errors
 from edgepack.runtime.version import __version__
 
 from .staging import replace, scratch_dir
@@ -57,7 +58,8 @@ def write_pack(
         entry.size_bytes, entry.sha256 = _digest_source(sources[entry.path])
     manifest.integrity = ""
     manifest.integrity = manifest_digest(manifest.to_dict())
-    manifest.validate()
+    if errors := schema_errors(manifest.to_dict()):
+        raise ManifestError(format_schema_errors(manifest.name, errors))
 
     with _staging(dest) as staging:
         if dest.name.endswith(ARCHIVE_SUFFIX):

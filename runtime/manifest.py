@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import IntegrityError, ManifestError, SchemaVersionError
-from .schema import schema_errors
+from .schema import format_schema_errors, schema_errors
 from .version import __version__
 
 SCHEMA_VERSION = "1.2"  # 1.1: example_inputs, the `integrity` field; 1.2: image pixel_range
@@ -116,11 +116,6 @@ class PackManifest:
         """The first model file the given backend can run, in manifest order."""
         return next((m for m in self.models if backend in m.backends), None)
 
-    def validate(self) -> None:
-        """Raise ManifestError listing every place this manifest breaks the schema."""
-        if errors := schema_errors(self.to_dict()):
-            raise ManifestError(_format_errors(self.name, errors))
-
 
 def manifest_digest(data: dict[str, Any]) -> str:
     """The sha256 of a manifest's canonical content: every field but `integrity`, keys sorted,
@@ -152,7 +147,7 @@ def parse_manifest(text: str | bytes, source: str = MANIFEST_NAME) -> PackManife
         )
     # A newer minor version may add fields we do not know; the ones we know must still be right.
     if errors := schema_errors(data, allow_unknown_keys=minor_is_newer):
-        raise ManifestError(_format_errors(source, errors))
+        raise ManifestError(format_schema_errors(source, errors))
     return _from_dict(data)
 
 
@@ -220,9 +215,3 @@ def _from_dict(data: dict[str, Any]) -> PackManifest:
     models = [_model(m) for m in data["models"]]
     files = [FileEntry(**_known(FileEntry, f)) for f in data["files"]]
     return PackManifest(**_known(PackManifest, data) | {"models": models, "files": files})
-
-
-def _format_errors(source: str, errors: list[str]) -> str:
-    shown = "\n  ".join(errors[:20])
-    more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-    return f"{source} does not match the pack schema {SCHEMA_VERSION}:\n  {shown}{more}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -157,8 +157,19 @@ class Model:
         self._names = {c.spec.name for c in self._checks}
         self._output_names = [spec.name for spec in entry.outputs]
         self._assets = assets
-        self._preprocess = None  # built on the first predict(): run() users never pay for it
-        self._preprocess_lock = threading.Lock()
+
+    @cached_property
+    def _preprocess(self) -> Any:
+        """Built on the first predict(): run() users never load the tokenizer's tables. Two
+        threads may both build it; they build the same thing."""
+        config = self.manifest.preprocessing or {}
+        if config.get("kind") == "text":
+            from .preprocess.text import TextEncoder
+
+            return TextEncoder(config, self._assets.__getitem__).encode
+        from .preprocess.image import ImagePreprocessor
+
+        return ImagePreprocessor(config)
 
     def describe(self) -> dict[str, Any]:
         """What is running: pack, model file, precision, backend, providers and threads."""
@@ -189,10 +200,6 @@ class Model:
             raise InputError(
                 f"pack {self.manifest.name!r} has no preprocessing section; use run() with arrays"
             )
-        if self._preprocess is None:
-            with self._preprocess_lock:
-                if self._preprocess is None:
-                    self._preprocess = _make_preprocessor(self.manifest.preprocessing, self._assets)
         batch = item if isinstance(item, list) else [item]
         if not batch:
             raise InputError("predict() got an empty list; expected at least one item")
@@ -281,14 +288,3 @@ def _available_memory() -> float:
     with contextlib.suppress(OSError, StopIteration), open("/proc/meminfo", "rb") as meminfo:
         return next(int(line.split()[1]) << 10 for line in meminfo if b"MemAvailable" in line)
     return math.inf
-
-
-def _make_preprocessor(config: dict, assets: dict[str, bytes]):
-    # Imported here: run() users never load the tokenizer's tables.
-    if config["kind"] == "text":
-        from .preprocess.text import TextEncoder
-
-        return TextEncoder(config, assets.__getitem__).encode
-    from .preprocess.image import ImagePreprocessor
-
-    return ImagePreprocessor(config)

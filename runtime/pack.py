@@ -103,22 +103,19 @@ class PackReader:
             raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
         return self.entries[relpath]
 
-    def _check_digest(self, relpath: str, length: int, digest: str) -> None:
-        want = self._entry(relpath)
-        if length != want.size_bytes or digest != want.sha256:
-            raise IntegrityError(
-                f"{relpath} in {self.path} does not match its manifest entry (expected "
-                f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
-                f"with sha256 {digest[:12]}...): the file was changed or damaged"
-            )
-
     def _stream(self, relpath: str, sink: Callable[[bytes], Any]) -> None:
         digest, length = hashlib.sha256(), 0
         for chunk in self._chunks(relpath):
             digest.update(chunk)
             length += len(chunk)
             sink(chunk)
-        self._check_digest(relpath, length, digest.hexdigest())
+        want = self._entry(relpath)
+        if length != want.size_bytes or digest.hexdigest() != want.sha256:
+            raise IntegrityError(
+                f"{relpath} in {self.path} does not match its manifest entry (expected "
+                f"{want.size_bytes} bytes with sha256 {want.sha256[:12]}..., got {length} bytes "
+                f"with sha256 {digest.hexdigest()[:12]}...): the file was changed or damaged"
+            )
 
     def _chunks(self, relpath: str, cap: int | None = None) -> Iterator[bytes]:
         """The file in chunks, never more than `cap` (default: its listed size) bytes read."""

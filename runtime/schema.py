@@ -43,6 +43,12 @@ def schema_errors(
     return _errors(instance, node, schema, definition or "manifest", allow_unknown_keys)
 
 
+def format_schema_errors(source: str, errors: list[str]) -> str:
+    """One message for schema errors: the first 20 'path: problem' lines and how many more."""
+    more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+    return f"{source} does not match the pack schema:\n  " + "\n  ".join(errors[:20]) + more
+
+
 def _is_type(value: Any, name: str) -> bool:
     if isinstance(value, bool) and name in ("integer", "number"):
         return False

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from ..errors import BackendUnavailableError, InputError
+from ..errors import BackendUnavailableError
 from ..manifest import ModelEntry
 
 
@@ -39,20 +39,22 @@ class LiteRTBackend:
         self.threads = threads
         self.providers = ["ai-edge-litert"]
         self._lock = threading.Lock()
-        inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
-        outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
-        self._inputs = {s.file_name: _lookup(inputs, s.file_name, entry.path) for s in entry.inputs}
-        self._outputs = [_lookup(outputs, s.file_name, entry.path) for s in entry.outputs]
-        self._shapes = {name: tuple(d["shape"]) for name, d in self._inputs.items()}
+        # By tensor name; a name the file lacks is the load-time manifest check's to report.
+        details = {d["name"]: d for d in self._details("inputs") + self._details("outputs")}
+        self._inputs = {s.file_name: details.get(s.file_name) for s in entry.inputs}
+        self._outputs = [details.get(s.file_name) for s in entry.outputs]
+        self._shapes = {name: tuple(d["shape"]) for name, d in self._inputs.items() if d}
+
+    def _details(self, kind: str) -> list[dict]:
+        return getattr(self.interpreter, f"get_{kind[:-1]}_details")()
 
     def signature(self) -> dict[str, dict[str, tuple[str, int]]]:
         """The file's own inputs and outputs: name -> (numpy dtype name, rank)."""
         return {
-            kind: {d["name"]: (np.dtype(d["dtype"]).name, len(d["shape"])) for d in details}
-            for kind, details in (
-                ("inputs", self.interpreter.get_input_details()),
-                ("outputs", self.interpreter.get_output_details()),
-            )
+            kind: {
+                d["name"]: (np.dtype(d["dtype"]).name, len(d["shape"])) for d in self._details(kind)
+            }
+            for kind in ("inputs", "outputs")
         }
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -70,15 +72,6 @@ class LiteRTBackend:
                 self.interpreter.set_tensor(detail["index"], _quantize(value, detail))
             self.interpreter.invoke()
             return [_dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self._outputs]
-
-
-def _lookup(details: dict[str, dict], name: str, path: str) -> dict:
-    if name not in details:
-        raise InputError(
-            f"{path} has no tensor named {name!r} (it has {sorted(details)}); the manifest's "
-            "tensor_name must name the interpreter's tensor"
-        )
-    return details[name]
 
 
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:

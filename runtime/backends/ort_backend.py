@@ -65,7 +65,9 @@ class OnnxRuntimeBackend:
         try:
             return self.session.run(self._outputs, feeds)
         except Exception as exc:  # inputs were checked: what is left is the model's own complaint
-            raise InputError(f"onnxruntime could not run the model: {exc}") from None
+            fed = ", ".join(f"{name} {v.dtype}{list(v.shape)}" for name, v in feeds.items())
+            text = " ".join(str(exc).split())
+            raise InputError(f"onnxruntime could not run the model on {fed}: {text}") from None
 
     def signature(self) -> dict[str, dict[str, tuple[str, int]]]:
         """The file's own inputs and outputs: name -> (numpy dtype name, rank)."""

@@ -5,7 +5,6 @@ profile emulation by affinity, and bad input. No assertion depends on how fast t
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import itertools
 import json
@@ -308,9 +307,7 @@ def test_profile_backend_falls_back_when_the_pack_has_no_model_for_it(packs):
 
 def test_a_missing_backend_names_what_to_install(packs, monkeypatch):
     info = BACKENDS["onnxruntime"]
-    monkeypatch.setitem(
-        BACKENDS, "onnxruntime", dataclasses.replace(info, packages=("no_such_interpreter",))
-    )
+    monkeypatch.setitem(BACKENDS, "onnxruntime", info._replace(package="no_such_interpreter"))
     with pytest.raises(BackendUnavailableError, match="not installed: pip install edgepack"):
         benchmark(packs["tiny"], backend="onnxruntime", **FAST)
 

@@ -215,6 +215,31 @@ def test_optimize_onnx_is_quantize_only(tmp_path, digits_mlp):
     assert chosen["metric"] >= report["reference"] - 2
 
 
+@pytest.mark.slow
+def test_optimize_module_function_takes_the_cnn_recipe(tmp_path):
+    import numpy as np
+
+    from edgepack.compress.demo import split_digits
+
+    train_x, train_y, test_x, test_y = split_digits()
+    np.savez(tmp_path / "train.npz", pixels=train_x, labels=train_y)
+    np.savez(tmp_path / "test.npz", pixels=test_x, labels=test_y)
+    out = tmp_path / "opt"
+    result = edgepack(
+        "optimize",
+        "edgepack.compress.demo:trained_digits_cnn",  # a trained model: above chance
+        *("--input-shape", "1", "8", "8"),
+        *("--data", str(tmp_path / "train.npz"), "--eval", str(tmp_path / "test.npz")),
+        *("--profile", "rpi5", "--finetune-steps", "60", "--budget", "100"),
+        *("--bench-seconds", "0.2", "-o", str(out)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_clean(result)
+    assert "recipe: cnn (a convolutional module" in result.stdout
+    report = check_report(out, ["rpi5"])
+    assert {c["format"] for c in report["candidates"]} == {"onnx", "tflite"}
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -587,3 +587,107 @@ def test_distill_then_prune_from_a_hugging_face_folder(tmp_path):
     )
     model = ep.load(tmp_path / "bert.edgepack", threads=1)
     assert len(model.predict(["good plot film", "bad a film"])) == 2  # the trimmed vocab encodes
+
+
+# --- The stage report, the workdir and --nproc ----------------------------------------------
+
+
+def test_the_stage_report_has_a_row_per_model_each_stage_left(tmp_path, mlp):
+    module, example, data, _ = mlp
+    recipe = Recipe(
+        name="m",
+        output=str(tmp_path / "m.edgepack"),
+        data={"train": str(data), "calibration": str(data), "evaluation": str(data)},
+        stages=[
+            {"type": "prune", "channels_keep": 0.5, "finetune_steps": 50, "measure_seconds": 0.05},
+            {"type": "quantize", "method": "dynamic", "min_speedup": 0},
+        ],
+    )
+    run_recipe(
+        recipe, module=module, example_inputs=example, progress=False, report=tmp_path / "rep"
+    )
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    rows = report["stages"]
+    assert [(r["number"], r["stage"], r["precision"]) for r in rows] == [
+        (0, "source", "fp32"),
+        (1, "prune", "fp32"),
+        (2, "quantize", rows[2]["precision"]),
+    ]
+    assert rows[2]["precision"] != "fp32"
+    source, pruned = rows[0], rows[1]
+    assert pruned["parameters"] < source["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert pruned["flops"] < source["flops"]
+    assert all(r["host_p50_ms"] > 0 and 0 <= r["metric"] <= 100 for r in rows)
+    assert all(r["size_bytes"] > 0 for r in rows) and rows[1]["seconds"] > 0
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "| prune | model.onnx | onnx fp32 |" in markdown
+    assert "Wall time per stage" in markdown
+    plots = {"stages.png", "accuracy_latency.png"}
+    if require_matplotlib():
+        assert plots <= {p.name for p in (tmp_path / "rep").iterdir()}
+
+
+def require_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def test_cli_compress_writes_the_report_beside_the_pack_unless_told_not_to(
+    tmp_path, capsys, classifier, data
+):
+    write_recipe(
+        tmp_path / "r.toml",
+        name="clf",
+        output="out/clf.edgepack",
+        source=str(classifier[0]),
+        data={"calibration": str(data), "evaluation": str(data)},
+        stages=[{"type": "quantize", "method": "dynamic", "budget": 5.0, "min_speedup": 0}],
+    )
+    assert main(["compress", str(tmp_path / "r.toml"), "--quiet"]) == 0
+    assert f"stage report: {tmp_path / 'out' / 'clf-report'}/report.md" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "out" / "clf-report" / "report.json").read_text())["stages"]
+    assert [r["stage"] for r in rows] == ["source", "quantize"]
+    (tmp_path / "elsewhere").mkdir()
+    argv = ["compress", str(tmp_path / "r.toml"), "--quiet", "-o", str(tmp_path / "b.edgepack")]
+    assert main([*argv, "--no-report"]) == 0
+    assert not (tmp_path / "b-report").exists()
+    assert main(["compress", str(tmp_path / "r.toml"), "--nproc", "0"]) == 1
+    assert "--nproc must be a positive number" in capsys.readouterr().err
+
+
+def test_cli_compress_nproc_2_distills_on_two_processes_and_rank_0_writes(tmp_path, capfd):
+    from tests.compress.test_distill import bert_teacher, sentences, write_tsv
+
+    teacher = bert_teacher(tmp_path / "teacher", dropout=0.0)
+    train = write_tsv(tmp_path / "train.tsv", *sentences(40, seed=2))
+    write_recipe(
+        tmp_path / "r.toml",
+        name="student",
+        output="student.edgepack",
+        source=str(teacher),
+        task="text-classification",
+        data={"train": str(train), "evaluation": str(train), "max_length": 16},
+        stages=[
+            {
+                "type": "distill",
+                "layers": [0],
+                "epochs": 2,
+                "batch_size": 8,
+                "learning_rate": 3e-3,
+                "alpha": 1.0,
+                "checkpoint_every": 2,
+            }
+        ],
+    )
+    work = tmp_path / "work"
+    argv = ["compress", str(tmp_path / "r.toml"), "--nproc", "2", "--quiet", "--workdir"]
+    assert main([*argv, str(work)]) == 0
+    out = capfd.readouterr().out
+    assert out.count("wrote ") == 1  # rank 0 alone
+    manifest = ep.verify_pack(tmp_path / "student.edgepack")
+    assert manifest.metrics["distill"]["world_size"] == 2
+    assert (work / "stage1-distill" / "distill" / "checkpoint.pt").is_file()
+    rows = json.loads((tmp_path / "student-report" / "report.json").read_text())["stages"]
+    assert [r["stage"] for r in rows] == ["source", "distill"]
+    assert rows[1]["parameters"] < rows[0]["parameters"]

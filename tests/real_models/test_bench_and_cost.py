@@ -75,9 +75,9 @@ def test_a_model_failing_on_its_inputs_is_one_clean_error(built, capsys):
     # random values give the sample rate something like 87: the 8 kHz branch fails
     assert main(["bench", str(packs["streaming_vad"]), *FAST]) == 1
     err = capsys.readouterr().err
-    # one clean line; since the hardening merge it is the backend's run error, which no longer
-    # names the inputs fed (issue 13 follow-up)
-    assert len(err.strip().splitlines()) == 1 and "could not run the model" in err
+    # one clean line: the backend's run error, naming what was fed
+    assert len(err.strip().splitlines()) == 1 and "could not run the model on " in err
+    assert "input float32[1, 64], state float32[2, 64, 64], sr int64[]" in err
     assert "Traceback" not in err
 
 
