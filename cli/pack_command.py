@@ -16,6 +16,8 @@ from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.packing.repack import was_signed
 from edgepack.runtime import InputError
 
+from .arguments import name_value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -56,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if len(args.models) == 1 and is_pack(args.models[0]):
         return _change_pack(args)
-    renames = dict(_pair(item) for item in args.rename)
+    renames = dict(name_value(item, "--rename", "TENSOR=NAME", last=True) for item in args.rename)
     for path in [*args.models, args.vocab, args.tokenizer_json]:
         if path is not None and not Path(path).is_file():
             raise InputError(f"no file {path}: expected an existing .onnx/.tflite model or asset")
@@ -157,10 +159,3 @@ def _cost(path: str, fmt: str, shapes: dict, assume: dict) -> dict | None:
     if why:
         print(f"warning: {Path(path).name}: {why}")
     return cost
-
-
-def _pair(item: str) -> tuple[str, str]:
-    tensor, sep, name = item.rpartition("=")
-    if not sep or not tensor or not name:
-        raise InputError(f"--rename takes TENSOR=NAME, got {item!r}")
-    return tensor, name

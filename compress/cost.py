@@ -526,7 +526,9 @@ def _add_control_flow(
         entry[2] += moved * repeat
 
 
-def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+def _infer_shapes(proto: onnx.ModelProto, bound: Mapping[str, int]) -> onnx.ModelProto:
+    """The graph with every tensor's shape at the bound dims, as far as ONNX's inference and then
+    ONNX Runtime's symbolic inference can tell; a CostError when the dims do not fit the graph."""
     inferred = shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     tensors = _tensor_table(inferred.graph)
     if all(
@@ -548,9 +550,58 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         try:
             return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
         except Exception:  # it raises many kinds of error on graphs it cannot follow
-            return inferred
+            pass
         finally:
             os.chdir(previous)
+    # It also fails (an AssertionError on an output it could not type) where the bound dims
+    # make the graph invalid: a sequence longer than a BERT's position table slices that table
+    # short, and the position embeddings no longer add to the token embeddings. Counting such
+    # a graph would cost an input the model refuses, so ask ONNX Runtime whether it runs.
+    refusal = _refusal(proto)
+    if refusal:
+        raise CostError(
+            f"the model does not run at the sizes assumed for its dynamic dims {dict(bound)}: "
+            f"ONNX Runtime refuses them ({refusal}); give sizes it accepts "
+            "(shape_assumptions={'sequence': N}, --assume sequence=N, or the input's whole "
+            "shape, --input-shape)"
+        )
+    return inferred
+
+
+_RUN_FAILURE = "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running"
+
+
+def _refusal(proto: onnx.ModelProto) -> str | None:
+    """Why ONNX Runtime cannot run the (dim-bound) graph on zero inputs, or None when it can
+    (or when the check itself cannot be made, e.g. a model over protobuf's 2 GiB)."""
+    import onnxruntime as ort
+
+    initializers = {init.name for init in proto.graph.initializer}
+    feeds = {}
+    for value in proto.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        shape = [d.dim_value for d in tensor_type.shape.dim]
+        feeds[value.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the refusal is reported in the CostError, not logged
+    options.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        session.run(None, feeds)
+    except Exception as exc:  # ORT raises its own untyped errors
+        first = str(exc).strip().splitlines()[0]
+        # A graph it cannot load for another reason (an op it lacks) says nothing of the dims.
+        if "ShapeInferenceError" not in first and not str(exc).startswith(_RUN_FAILURE):
+            return None
+        # ORT names the node, then (at run time) its source file, function and assertion:
+        # keep the node and the sentence that says what is wrong.
+        first = first.removeprefix("[ONNXRuntimeError] : 1 : FAIL : ")
+        return re.sub(r"\S+\.(?:h|cc):\d+ .*? was false\. ", "", first)
+    return None
 
 
 def _load(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelProto:
@@ -589,7 +640,7 @@ def cost_summary(
     assumptions = {**DEFAULT_ASSUMPTIONS, **(shape_assumptions or {})}
     bound = _bind_dims(proto, assumptions, input_shapes)
     del proto.graph.value_info[:]  # exporters record symbolic shapes there; infer them afresh
-    proto = _infer_shapes(proto)
+    proto = _infer_shapes(proto, bound)
     tensors = _tensor_table(proto.graph)
     notes: list[str] = []
     unknown: set[str] = set()

@@ -421,9 +421,16 @@ def match_inputs(data: ArrayDataset, specs: Sequence[Any], what: str = "data") -
             f"the model takes {_describe(specs)}"
         )
     axes = {**data.sample_axes, **({wanted[0]: 0} if len(specs) == 1 and len(inputs) == 1 else {})}
+    fixed = [d for s in specs if s.name == "attention_mask" for d in s.shape[1:2]]
+    if "attention_mask" in inputs and fixed and isinstance(fixed[0], int) and fixed[0] > 0:
+        inputs = pad_text(inputs, fixed[0])  # a text model with a fixed length (TFLite)
     for spec in specs:
         array = inputs[spec.name]
         expected = np.dtype(spec.user_dtype)
+        if array.dtype.kind in "iu" and expected.kind in "iu" and array.dtype != expected:
+            info = np.iinfo(expected)  # token ids int64 -> int32, as the runtime casts them
+            if not array.size or (info.min <= array.min() and array.max() <= info.max):
+                array = inputs[spec.name] = array.astype(expected)
         if array.dtype != expected:
             raise InputError(
                 f"{what} input {spec.name!r} has dtype {array.dtype}; the model expects "
@@ -446,6 +453,26 @@ def match_inputs(data: ArrayDataset, specs: Sequence[Any], what: str = "data") -
                 )
     kept = {n: axes[n] for n in wanted if n in axes}
     return ArrayDataset({n: inputs[n] for n in wanted}, data.labels, data.classes, kept)
+
+
+def pad_text(inputs: Mapping[str, np.ndarray], width: int) -> dict[str, np.ndarray]:
+    """Token arrays (samples, length) padded on the right, with the values they already hold
+    under attention_mask 0 (the tokenizer's [PAD]), or cut, to `width`: how the pack's encoder
+    pads for a model with a fixed sequence length."""
+    mask = inputs["attention_mask"]
+    have = mask.shape[1]
+    out = {}
+    for name, value in inputs.items():
+        if value.ndim < 2 or value.shape[1] != have:
+            out[name] = value
+        elif have >= width:
+            out[name] = value[:, :width]
+        else:
+            under = value[mask == 0]
+            fill = under.flat[0] if under.size else 0
+            extra = [(0, 0), (0, width - have)] + [(0, 0)] * (value.ndim - 2)
+            out[name] = np.pad(value, extra, constant_values=fill)
+    return out
 
 
 def _describe(specs: Sequence[Any]) -> str:

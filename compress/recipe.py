@@ -715,6 +715,10 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
         representative = [
             {k: v[i : i + 1] for k, v in calib.inputs.items()} for i in range(len(calib))
         ]
+    if work.hf_dir is not None:  # TFLite shapes are fixed: the pack pads text to max_length
+        length = int(work.recipe.data.get("max_length", 128))
+        example = _pad_text(example, length, work.hf_dir)
+        representative = [_pad_text(r, length, work.hf_dir) for r in representative or []] or None
     result = export_tflite(
         work.module,
         example,
@@ -733,6 +737,22 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
         for method, agreement in (result.full_int8_agreement or {}).items():
             figures[f"{method}_agreement"] = agreement
     return ModelFile(result.path, entry, work.version), figures
+
+
+def _pad_text(arrays: Mapping[str, Any], length: int, hf_dir: Path) -> dict[str, Any]:
+    """Token arrays (1, n) padded on the right to (1, length), as the pack's text encoder pads
+    for a model with a fixed sequence length: ids with the tokenizer's [PAD], masks with 0."""
+    import torch
+    from transformers import AutoTokenizer
+
+    pad_id = AutoTokenizer.from_pretrained(str(hf_dir)).pad_token_id or 0
+    padded = {}
+    for name, value in arrays.items():
+        array = np.asarray(value)
+        width = [(0, 0)] * (array.ndim - 1) + [(0, length - array.shape[-1])]
+        array = np.pad(array, width, constant_values=pad_id if name == "input_ids" else 0)
+        padded[name] = torch.from_numpy(array) if isinstance(value, torch.Tensor) else array
+    return padded
 
 
 def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgepack.runtime import EdgepackError, Model
 
-from .workspace import ModelFile, StageRecord, Workspace, open_model_file
+from .workspace import ModelFile, StageRecord, Workspace, cost_assumptions, open_model_file
 
 TIMING = {"warmup": 5, "min_runs": 30, "min_seconds": 1.0}  # per model, interleaved
 
@@ -72,7 +72,7 @@ class StageReport:
             result = evaluate(runner, data, progress=work.progress, desc=f"report: {stage}")
             metric = float(result.metrics[work.metric])
         entry, timed = model.entry, open_model_file(model, work.dir, threads=1)
-        cost = entry.cost or _cost(model)
+        cost = entry.cost or _cost(model, cost_assumptions(work))
         row = {
             "number": self._number,
             "stage": stage,
@@ -106,7 +106,7 @@ class StageReport:
         return feeds
 
 
-def _cost(model: ModelFile) -> dict[str, Any]:
+def _cost(model: ModelFile, assume: dict[str, int] | None) -> dict[str, Any]:
     """Parameters and FLOPs of a model file; empty when they cannot be counted (packing warns)."""
     from .cost import cost_or_none, tflite_cost_summary
 
@@ -115,4 +115,4 @@ def _cost(model: ModelFile) -> dict[str, Any]:
             return tflite_cost_summary(model.path)
         except EdgepackError:
             return {}
-    return cost_or_none(model.path)[0] or {}
+    return cost_or_none(model.path, assume)[0] or {}

@@ -369,9 +369,10 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
         from .quantize import example_feeds
 
         shapes = {k: list(np.shape(v)) for k, v in example_feeds(fp32.path, example).items()}
+    assume = cost_assumptions(work)
     for model in models:
         if model.entry.format == "onnx":
-            model.entry.cost, why = cost_or_none(model.path, input_shapes=shapes)
+            model.entry.cost, why = cost_or_none(model.path, assume, input_shapes=shapes)
             if why:
                 print(f"warning: {model.entry.path}: {why}", file=sys.stderr)
         elif model.entry.format == "tflite":  # so LiteRT targets can be estimated too
@@ -403,6 +404,14 @@ def pack_records(work: Workspace, records: list[StageRecord], keep_fp32: bool) -
     )
 
 
+def cost_assumptions(work: Workspace) -> dict[str, int] | None:
+    """What a cost summary assumes of dynamic dims: a text model's sequence is the pack's
+    max_length (the longest the pack sends; its position table may hold no more)."""
+    if work.hf_dir is None:
+        return None
+    return {"sequence": int(work.recipe.data.get("max_length", 128))}
+
+
 def is_scalar(value: Any) -> bool:
     """Whether a figure fits the manifest's metrics (number, string or null; not a bool)."""
     return (isinstance(value, int | float | str) and not isinstance(value, bool)) or value is None
@@ -414,18 +423,13 @@ def _parity_with_onnx(work: Workspace, onnx: ModelFile, tflite: list[ModelFile])
     data = work.evaluation or work.calibration
     if data is None or not tflite:
         return
-    from .evaluate import open_model
+    from .evaluate import open_model, run_batched
 
-    onnx_model = open_model(onnx.path, threads=1)
+    count = min(len(data), PARITY_SAMPLES)
+    sample = data.subset(np.arange(count))
+    theirs = run_batched(open_model(onnx.path, threads=1), sample, progress=False)
     for model in tflite:
-        runner = open_model_file(model, work.dir)
-        count = min(len(data), PARITY_SAMPLES)
-        ours, theirs = [], []
-        for i in range(count):
-            feeds = {k: v[i : i + 1] for k, v in data.inputs.items()}
-            ours.append(next(iter(runner.run(feeds).values()))[0])
-            theirs.append(next(iter(onnx_model.run(feeds).values()))[0])
-        ours, theirs = np.stack(ours), np.stack(theirs)
+        ours = run_batched(open_model_file(model, work.dir), sample, progress=False)
         model.entry.checks.append(
             {
                 "reference": onnx.entry.path,

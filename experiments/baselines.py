@@ -58,7 +58,7 @@ def optimum_dynamic(
         model_file = work / "int8" / "model_quantized.onnx"
         entry = describe_model_file(model_file)
         entry.path = "model.int8.onnx"
-        entry.cost = cost_summary(model_file)
+        entry.cost = cost_summary(model_file, {"sequence": max_length})  # what the pack runs at
         return assemble_pack(
             output,
             [(model_file, entry)],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgepack.runtime.errors import EdgepackError, ManifestError
 from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
-from edgepack.runtime.pack import ARCHIVE_SUFFIX, PackReader
+from edgepack.runtime.pack import ARCHIVE_SUFFIX, SIGNATURE_NAME, PackReader
 from edgepack.runtime.schema import format_schema_errors, schema_errors
 from edgepack.runtime.version import __version__
 
@@ -78,6 +78,8 @@ def unpack_pack(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(reader.read(relpath))
         (staging / MANIFEST_NAME).write_bytes(reader.manifest_bytes)
+        if (signature := reader.signature()) is not None:  # still signed once unpacked
+            (staging / SIGNATURE_NAME).write_bytes(signature)
         return reader.manifest
 
 

@@ -166,6 +166,11 @@ class Model:
         if config.get("kind") == "text":
             from .preprocess.text import TextEncoder
 
+            # A model file with a fixed sequence length (TFLite) takes text padded to it.
+            fixed = [d for s in self.entry.inputs for d in s.shape[1:2] if isinstance(d, int)]
+            if fixed and fixed[0] > 0:
+                config = {**config, "padding": "max_length", "max_length": fixed[0]}
+
             return TextEncoder(config, self._assets.__getitem__).encode
         from .preprocess.image import ImagePreprocessor
 
@@ -203,6 +208,8 @@ class Model:
         batch = item if isinstance(item, list) else [item]
         if not batch:
             raise InputError("predict() got an empty list; expected at least one item")
+        if len(batch) > 1 and self.entry.inputs[0].shape[:1] == [1]:  # a one-sample graph
+            return [self.predict(one) for one in batch]  # type: ignore[misc]
         outputs = self.run(self._preprocess(batch))
         predictions = postprocess(outputs, self.manifest.postprocessing, self._output_names)
         return predictions if isinstance(item, list) else predictions[0]

@@ -83,6 +83,12 @@ class PackReader:
         finally:
             os.close(fd)
 
+    def signature(self) -> bytes | None:
+        """The manifest's Ed25519 signature (64 bytes at most are read), or None if unsigned."""
+        with contextlib.suppress(IntegrityError):
+            return b"".join(self._chunks(SIGNATURE_NAME, 64))
+        return None
+
     def verify(self) -> None:
         """Check every listed file; raise IntegrityError naming the first one that is wrong."""
         for relpath in self.entries:
@@ -164,10 +170,8 @@ class PackReader:
         public = [load_key(key) for key in keys]  # first: a clear error without the sign extra
         from cryptography.exceptions import InvalidSignature
 
-        try:
-            signature = b"".join(self._chunks(SIGNATURE_NAME, 64))
-        except IntegrityError as exc:
-            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed") from exc
+        if (signature := self.signature()) is None:
+            raise SignatureError(f"{self.path} has no {SIGNATURE_NAME}: it is not signed")
         for key in public:
             with contextlib.suppress(InvalidSignature):
                 return key.verify(signature, self.manifest_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +13,14 @@ from tests.conftest import require
 onnx = require("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgepack.compress.cost import OP_CLASSES, cost_summary, main, tflite_cost_summary  # noqa: E402
+from edgepack.compress.cost import (  # noqa: E402
+    OP_CLASSES,
+    CostError,
+    cost_or_none,
+    cost_summary,
+    main,
+    tflite_cost_summary,
+)
 from edgepack.packing import assemble_pack, describe_model_file  # noqa: E402
 from edgepack.runtime.errors import EdgepackError  # noqa: E402
 from edgepack.runtime.schema import schema_errors  # noqa: E402
@@ -270,3 +278,49 @@ def test_a_tflite_graph_is_counted_from_its_op_list(classifier_tflite, tmp_path,
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(EdgepackError, match="not a TFLite model LiteRT can read"):
         tflite_cost_summary(bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_export(tmp_path_factory):
+    """(model.onnx of the tiny BERT exported as the pipeline exports it, its HF config)."""
+    require("optimum")
+    from edgepack.compress.export_onnx import export_hf
+    from tests.conftest import save_tiny_bert
+
+    root = tmp_path_factory.mktemp("tiny-bert")
+    save_tiny_bert(root / "hf")
+    export_hf(root / "hf", root / "onnx", opset=18)
+    return root / "onnx" / "model.onnx", json.loads((root / "hf" / "config.json").read_text())
+
+
+def test_a_bert_export_is_sized_in_full_and_its_matmuls_cost_what_its_config_says(
+    tiny_bert_export,
+):
+    path, config = tiny_bert_export
+    seq = config["max_position_embeddings"]  # the longest input its position table holds
+    h, ffn, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "some ops could not be sized" fails the test
+        cost = cost_summary(path, {"sequence": seq})
+    assert "complete" not in cost and "notes" not in cost
+    assert cost["shape_assumptions"] == {"batch_size": 1, "sequence_length": seq}
+    # Per layer: Q, K, V, output and the two FFN projections on every token, then Q.K^T and
+    # attention.V over all heads; the pooler and classifier see the [CLS] token only.
+    linear = 2 * seq * layers * (4 * h * h + 2 * h * ffn)
+    attention = layers * 2 * (2 * seq * seq * h)
+    labels = onnx.load(path).graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    head = 2 * (h * h + h * labels)
+    assert _ops(cost)["gemm", "fp32"]["flops"] == linear + attention + head
+
+
+@pytest.mark.parametrize("assume", [{}, {"sequence": 65}])
+def test_a_sequence_longer_than_the_position_table_is_refused_not_undercounted(
+    tiny_bert_export, assume
+):
+    # The default sequence (128) and 65 exceed the tiny BERT's 64 positions: the sliced position
+    # embeddings no longer add to the token embeddings, and ONNX Runtime refuses such inputs.
+    path, _ = tiny_bert_export
+    with pytest.raises(CostError, match=r"does not run at .*'sequence_length': .*Add_1"):
+        cost_summary(path, assume)
+    cost, why = cost_or_none(path, assume)
+    assert cost is None and "--assume sequence=N" in why

@@ -691,3 +691,37 @@ def test_cli_compress_nproc_2_distills_on_two_processes_and_rank_0_writes(tmp_pa
     rows = json.loads((tmp_path / "student-report" / "report.json").read_text())["stages"]
     assert [r["stage"] for r in rows] == ["source", "distill"]
     assert rows[1]["parameters"] < rows[0]["parameters"]
+
+
+def test_a_hugging_face_text_model_goes_to_tflite_at_max_length_and_runs_text(tmp_path):
+    """Issue 13, item 7: TFLite shapes are fixed, so the text model is exported at the pack's
+    max_length; the pack pads text to what each model file needs (ONNX: the longest text;
+    TFLite: max_length, one sample at a time) and both backends give the same answers."""
+    require("ai_edge_litert")
+    folder = save_tiny_bert(tmp_path / "hf", labels=["negative", "positive"])
+    words = ["good", "bad", "film", "plot", "a", "b", "c"]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=1 + i % 9)) for i in range(40)]
+    rows = "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(texts))
+    (tmp_path / "t.tsv").write_text("sentence\tlabel\n" + rows)
+    data = str(tmp_path / "t.tsv")
+    recipe = Recipe(
+        name="b",
+        output=str(tmp_path / "b.edgepack"),
+        source=str(folder),
+        task="text-classification",
+        data={"calibration": data, "evaluation": data, "max_length": 24},
+        stages=[{"type": "export", "formats": ["onnx", "tflite"], "tflite_quantization": "none"}],
+    )
+    manifest = run_recipe(recipe, progress=False)
+    onnx_entry, tflite_entry = manifest.models
+    assert onnx_entry.inputs[0].shape == ["batch_size", "sequence_length"]
+    assert {tuple(s.shape) for s in tflite_entry.inputs} == {(1, 24)}
+    parity = tflite_entry.checks[-1]
+    assert parity["argmax_agreement"] == 100.0 and parity["max_abs_diff"] < 1e-4
+    batch = ["good film", "a bad plot that is long and bad and bad", "c"]
+    answers = {}
+    for backend in ("onnxruntime", "litert"):
+        model = ep.load(tmp_path / "b.edgepack", backend=backend, threads=1)
+        answers[backend] = [p.scores["positive"] for p in model.predict(batch)]
+    np.testing.assert_allclose(answers["litert"], answers["onnxruntime"], atol=1e-4)

@@ -16,6 +16,7 @@ from edgepack.packing import (
     unpack_pack,
     write_pack,
 )
+from tests.conftest import require
 
 
 @pytest.fixture
@@ -48,6 +49,29 @@ def test_archive_and_directory_hold_the_same_files(tmp_path, sources):
         "vocab.txt",
     ]
     assert ep.verify_pack(tmp_path / "unpacked") == manifest
+
+
+def test_an_unpacked_signed_archive_is_still_signed(tmp_path, sources):
+    require("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgepack.packing.sign import sign_pack
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assemble_pack(tmp_path / "a.edgepack", [sources[0]])
+    sign_pack(tmp_path / "a.edgepack", private)
+    unpack_pack(tmp_path / "a.edgepack", tmp_path / "unpacked")
+    assert "manifest.sig" in os.listdir(tmp_path / "unpacked")
+    ep.verify_pack(tmp_path / "unpacked", trusted_keys=[public])
 
 
 def test_invalid_manifest_writes_nothing(tmp_path, sources):
