@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.cli.pack_options import add_pack_options, run_recipe_with_pack_options
 from edgepack.cli.quantize_command import speed_line
 from edgepack.runtime import InputError
 
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes for the distill stage on this machine (launches torchrun)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    add_pack_options(parser)  # over the recipe's [preprocessing] and [postprocessing]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--nproc must be a positive number of processes, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(args)
-    from edgepack.compress.recipe import Recipe, run_recipe, set_option  # workstation only
+    from edgepack.compress.recipe import Recipe, set_option  # workstation only
 
     recipe = Recipe.load(args.recipe)
     if args.output:
@@ -68,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     if args.workdir:
         recipe.workdir = args.workdir
     report = None if args.no_report else (args.report or report_dir(recipe.output))
-    manifest = run_recipe(recipe, progress=not args.quiet, report=report)
+    manifest = run_recipe_with_pack_options(recipe, args, progress=not args.quiet, report=report)
     if manifest is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     print(f"wrote {recipe.output}" + (f"; stage report: {report}/report.md" if report else ""))

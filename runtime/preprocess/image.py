@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import PreprocessingError
+from ..errors import PixelRangeWarning, PreprocessingError
 
 
 class ImagePreprocessor:
@@ -21,6 +22,7 @@ class ImagePreprocessor:
         self.scale = float(config["scale"])
         self.mean = np.asarray(config["mean"], np.float32)
         self.std = np.asarray(config["std"], np.float32)
+        self.pixel_range = pixel_range_of(config)
         if self.mean.size not in (1, self.channels) or self.std.size not in (1, self.channels):
             raise PreprocessingError(
                 f"image mean/std need 1 or {self.channels} values, got {self.mean.size} and "
@@ -45,6 +47,7 @@ class ImagePreprocessor:
             raise PreprocessingError(f"an image of shape {array.shape} is over 64 megapixels")
         if array.dtype.kind not in "uif":
             raise PreprocessingError(f"image pixels must be numbers, got dtype {array.dtype}")
+        check_pixel_range(array, self.pixel_range, self.scale)
         array = array[:, :, :3].astype(np.float32)
         if self.channels == 1 and array.shape[2] == 3:
             array = array @ np.array([[0.299], [0.587], [0.114]], np.float32)  # ITU-R 601 luma
@@ -53,6 +56,57 @@ class ImagePreprocessor:
         if array.shape[:2] != (self.height, self.width):
             array = resize_bilinear(array, self.height, self.width)
         return (array * self.scale - self.mean) / self.std
+
+
+# --- the pixel range check (issue 15): a separate block, kept apart from the transform above ---
+# A pack made with scale 1/255 and no pixel_range (before schema 1.2) takes 8-bit pixels.
+_EIGHT_BIT = (0.0, 255.0)
+# A float image whose largest value is within this share of the range's bottom is most likely
+# in another unit (0..1 or 0..16 where 0..255 is expected), not a dark photo.
+_SMALL_SHARE = 1 / 8
+
+
+def pixel_range_of(config: dict[str, Any]) -> tuple[float, float] | None:
+    """The raw pixel values the pack takes: the manifest's `pixel_range` (schema 1.2), else 0..255
+    for a pack scaling by 1/255, else unknown (None: nothing is checked)."""
+    given = config.get("pixel_range")
+    if given is None:
+        return _EIGHT_BIT if abs(float(config["scale"]) * 255 - 1) < 1e-6 else None
+    low, high = (float(v) for v in given)
+    if not low < high:
+        raise PreprocessingError(
+            f"image pixel_range must be [low, high] with low < high, got {given}"
+        )
+    return low, high
+
+
+def check_pixel_range(
+    image: np.ndarray, pixel_range: tuple[float, float] | None, scale: float
+) -> None:
+    """Refuse an image with values outside the pack's pixel range, and warn on a float image
+    that fills only the bottom of it: both are images in another unit than the model was
+    trained on (sklearn's 0..16 digits given to a pack taking 0..255), which would otherwise
+    give confident, wrong answers."""
+    if pixel_range is None or image.size == 0:
+        return
+    low, high = pixel_range
+    seen_low, seen_high = float(np.nanmin(image)), float(np.nanmax(image))
+    span = high - low
+    took = f"this pack takes pixels in {low:g}..{high:g} (scaled by {scale:.4g} for the model)"
+    if seen_low < low - 1e-6 * span or seen_high > high + 1e-6 * span:
+        raise PreprocessingError(
+            f"image pixel values span {seen_low:g}..{seen_high:g} ({image.dtype}), outside the "
+            f"range the model was trained on: {took}; convert the image, or repack with "
+            "`edgepack pack PACK --pixel-range LOW HIGH --scale S -o NEW`"
+        )
+    if image.dtype.kind == "f" and low < seen_high <= low + span * _SMALL_SHARE:
+        warnings.warn(
+            f"image pixel values span {seen_low:g}..{seen_high:g} ({image.dtype}), a small part "
+            f"of the range the model was trained on: {took}; is the image in another unit "
+            "(0..1, 0..16)?",
+            PixelRangeWarning,
+            stacklevel=2,
+        )
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
