@@ -184,12 +184,14 @@ json.dump(out, sys.stdout)
 UNKNOWN_TO_OLD = ("l2_kib", "l2_shared", "l3_kib", "bandwidth_gbs", "bandwidth_kind")
 
 
-def _strip_for_old(text: str) -> str:
-    """A profile without the fields an older estimator does not know (it rejects unknown ones)."""
+def _strip_for_old(text: str, schema: str) -> str:
+    """A profile without the fields an older estimator does not know (it rejects unknown ones):
+    those of UNKNOWN_TO_OLD that its profile schema (the text of its profile.py) never names."""
+    unknown = [name for name in UNKNOWN_TO_OLD if f'"memory.{name}"' not in schema]
     kept = [
         line
         for line in text.splitlines()
-        if line.split("=")[0].strip().strip('"').removeprefix("memory.") not in UNKNOWN_TO_OLD
+        if line.split("=")[0].strip().strip('"').removeprefix("memory.") not in unknown
     ]
     return "\n".join(kept) + "\n"
 
@@ -213,7 +215,8 @@ def before(
         ours = Path(load_profile(name).path)
         if their_profiles and (root / "device_profiles" / ours.name).is_file():
             continue
-        (profiles / ours.name).write_text(_strip_for_old(ours.read_text()))
+        schema = (root / "device_profiles" / "profile.py").read_text()
+        (profiles / ours.name).write_text(_strip_for_old(ours.read_text(), schema))
     jobs = [
         {"cost": costs[f"{r.arch}/{variant(r)}"], "profile": r.profile, "backend": r.backend,
          "threads": r.threads, "history": str(work / "before-no-history.json")}
@@ -288,6 +291,24 @@ def print_table(title: str, rows: list[Row], estimates: list[dict]) -> None:
         )
 
 
+def print_disagreements(rows: list[Row]) -> None:
+    """Rows of the same board, runtime, model, precision and threads from different sources: how far
+    the published figures disagree with each other bounds how close any estimate can get."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        key = (row.profile, row.backend, row.arch, variant(row), row.threads)
+        groups.setdefault(key, []).append(row)
+    pairs = [g for g in groups.values() if len({r.source for r in g}) > 1]
+    if not pairs:
+        return
+    print("\npublished figures of the same setup from different sources (slowest / fastest):")
+    for group in pairs:
+        low, high = min(r.published_ms for r in group), max(r.published_ms for r in group)
+        first, figures = group[0], " vs ".join(f"{r.published_ms:g}" for r in group)
+        print(f"  {first.profile:<13}{first.arch:<21}{first.precision:<6}{first.threads:>3} thr  "
+              f"{figures} ms: x{high / low:.2f}")  # fmt: skip
+
+
 def write_reference_costs(costs: dict, target: Path) -> None:
     """Merge the built costs into the reference costs the device side calibrates with."""
     data = json.loads(target.read_text()) if target.is_file() else {}
@@ -335,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         report["after"] = after(ROWS, costs, Path(scratch) / "no-history.json")
         print_table("AFTER: this checkout's estimator", ROWS, report["after"])
     report["summary"] = {k: summary(ROWS, report[k]) for k in ("before", "after") if k in report}
+    print_disagreements(ROWS)
     print("\nsources:", ", ".join(sorted({r.source for r in ROWS})))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
