@@ -9,6 +9,8 @@ from edgepack.benchmarks.inputs import SPEC_HELP, check_names, parse_input_spec
 from edgepack.packing import assemble_pack, describe_model_file
 from edgepack.runtime import InputError
 
+from .arguments import name_value
+
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    renames = dict(_pair(item) for item in args.rename)
+    renames = dict(name_value(item, "--rename", "TENSOR=NAME", last=True) for item in args.rename)
     for path in [*args.models, args.vocab, args.tokenizer_json]:
         if path is not None and not Path(path).is_file():
             raise InputError(f"no file {path}: expected an existing .onnx/.tflite model or asset")
@@ -157,13 +159,6 @@ def _cost(path: str, fmt: str, shapes: dict, assume: dict) -> dict | None:
     if why:
         print(f"warning: {Path(path).name}: {why}")
     return cost
-
-
-def _pair(item: str) -> tuple[str, str]:
-    tensor, sep, name = item.rpartition("=")
-    if not sep or not tensor or not name:
-        raise InputError(f"--rename takes TENSOR=NAME, got {item!r}")
-    return tensor, name
 
 
 def _labels(value: str) -> list[str]:

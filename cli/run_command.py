@@ -10,6 +10,8 @@ import numpy as np
 
 from edgepack.runtime import InputError, Model, load
 
+from .arguments import name_value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pack", help="pack directory or .edgepack archive")
@@ -84,9 +86,7 @@ def _check_kind(model: Model, given: str | None) -> None:
 def _read_arrays(items: list[str]) -> dict[str, np.ndarray]:
     arrays = {}
     for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--npy takes NAME=FILE, got {item!r}")
+        name, path = name_value(item, "--npy", "NAME=FILE")
         if not Path(path).is_file():
             raise InputError(f"--npy {name}: no file {path}")
         try:  # never unpickle: a pickle runs code
