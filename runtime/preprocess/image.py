@@ -58,55 +58,34 @@ class ImagePreprocessor:
         return (array * self.scale - self.mean) / self.std
 
 
-# --- the pixel range check (issue 15): a separate block, kept apart from the transform above ---
-# A pack made with scale 1/255 and no pixel_range (before schema 1.2) takes 8-bit pixels.
-_EIGHT_BIT = (0.0, 255.0)
-# A float image whose largest value is within this share of the range's bottom is most likely
-# in another unit (0..1 or 0..16 where 0..255 is expected), not a dark photo.
-_SMALL_SHARE = 1 / 8
-
-
 def pixel_range_of(config: dict[str, Any]) -> tuple[float, float] | None:
-    """The raw pixel values the pack takes: the manifest's `pixel_range` (schema 1.2), else 0..255
-    for a pack scaling by 1/255, else unknown (None: nothing is checked)."""
-    given = config.get("pixel_range")
-    if given is None:
-        return _EIGHT_BIT if abs(float(config["scale"]) * 255 - 1) < 1e-6 else None
-    low, high = (float(v) for v in given)
+    """The raw pixel values the pack takes (`pixel_range`, schema 1.2); before it, 0..255 for a
+    pack scaling by 1/255, else unknown: nothing is checked."""
+    if "pixel_range" not in config:
+        return (0.0, 255.0) if abs(float(config["scale"]) * 255 - 1) < 1e-6 else None
+    low, high = map(float, config["pixel_range"])
     if not low < high:
-        raise PreprocessingError(
-            f"image pixel_range must be [low, high] with low < high, got {given}"
-        )
+        raise PreprocessingError(f"image pixel_range must be [low, high], low < high: {low, high}")
     return low, high
 
 
-def check_pixel_range(
-    image: np.ndarray, pixel_range: tuple[float, float] | None, scale: float
-) -> None:
-    """Refuse an image with values outside the pack's pixel range, and warn on a float image
-    that fills only the bottom of it: both are images in another unit than the model was
-    trained on (sklearn's 0..16 digits given to a pack taking 0..255), which would otherwise
-    give confident, wrong answers."""
-    if pixel_range is None or image.size == 0:
+def check_pixel_range(image: np.ndarray, pixels: tuple[float, float] | None, scale: float) -> None:
+    """Refuse values outside the pack's pixel range; warn when a float image fills only its
+    bottom eighth. Both mean another unit than the model was trained on (sklearn's 0..16 digits
+    given to a 0..255 pack), which would otherwise give confident, wrong answers."""
+    if pixels is None or image.size == 0:
         return
-    low, high = pixel_range
-    seen_low, seen_high = float(np.nanmin(image)), float(np.nanmax(image))
-    span = high - low
+    (low, high), seen = pixels, (float(np.nanmin(image)), float(np.nanmax(image)))
+    span = f"image pixel values span {seen[0]:g}..{seen[1]:g} ({image.dtype})"
     took = f"this pack takes pixels in {low:g}..{high:g} (scaled by {scale:.4g} for the model)"
-    if seen_low < low - 1e-6 * span or seen_high > high + 1e-6 * span:
+    if seen[0] < low - 1e-6 * (high - low) or seen[1] > high + 1e-6 * (high - low):
         raise PreprocessingError(
-            f"image pixel values span {seen_low:g}..{seen_high:g} ({image.dtype}), outside the "
-            f"range the model was trained on: {took}; convert the image, or repack with "
-            "`edgepack pack PACK --pixel-range LOW HIGH --scale S -o NEW`"
+            f"{span}, outside the range the model was trained on: {took}; convert the image, "
+            "or repack with `edgepack pack PACK --pixel-range LOW HIGH --scale S -o NEW`"
         )
-    if image.dtype.kind == "f" and low < seen_high <= low + span * _SMALL_SHARE:
-        warnings.warn(
-            f"image pixel values span {seen_low:g}..{seen_high:g} ({image.dtype}), a small part "
-            f"of the range the model was trained on: {took}; is the image in another unit "
-            "(0..1, 0..16)?",
-            PixelRangeWarning,
-            stacklevel=2,
-        )
+    if image.dtype.kind == "f" and low < seen[1] <= low + (high - low) / 8:
+        message = f"{span}, a small part of the range the model was trained on: {took}; is the "
+        warnings.warn(message + "image in another unit (0..1, 0..16)?", PixelRangeWarning, 2)
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
