@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit 0, 1 with one line on stderr when an input is refused, 2 for a
     usage error (argparse), 130 on Ctrl-C and 143 on SIGTERM, after cleaning up the same way."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command that relaunches
     if args.command in DEPRECATED_ALIASES:
         new, removal = DEPRECATED_ALIASES[args.command]
         print(
