@@ -1,7 +1,8 @@
 """Calibration of the board cost model on the published measurements profiles cite: one factor per
-(profile, runtime), from at most two measurements of that runtime on that board. A profile with
-none of its own borrows the factor of a profile with the same core type (and says so, with a
-wider range); with none of those it stays uncalibrated and says that.
+(profile, runtime, precision), from at most two measurements of that runtime on that board. A
+factor fitted at one precision (or thread count) is carried to another only with a wider range; a
+profile with none of its own borrows the factor of a profile with the same core type (and says
+so, with a wider range); with none of those it stays uncalibrated and says that.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ CPU_BACKENDS = ("onnxruntime", "litert")
 # Spread (natural log) of the errors of an estimate, by where its calibration came from: the
 # band is estimate x exp(+-sigma). Chosen before looking at held-out rows (docs/latency-model.md).
 SIGMA = {"own": 0.35, "same-core": 0.5, "uncalibrated": 0.8, "host": 0.4}
+# Added (in quadrature) when the factor was fitted at the other precision: the int8 rate is the
+# model's least certain constant. On the bundled calibration rows the fp32 and int8 factors of one
+# board differ by up to log 0.24 (rpi4-1.5ghz; 0.005 on rpi3b-plus): tests check it stays covered.
+SIGMA_OTHER_PRECISION = 0.25
+# Added when the estimate's thread count is not one its references ran at: the modelled 4-thread
+# speed-up S(4) = 3.24 lies between the DRAM-bound 2 (ONE_CORE_DRAM_SHARE x 4) and the linear 4,
+# log(3.24 / 2) = 0.48 and log(4 / 3.24) = 0.21, whose mean is this (docs/latency-model.md).
+SIGMA_OTHER_THREADS = 0.35
 # Published reference measurements name models in prose; these keys (lowercase, no spaces or
 # dashes) find the matching architecture in reference_costs.json, longest match first.
 REFERENCE_MODELS = {
@@ -45,6 +54,12 @@ REFERENCE_PRECISIONS = {
     "int8-full": "int8-static",
     "int8-dynamic": "int8-dynamic",
 }
+
+
+def precision_group(precision: str) -> str:
+    """'int8' for any integer scheme (int8, uint8, static or dynamic), else 'fp32': the precision
+    a calibration factor is fitted for and an estimate is filed under."""
+    return "int8" if REFERENCE_PRECISIONS.get(precision.lower(), "").startswith("int8") else "fp32"
 
 
 @cache
@@ -114,36 +129,68 @@ def _factor(used: list[dict]) -> tuple[float, float]:
     return math.exp(mean), spread
 
 
-def calibration(profile: DeviceProfile, backend: str, *, borrow: bool = True) -> dict[str, Any]:
-    """The factor that multiplies the cost model's estimate for (profile, backend), where it comes
-    from, and the log spread of the estimate's errors (the range is estimate x exp(+-sigma)).
+def _fit(used: list[dict], precision: str, threads: int | None) -> dict[str, Any]:
+    """Factor and extra spread from references, preferring those of the estimate's precision:
+    the others stand in only when none match, and widen the range."""
+    group = precision_group(precision)
+    matching = [r for r in used if precision_group(r["precision"]) == group]
+    chosen = matching or used
+    factor, spread = _factor(chosen)
+    extra = 0.0 if matching else SIGMA_OTHER_PRECISION
+    ran_at = {r["threads"] for r in chosen}
+    other_threads = threads is not None and threads not in ran_at
+    if other_threads:
+        extra = math.hypot(extra, SIGMA_OTHER_THREADS)
+    caveats = []
+    if not matching:
+        caveats.append(f"fitted on {chosen[0]['precision']}, not {group}")
+    if other_threads:
+        caveats.append(f"at {', '.join(map(str, sorted(ran_at)))} thread(s), not {threads}")
+    return {"factor": factor, "spread": spread, "extra": extra, "references": chosen,
+            "caveats": caveats}  # fmt: skip
 
-    own: geometric mean of published / uncalibrated over the profile's references of that
-    backend. same-core: the mean of the factors of the other profiles with the same core type
-    (borrow=True). uncalibrated: factor 1, widest range.
+
+def calibration(
+    profile: DeviceProfile,
+    backend: str,
+    precision: str = "fp32",
+    threads: int | None = None,
+    *,
+    borrow: bool = True,
+) -> dict[str, Any]:
+    """The factor that multiplies the cost model's estimate for (profile, backend, precision) at
+    `threads`, where it comes from, and the log spread of the estimate's errors (the range is
+    estimate x exp(+-sigma)).
+
+    own: geometric mean of published / uncalibrated over the profile's references of that backend
+    and precision (of the other precision when it has none: wider). same-core: the mean of the
+    factors of the other profiles with the same core type (borrow=True). uncalibrated: factor 1,
+    widest range. A reference at another thread count than `threads` widens the range too.
     """
     used, skipped = own_references(profile, backend)
     if used:
-        factor, spread = _factor(used)
+        fit = _fit(used, precision, threads)
+        caveat = f" ({'; '.join(fit['caveats'])}, so its range is wider)" if fit["caveats"] else ""
         return {
             "kind": "own",
-            "factor": factor,
-            "sigma": math.hypot(SIGMA["own"], spread),
-            "references": used,
+            "factor": fit["factor"],
+            "sigma": math.hypot(SIGMA["own"], fit["spread"], fit["extra"]),
+            "references": fit["references"],
             "skipped": skipped,
-            "status": f"calibrated for {backend} on {len(used)} published measurement(s) "
-            "cited in the profile",
+            "status": f"calibrated for {backend} on {len(fit['references'])} published "
+            f"measurement(s) cited in the profile{caveat}",
         }
-    lent = _same_core_factors(profile, backend) if borrow else {}
+    lent = _same_core_fits(profile, backend, precision, threads) if borrow else {}
     if lent:
-        mean, spread = _geomean_log(list(lent.values()))
+        mean, spread = _geomean_log([fit["factor"] for fit in lent.values()])
+        extra = max(fit["extra"] for fit in lent.values())
         return {
             "kind": "same-core",
             "factor": math.exp(mean),
-            "sigma": math.hypot(SIGMA["same-core"], spread),
+            "sigma": math.hypot(SIGMA["same-core"], spread, extra),
             "references": [],
             "skipped": skipped,
-            "borrowed_from": lent,
+            "borrowed_from": {name: fit["factor"] for name, fit in lent.items()},
             "status": f"no {backend} calibration of its own: borrows that of "
             f"{', '.join(lent)} (same {profile.cpu.core} core), so its range is wider",
         }
@@ -158,8 +205,10 @@ def calibration(profile: DeviceProfile, backend: str, *, borrow: bool = True) ->
     }
 
 
-def _same_core_factors(profile: DeviceProfile, backend: str) -> dict[str, float]:
-    factors = {}
+def _same_core_fits(
+    profile: DeviceProfile, backend: str, precision: str, threads: int | None
+) -> dict[str, dict[str, Any]]:
+    fits = {}
     for name in list_profiles():
         if name in ("host", profile.name):
             continue
@@ -171,5 +220,5 @@ def _same_core_factors(profile: DeviceProfile, backend: str) -> dict[str, float]
             continue
         used, _ = own_references(other, backend)
         if used:
-            factors[name] = _factor(used)[0]
-    return factors
+            fits[name] = _fit(used, precision, threads)
+    return fits

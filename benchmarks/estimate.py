@@ -183,7 +183,7 @@ def _raw_estimate(
             f"{', '.join(CPU_BACKENDS)}"
         )
     seconds, breakdown = cost_seconds(cost, profile, backend, threads)
-    cal = calibration(profile, backend)
+    cal = calibration(profile, backend, compute_precision(cost), threads)
     if profile.memory.bandwidth_kind == "estimate":
         notes.append(
             f"{profile.name}'s memory bandwidth is an estimate, not a published figure "

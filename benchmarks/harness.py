@@ -574,18 +574,24 @@ class _Run:
 Bar = Callable[[str], Progress | None]
 
 
+def _timed(calls: list, s: BenchSettings, bar: Bar, scenario: str):
+    """measure() under the settings' rules (warm-up, least count and duration), shown on a
+    progress bar named after the scenario."""
+    return measure(
+        calls,
+        warmup=s.warmup,
+        min_count=s.min_count,
+        min_duration_s=s.min_duration_s,
+        progress=bar(scenario),
+    )
+
+
 def _single_stream(
     models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: Bar
 ) -> list[_Run]:
     feeds = [src.make(src.dims, s.seed) for src in sources]
     calls = [_caller(m, f) for m, f in zip(models, feeds, strict=True)]
-    latencies, spent = measure(
-        calls,
-        warmup=s.warmup,
-        min_count=s.min_count,
-        min_duration_s=s.min_duration_s,
-        progress=bar("single-stream"),
-    )
+    latencies, spent = _timed(calls, s, bar, "single-stream")
     return [_Run(x, t, 1, f) for x, t, f in zip(latencies, spent, feeds, strict=True)]
 
 
@@ -624,13 +630,8 @@ def _offline(models: list[Model], sources: list[_Inputs], s: BenchSettings, bar:
         best_feeds.append(src.make({**base, **dict.fromkeys(names, size)}, s.seed))
         sweeps.append(sweep)
         notes.append(note)
-    latencies, spent = measure(
-        [_caller(m, f) for m, f in zip(models, best_feeds, strict=True)],
-        warmup=s.warmup,
-        min_count=s.min_count,
-        min_duration_s=s.min_duration_s,
-        progress=bar("offline"),
-    )
+    calls = [_caller(m, f) for m, f in zip(models, best_feeds, strict=True)]
+    latencies, spent = _timed(calls, s, bar, "offline")
     return [
         _Run(x, t, b, f, {"batch_size": b, "sweep": sweep}, note)
         for x, t, b, f, sweep, note in zip(
@@ -707,13 +708,7 @@ def _stream(models: list[Model], sources: list[_Inputs], s: BenchSettings, bar: 
         calls.append(_streamer(model, state, pairs))
         feeds.append(first)
         details.append({"feed": pairs, "chunk_s": chunk_s, "chunk_source": chunk_source})
-    latencies, spent = measure(
-        calls,
-        warmup=s.warmup,
-        min_count=s.min_count,
-        min_duration_s=s.min_duration_s,
-        progress=bar("stream"),
-    )
+    latencies, spent = _timed(calls, s, bar, "stream")
     runs = []
     for x, t, f, d in zip(latencies, spent, feeds, details, strict=True):
         if d["chunk_s"]:

@@ -13,6 +13,7 @@ from edgepack.benchmarks.inputs import SPEC_HELP, parse_input_spec
 from edgepack.benchmarks.report import format_table, require_matplotlib, write_csv, write_report
 from edgepack.runtime import InputError
 
+from .arguments import name_value
 from .deploy_command import add_ssh_arguments, ssh_options
 from .run_command import add_runtime_arguments
 
@@ -128,7 +129,9 @@ def main(args: argparse.Namespace) -> int:
         "dims": dict(_dim(item) for item in args.dim),
         "inputs": dict(parse_input_spec(item) for item in args.input),
         "input_file": _npz(args.inputs),
-        "feed": dict(_feed(item) for item in args.feed),
+        "feed": dict(
+            name_value(item, "--feed", "INPUT=OUTPUT (e.g. state=stateN)") for item in args.feed
+        ),
         "chunk_s": args.chunk_ms / 1000 if args.chunk_ms else None,
         "cold_starts": args.cold_starts,
         "seed": args.seed,
@@ -175,13 +178,6 @@ def _npz(path: str | None) -> str | None:
     return path
 
 
-def _feed(item: str) -> tuple[str, str]:
-    name, sep, output = item.partition("=")
-    if not sep or not name or not output:
-        raise InputError(f"--feed takes INPUT=OUTPUT, e.g. state=stateN; got {item!r}")
-    return name, output
-
-
 def _remote(args: argparse.Namespace) -> list:
     """The device's own run of `edgepack bench` with these options, fetched back over ssh."""
     from edgepack.deploy.remote_bench import bench_remote
@@ -224,7 +220,8 @@ def _remote(args: argparse.Namespace) -> list:
 
 
 def _dim(item: str) -> tuple[str, int]:
-    name, sep, size = item.partition("=")
-    if not sep or not name or not size.isdigit() or int(size) < 1:
-        raise InputError(f"--dim takes NAME=SIZE with a positive size, got {item!r}")
+    form = "NAME=SIZE with a positive size"
+    name, size = name_value(item, "--dim", form)
+    if not size.isdigit() or int(size) < 1:
+        raise InputError(f"--dim takes {form}, got {item!r}")
     return name, int(size)

@@ -8,12 +8,14 @@ import sys
 
 from edgepack.runtime import InputError
 
+from .arguments import add_output, add_profile
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pack", nargs="?", metavar="PACK", help="pack directory or archive")
-    parser.add_argument("--profile", help="device profile: its OS image's Python, glibc, arch")
+    add_profile(parser, "device profile: its OS image's Python, glibc, arch")
     parser.add_argument("--python", help="the device's Python as X.Y (default: the profile's)")
-    parser.add_argument("-o", "--output", help="bundle folder to write (OUTPUT.tar beside it)")
+    add_output(parser, "bundle folder to write (OUTPUT.tar beside it)")
     parser.add_argument(
         "-c",
         "--constraint",

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.cli.pack_options import add_pack_options, run_recipe_with_pack_options
 from edgepack.cli.quantize_command import speed_line
 from edgepack.runtime import InputError
 
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes for the distill stage on this machine (launches torchrun)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show third-party output")
+    add_pack_options(parser)  # over the recipe's [preprocessing] and [postprocessing]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--nproc must be a positive number of processes, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(args)
-    from edgepack.compress.recipe import Recipe, run_recipe, set_option  # workstation only
+    from edgepack.compress.quiet import cached_log, quiet  # workstation only
+    from edgepack.compress.recipe import Recipe, set_option
 
     recipe = Recipe.load(args.recipe)
     if args.output:
@@ -68,13 +72,25 @@ def main(args: argparse.Namespace) -> int:
     if args.workdir:
         recipe.workdir = args.workdir
     report = None if args.no_report else (args.report or report_dir(recipe.output))
-    manifest = run_recipe(recipe, progress=not args.quiet, report=report)
+    name = Path(recipe.output).name.removesuffix(".edgepack")
+    log = Path(report) / "logs" / "compress.log" if report else cached_log(f"compress-{name}.log")
+    with quiet(log, verbose=args.verbose):
+        manifest = run_recipe_with_pack_options(
+            recipe, args, progress=not args.quiet, report=report
+        )
     if manifest is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     print(f"wrote {recipe.output}" + (f"; stage report: {report}/report.md" if report else ""))
+    say_log(log, args.verbose)
     print(speed_line(manifest))
     print(describe(manifest), end="")
     return 0
+
+
+def say_log(log: Path, verbose: bool) -> None:
+    """Where third-party output went (absl, LiteRT-Torch, onnxruntime's quantizer, ...)."""
+    if not verbose and log.is_file() and log.stat().st_size:
+        print(f"third-party output (-v shows it): {log}")
 
 
 def report_dir(pack: str) -> str:
@@ -84,16 +100,16 @@ def report_dir(pack: str) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    """This command again, under torchrun on args.nproc local processes."""
+    """This command again, with the same arguments but --nproc, under torchrun on args.nproc
+    local processes."""
+    argv, skip = [], False
+    for item in args.argv:
+        if skip or item == "--nproc" or item.startswith("--nproc="):
+            skip = item == "--nproc"
+            continue
+        argv.append(item)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", str(args.nproc), "-m", "edgepack.cli.main", "compress"]
-    command.append(args.recipe)
-    for flag in ("output", "profile", "report", "workdir"):
-        if getattr(args, flag):
-            command += [f"--{flag}", getattr(args, flag)]
-    command += ["--no-report"] * args.no_report + ["--quiet"] * args.quiet
-    if args.debug:
-        command.insert(command.index("compress"), "--debug")
+    command += ["--nproc-per-node", str(args.nproc), "-m", "edgepack.cli.main", *argv]
     env = dict(os.environ)
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: the processes talk over loopback
     return subprocess.run(command, check=False, env=env).returncode

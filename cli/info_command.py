@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgepack.cli.pack_options import describe_image_input
 from edgepack.runtime import PackManifest, read_manifest
 
 
@@ -39,6 +40,8 @@ def describe(manifest: PackManifest) -> str:
             lines.append(f"    checked against {check['reference']}: {figures}")
     if manifest.preprocessing:
         lines.append(f"  preprocessing: {json.dumps(manifest.preprocessing)}")
+        if takes := describe_image_input(manifest.preprocessing):
+            lines.append(f"  {takes}")
     example = manifest.example_inputs or {}
     for name, spec in example.get("inputs", {}).items():
         lines.append(f"  example input {name}: {json.dumps(spec)}")

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import signal
 import sys
+import warnings
 
 from edgepack.runtime import EdgepackError, __version__
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit 0, 1 with one line on stderr when an input is refused, 2 for a
     usage error (argparse), 130 on Ctrl-C and 143 on SIGTERM, after cleaning up the same way."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command that relaunches
     if args.command in DEPRECATED_ALIASES:
         new, removal = DEPRECATED_ALIASES[args.command]
         print(
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     previous = _raise_on_sigterm()
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            return args.handler(args)
     except EdgepackError as exc:
         if args.debug:
             raise
@@ -124,6 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _warning_line(command: str):
+    """edgepack's own warnings (a pixel range, a CPU feature) as one line, like its errors;
+    others as Python shows them."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("edgepack."):
+            text = " ".join(f"edgepack {command}: warning: {message}".split())
+            print(text, file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    return show
 
 
 class _Terminated(BaseException):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import add_budget, add_output, add_profile
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,14 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="labelled training/calibration data: sklearn:NAME, .csv/.tsv/.jsonl, .npz, images",
     )
     parser.add_argument("--eval", dest="eval_data", help="evaluation data (default: --data)")
-    parser.add_argument(
-        "--profile",
-        action="append",
-        help="device profile to target (repeat; default: every bundled profile)",
+    add_profile(
+        parser, "device profile to target (repeat; default: every bundled profile)", repeat=True
     )
-    parser.add_argument(
-        "--budget", type=float, default=1.0, help="accuracy points below the source (default 1.0)"
-    )
+    add_budget(parser, "accuracy points below the source (default 1.0)", default=1.0)
     parser.add_argument(
         "--input-shape",
         type=int,
@@ -40,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bench-seconds", type=float, default=2.0, help="timed seconds per model here"
     )
-    parser.add_argument("-o", "--output", required=True, help="folder for packs, logs and report")
+    add_output(parser, "folder for packs, logs and report", required=True)
     parser.add_argument("-v", "--verbose", action="store_true", help="show third-party output")
 
 

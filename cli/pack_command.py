@@ -1,4 +1,9 @@
-"""Wrap existing ONNX/TFLite files, labels and preprocessing assets into a pack."""
+"""Wrap existing ONNX/TFLite files, labels and preprocessing assets into a pack, or change the
+labels, softmax and preprocessing of an existing pack (`edgepack pack PACK --labels ... -o NEW`).
+
+A changed pack keeps its models, checks, cost summaries, metrics and provenance; its files are
+verified as they are read, and the new pack is re-hashed and written atomically.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import argparse
 from pathlib import Path
 
 from edgepack.benchmarks.inputs import SPEC_HELP, check_names, parse_input_spec
+from edgepack.cli.pack_options import Sections, add_pack_options, change_pack, given, pack_sections
 from edgepack.packing import assemble_pack, describe_model_file
+from edgepack.packing.repack import was_signed
 from edgepack.runtime import InputError
 
-TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+from .arguments import name_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", help=".onnx and/or .tflite files")
+    parser.add_argument(
+        "models", nargs="+", help=".onnx and/or .tflite files, or one pack to change"
+    )
     parser.add_argument("-o", "--output", required=True, help="pack directory or NAME.edgepack")
     parser.add_argument("--name", help="pack name (default: the output's name)")
     parser.add_argument(
@@ -43,27 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--assume", action="append", default=[], metavar="DIM=SIZE",
         help="size of a named dynamic dim for the cost summary",
     )  # fmt: skip
-    post = parser.add_argument_group("postprocessing")
-    post.add_argument("--labels", help="labels file (one per line) or a comma-separated list")
-    post.add_argument("--softmax", action="store_true", help="apply softmax to the scores")
-    post.add_argument("--output-name", help="output holding the class scores (default: first)")
-    text = parser.add_argument_group("text preprocessing (BERT WordPiece)")
-    text.add_argument("--vocab", help="vocab.txt of the tokenizer")
-    text.add_argument("--tokenizer-json", help="tokenizer.json, carried for other tools (not read)")
-    text.add_argument("--max-length", type=int, default=128)
-    text.add_argument("--cased", action="store_true", help="do not lower-case")
-    text.add_argument("--padding", choices=["max_length", "longest"], default="max_length")
-    image = parser.add_argument_group("image preprocessing")
-    image.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
-    image.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
-    image.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
-    image.add_argument("--scale", type=float, default=1 / 255)
-    image.add_argument("--mean", type=float, nargs="+", default=[0.0])
-    image.add_argument("--std", type=float, nargs="+", default=[1.0])
+    add_pack_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    renames = dict(_pair(item) for item in args.rename)
+    if len(args.models) == 1 and is_pack(args.models[0]):
+        return _change_pack(args)
+    renames = dict(name_value(item, "--rename", "TENSOR=NAME", last=True) for item in args.rename)
     for path in [*args.models, args.vocab, args.tokenizer_json]:
         if path is not None and not Path(path).is_file():
             raise InputError(f"no file {path}: expected an existing .onnx/.tflite model or asset")
@@ -78,61 +73,30 @@ def main(args: argparse.Namespace) -> int:
     for path, entry in entries:
         check_names(entry, {**specs, **shapes}, "--input/--input-shape")
         entry.cost = _cost(path, entry.format, shapes, assume)
-    input_names = [t.name for t in entries[0][1].inputs]
-    assets, preprocessing, task = {}, None, args.task or "other"
+    first = entries[0][1]
+    sections = pack_sections(
+        args,
+        [t.name for t in first.inputs],
+        [t.name for t in first.outputs],
+        Sections(args.task or "other", None, None),
+    )
+    if args.task:
+        sections.task = args.task
+    assets = dict(sections.assets)
     example = {"inputs": {n: s.to_dict() for n, s in specs.items()}} if specs else None
     if args.inputs:
         if not Path(args.inputs).is_file():
             raise InputError(f"--inputs: no file {args.inputs}; expected an .npz of input arrays")
         assets["example_inputs.npz"] = (args.inputs, "example-inputs")
         example = {**(example or {}), "file": "example_inputs.npz"}
-    if args.vocab and args.image_size:
-        raise InputError("give either text (--vocab) or image (--image-size) preprocessing")
-    if args.vocab:
-        assets["vocab.txt"] = (args.vocab, "vocab")
-        preprocessing = {
-            "kind": "text",
-            "tokenizer": "wordpiece",
-            "vocab_file": "vocab.txt",
-            "lowercase": not args.cased,
-            "strip_accents": None,
-            "max_length": args.max_length,
-            "padding": args.padding,
-            "truncation": True,
-            "input_names": {role: role for role in TEXT_ROLES if role in input_names},
-        }
-        if args.tokenizer_json:
-            assets["tokenizer.json"] = (args.tokenizer_json, "tokenizer")
-            preprocessing["tokenizer_file"] = "tokenizer.json"
-        task = args.task or "text-classification"
-    elif args.image_size:
-        preprocessing = {
-            "kind": "image",
-            "input_name": input_names[0],
-            "size": args.image_size,
-            "layout": args.layout,
-            "color": args.color,
-            "scale": args.scale,
-            "mean": args.mean,
-            "std": args.std,
-        }
-        task = args.task or "image-classification"
-    postprocessing = None
-    if args.labels or args.softmax or args.output_name:
-        postprocessing = {
-            "output_name": args.output_name or entries[0][1].outputs[0].name,
-            "softmax": args.softmax,
-        }
-        if args.labels:
-            postprocessing["labels"] = _labels(args.labels)
     manifest = assemble_pack(
         args.output,
         entries,
         name=args.name,
-        task=task,
+        task=sections.task,
         assets=assets,
-        preprocessing=preprocessing,
-        postprocessing=postprocessing,
+        preprocessing=sections.preprocessing,
+        postprocessing=sections.postprocessing,
         example_inputs=example,
         provenance={
             "source_model": ", ".join(str(Path(p)) for p in args.models),
@@ -140,6 +104,44 @@ def main(args: argparse.Namespace) -> int:
         },
     )
     print(f"wrote {args.output}: {len(manifest.models)} model(s), {len(manifest.files)} asset(s)")
+    return 0
+
+
+def is_pack(path: str) -> bool:
+    """A pack directory (with manifest.json) or a .edgepack archive, not a model file."""
+    return (Path(path) / "manifest.json").is_file() or (
+        Path(path).is_file() and path.endswith(".edgepack")
+    )
+
+
+# Options that describe model files: a pack's models are kept as they are.
+_FILE_OPTIONS = ("precision", "rename", "input", "inputs", "input_shape", "assume")
+
+
+def _change_pack(args: argparse.Namespace) -> int:
+    """`pack PACK --labels ... -o NEW`: the pack option flags applied to an existing pack."""
+    source = args.models[0]
+    refused = [f"--{o.replace('_', '-')}" for o in _FILE_OPTIONS if getattr(args, o)]
+    if refused:
+        raise InputError(
+            f"{', '.join(refused)}: describe model files, and a pack's models are kept as they "
+            f"are; to change them, pack the model files again"
+        )
+    if not (given(args) or args.task or args.name):
+        raise InputError(
+            f"{source} is a pack and nothing was asked to change: give --labels, --softmax, "
+            "--output-name, text (--vocab, --max-length, ...) or image (--image-size, --scale, "
+            "--pixel-range, ...) options, --task or --name"
+        )
+    signed = was_signed(source)
+    name = args.name or Path(args.output).name.removesuffix(".edgepack")
+    manifest, changed = change_pack(args, source, args.output, name=name, task=args.task)
+    print(
+        f"wrote {args.output}: {source} with {', '.join(changed)} changed; "
+        f"{len(manifest.models)} model(s), {len(manifest.files)} asset(s)"
+    )
+    if signed:
+        print(f"note: {source} was signed; sign {args.output} again (edgepack sign)")
     return 0
 
 
@@ -157,27 +159,3 @@ def _cost(path: str, fmt: str, shapes: dict, assume: dict) -> dict | None:
     if why:
         print(f"warning: {Path(path).name}: {why}")
     return cost
-
-
-def _pair(item: str) -> tuple[str, str]:
-    tensor, sep, name = item.rpartition("=")
-    if not sep or not tensor or not name:
-        raise InputError(f"--rename takes TENSOR=NAME, got {item!r}")
-    return tensor, name
-
-
-def _labels(value: str) -> list[str]:
-    """A labels file (one a line) or a comma-separated list; one name alone is a file's."""
-    path = Path(value)
-    if path.is_file():
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--labels {value}: cannot read it as UTF-8 text ({exc})") from exc
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    if "," not in value:
-        raise InputError(
-            f"--labels {value}: no such file; give a labels file (one per line) or a "
-            "comma-separated list such as cat,dog"
-        )
-    return [label.strip() for label in value.split(",")]

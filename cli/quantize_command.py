@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edgepack.cli.info_command import describe
+from edgepack.cli.pack_options import add_pack_options, run_recipe_with_pack_options
 from edgepack.packing import scratch_dir
 from edgepack.runtime import InputError, PackManifest
 from edgepack.runtime.pack import PackReader
@@ -78,10 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars (the result table is still shown)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show third-party output")
+    add_pack_options(parser)  # over what the source gives (a pack's, a folder's id2label)
 
 
 def main(args: argparse.Namespace) -> int:
-    from edgepack.compress.recipe import Recipe, run_recipe  # workstation only
+    from edgepack.cli.compress_command import say_log
+    from edgepack.compress.quiet import cached_log, quiet  # workstation only
+    from edgepack.compress.recipe import Recipe
 
     stage: dict = {"type": "quantize", "budget": args.budget, "min_speedup": args.min_speedup}
     if args.metric:
@@ -107,10 +112,12 @@ def main(args: argparse.Namespace) -> int:
         },
         stages=[stage],
     )
-    with scratch_dir("edgepack-quantize-") as tmp:
+    log = cached_log(f"quantize-{output.name.removesuffix('.edgepack')}.log")
+    with scratch_dir("edgepack-quantize-") as tmp, quiet(log, verbose=args.verbose):
         recipe.source = _source(Path(args.model), recipe, Path(tmp))
-        manifest = run_recipe(recipe, progress=not args.quiet)
+        manifest = run_recipe_with_pack_options(recipe, args, progress=not args.quiet)
     print(f"wrote {output}")
+    say_log(log, args.verbose)
     print(result_table(manifest))
     print(speed_line(manifest))
     print(describe(manifest), end="")

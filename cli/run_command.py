@@ -10,12 +10,20 @@ import numpy as np
 
 from edgepack.runtime import InputError, Model, load
 
+from .arguments import name_value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pack", help="pack directory or .edgepack archive")
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--text", action="append", help="text to classify (repeatable)")
-    given.add_argument("--image", action="append", help="image file or .npy array (repeatable)")
+    given.add_argument(
+        "--image",
+        action="append",
+        help="an image file (PNG, JPEG, ...: needs Pillow) or a .npy array, HxW or HxWxC "
+        "(channels last, any size: resized), uint8 or float, with pixel values in the range "
+        "the pack was made for (`edgepack info PACK` says which, e.g. 0..255); repeatable",
+    )
     given.add_argument("--npy", action="append", metavar="NAME=FILE", help="raw input array")
     add_runtime_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -84,9 +92,7 @@ def _check_kind(model: Model, given: str | None) -> None:
 def _read_arrays(items: list[str]) -> dict[str, np.ndarray]:
     arrays = {}
     for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--npy takes NAME=FILE, got {item!r}")
+        name, path = name_value(item, "--npy", "NAME=FILE")
         if not Path(path).is_file():
             raise InputError(f"--npy {name}: no file {path}")
         try:  # never unpickle: a pickle runs code

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import add_budget, add_output, add_profile
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe .toml file with a [search] table")
-    parser.add_argument(
-        "--profile",
-        action="append",
+    add_profile(
+        parser,
+        "device profile to optimise for (repeat for several; 'host' is measured here)",
+        repeat=True,
         required=True,
-        help="device profile to optimise for (repeat for several; 'host' is measured here)",
     )
-    parser.add_argument(
-        "--budget", type=float, help="accuracy points below the source allowed (default: recipe's)"
-    )
+    add_budget(parser, "accuracy points below the source allowed (default: recipe's)")
     parser.add_argument(
         "--trials",
         type=int,
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and redone (default 20)",
     )
     parser.add_argument("--seed", type=int, help="sampler seed (default: random per worker)")
-    parser.add_argument("-o", "--output", default="edgepack-search", help="output folder")
+    add_output(parser, "output folder", default="edgepack-search")
 
 
 def main(args: argparse.Namespace) -> int:

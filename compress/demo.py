@@ -17,6 +17,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from edgepack.runtime import QuantizationError, load
+from edgepack.runtime.pack import PackReader
 
 from .data import ArrayDataset
 from .optimize import Outcome, cnn_stages, profile_names, score_models, ship_report
@@ -164,6 +165,8 @@ def _run(output, options, names, stages, term, verbose, started) -> Outcome:
         term.say(f"      {note}")
     written = [Path(teacher_recipe.output), Path(recipe.output)]
     step("packs written: " + ", ".join(f"{p} ({p.stat().st_size / 1e3:.0f} kB)" for p in written))
+    left = leave_examples(output, written[0], test_x)
+    term.say(f"      for the README's examples: {', '.join(str(p) for p in left)}")
     evaluation = ArrayDataset({INPUT: test_x}, test_y)
     with quiet(logs / "score.log", verbose=verbose):
         reference = score_models(written[:1], evaluation, "accuracy", progress=False)[0]
@@ -203,6 +206,36 @@ def _run(output, options, names, stages, term, verbose, started) -> Outcome:
     return outcome
 
 
+def leave_examples(output: Path, teacher_pack: Path, test_x: np.ndarray) -> list[Path]:
+    """What the README's examples use, beside the packs: the teacher's fp32 ONNX model
+    (`model.onnx`, input `pixels` Nx1x8x8 float32 in 0..16, output `logits`), `labels.txt`
+    (one class name a line), `digit.npy` (one held-out 8x8 float32 image in scikit-learn's
+    0..16) and `batch.npy` (8 held-out model inputs, 8x1x8x8). Each is written whole or not at
+    all."""
+    with PackReader(teacher_pack) as reader:
+        entry = next(m for m in reader.manifest.models if m.format == "onnx")
+        model = reader.read(entry.path)
+    files = {
+        "model.onnx": model,
+        "labels.txt": "".join(f"{d}\n" for d in range(10)).encode(),
+        "digit.npy": _npy(test_x[0, 0]),
+        "batch.npy": _npy(test_x[:8]),
+    }
+    for name, data in files.items():
+        staging = output / f".{name}.{os.getpid()}.tmp"
+        staging.write_bytes(data)
+        os.replace(staging, output / name)
+    return [output / name for name in files]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def _recipe(
     name: str, packs: Path, data: Path, stages: list[dict], budget: float | None = None
 ) -> Recipe:
@@ -225,6 +258,7 @@ def _recipe(
             "scale": 16 / 255,
             "mean": [0.0],
             "std": [1.0],
+            "pixel_range": [0, 255],  # 8-bit images, scaled to the 0..16 it was trained on
         },
         postprocessing={
             "output_name": "logits",

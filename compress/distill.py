@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from edgepack.runtime.errors import InputError
 
@@ -62,6 +61,7 @@ from .students import (
     narrow_cnn,
     trim_vocab,
 )
+from .training import LossLog, adamw_warmup_decay, optimizer_step
 
 PathLike = str | os.PathLike[str]
 ATTENTION = ("none", "tinybert", "minilm")
@@ -549,13 +549,12 @@ class _Loop:
         self.model = dist.wrap(self.loss)
         self.batches_per_epoch = len(self._batches(0))
         total = self.batches_per_epoch * options.epochs
-        self.optimizer = torch.optim.AdamW(
-            _parameter_groups(self.loss, options.weight_decay), lr=options.learning_rate
-        )
-        warmup = max(1, int(options.warmup * total))
-        decay = max(1, total - warmup)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / decay))
+        self.optimizer, self.schedule = adamw_warmup_decay(
+            self.loss,
+            options.learning_rate,
+            options.weight_decay,
+            warmup=options.warmup,
+            total=total,
         )
         self.total = total
         self.step = 0
@@ -591,31 +590,33 @@ class _Loop:
         cached = self._teacher_cache()
         if self.teacher_metrics is None and self.eval_set is not None:
             self.teacher_metrics = self._evaluate(self.teacher, self.eval_set, remap=False)
-        bar = tqdm(
-            total=self.total,
+        log = LossLog(
+            self.total,
+            "distill",
+            progress=progress and self.dist.rank == 0,
+            losses=self.losses,
             initial=self.step,
-            desc="distill",
-            disable=not progress or self.dist.rank != 0,
         )
         while not self.finished:
             batches = self._batches(self.epoch)
             self.model.train()
             for index in range(self.batch, len(batches)):
-                self._train_step(batches[index], cached)
+                loss = self._train_step(batches[index], cached)
                 self.batch = index + 1
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.3f}", **self._shown())
+                log.add(loss, **self._shown())
                 every = self.options.checkpoint_every
                 if every and self.step % every == 0 and self.batch < len(batches):
                     self._checkpoint()
             self._end_epoch()
-            bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.3f}", **self._shown())
+            log.show(**self._shown())
             self._checkpoint()
-        bar.close()
+        log.close()
         self._restore_best()
         return self.history, resumed, self.losses, self.stopped
 
-    def _train_step(self, batch: torch.Tensor, cached: torch.Tensor | None) -> None:
+    def _train_step(self, batch: torch.Tensor, cached: torch.Tensor | None) -> float:
+        """One step on a global batch (this rank's share of it); returns the batch's mean loss
+        over every rank."""
         dist, options = self.dist, self.options
         # Seeded per step and rank, so a resumed run draws the same dropout masks as one that
         # never stopped, on every rank, without saving RNG states.
@@ -637,13 +638,11 @@ class _Loop:
         # gradients over ranks, so world * sum / global is the 1-process batch mean exactly.
         per_sample = sum(terms.values())
         loss = per_sample.sum() * dist.world / len(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.loss.parameters(), options.clip_norm)
-        self.optimizer.step()
-        self.schedule.step()
+        optimizer_step(
+            loss, self.optimizer, self.schedule, self.loss.parameters(), options.clip_norm
+        )
         self.step += 1
-        self.losses.append(dist.sum(per_sample.detach().sum()) / len(batch))
+        return dist.sum(per_sample.detach().sum()) / len(batch)
 
     def _student_feeds(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.remap is None:
@@ -1110,15 +1109,6 @@ def _lineage(
         "train_sha256": _data_sha256(train),
         "eval_sha256": None if eval_set is None else _data_sha256(eval_set),
     }
-
-
-def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay matrices only: decaying biases and LayerNorm gains only pulls them towards 0.
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
 
 
 def _seed(seed: int) -> None:

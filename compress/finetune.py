@@ -24,6 +24,7 @@ from edgepack.runtime.errors import InputError
 
 from .data import TextDataset, load_text
 from .evaluate import classification_metrics
+from .training import LossLog, adamw_warmup_decay, optimizer_step
 
 PathLike = str | os.PathLike[str]
 RESULT_FILE = "finetune.json"  # written next to the model: the config and what it scored
@@ -168,18 +169,12 @@ def train_classifier(
     shuffled batches padded to their longest text. Returns the loss of every step."""
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(
-        _parameter_groups(model, config.weight_decay), lr=config.learning_rate
-    )
-    warmup = max(1, int(config.warmup * total))
-    decay = max(1, total - warmup)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / decay))
+    optimizer, schedule = adamw_warmup_decay(
+        model, config.learning_rate, config.weight_decay, warmup=config.warmup, total=total
     )
     order = torch.Generator().manual_seed(config.seed)
-    losses: list[float] = []
+    log = LossLog(total, "fine-tune", progress=progress)
     model.train()
-    bar = tqdm(total=total, desc="fine-tune", disable=not progress)
     for _ in range(config.epochs):
         for batch in torch.randperm(len(texts), generator=order).split(config.batch_size):
             feeds = tokenizer(
@@ -190,17 +185,11 @@ def train_classifier(
                 return_tensors="pt",
             )
             loss = model(**feeds, labels=targets[batch]).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
+            optimizer_step(loss, optimizer, schedule, model.parameters(), config.clip_norm)
+            log.add(loss.item())
+    log.close()
     model.eval()
-    return losses
+    return log.losses
 
 
 @torch.no_grad()
@@ -249,15 +238,6 @@ def _label_names(data: TextDataset, labels: Sequence[str] | None) -> tuple[str, 
     if data.classes:
         return data.classes
     return tuple(str(i) for i in range(int(data.labels.max()) + 1))
-
-
-def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay matrices only: decaying biases and LayerNorm gains only pulls them towards 0.
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
 
 
 def _seed_everything(seed: int) -> None:

@@ -45,6 +45,7 @@ from .prune_units import (
     logits_of,
     units_for,
 )
+from .training import LossLog, optimizer_step
 
 PathLike = str | os.PathLike[str]
 METHODS = ("structured", "unstructured")
@@ -496,8 +497,7 @@ def finetune_pruned(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1 - i / steps))
     if teacher is not None:
         teacher.eval()
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc="fine-tune", disable=not progress)
+    log = LossLog(steps, "fine-tune", progress=progress)
     for step in range(steps):
         if on_step is not None:
             on_step(step)
@@ -510,17 +510,11 @@ def finetune_pruned(
             with torch.no_grad():
                 target = logits_of(teacher, feeds)
             loss = distillation_loss(logits, target, labels, temperature, alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        bar.update()
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    bar.close()
+        optimizer_step(loss, optimizer, schedule, params, clip_norm=1.0)
+        log.add(loss.item())
+    log.close()
     model.eval()
-    return losses
+    return log.losses
 
 
 # --- The entry point ------------------------------------------------------------------------------
@@ -561,10 +555,12 @@ def prune(
     torch.manual_seed(options.seed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    run = _structured if options.method == "structured" else _unstructured
+    method = _structured if options.method == "structured" else _unstructured
     with tempfile.TemporaryDirectory(prefix=".prune-", dir=workdir) as tmp:
         scratch = Path(tmp)
-        outcome = run(module.eval(), data, options, scratch, progress, teacher, coefficients)
+        outcome = method(
+            _Run(module.eval(), data, options, scratch, progress, teacher, coefficients)
+        )
         for name in ("onnx", "model"):  # the shipped form, moved in only once all went well
             if (scratch / "after" / name).exists():
                 if (workdir / name).exists():
@@ -611,24 +607,96 @@ def _ship(module: nn.Module, data: _Data, folder: Path) -> tuple[Path, dict[str,
     }
 
 
-def _structured(
-    module: nn.Module,
-    data: _Data,
-    options: PruneOptions,
-    scratch: Path,
-    progress: bool,
-    teacher: nn.Module | None,
-    coefficients: Mapping[str, Any] | None,
+@dataclass
+class _Shipped:
+    """One shipped form of the model (its ONNX file) with its scores on the evaluation data."""
+
+    path: Path
+    metrics: dict[str, float]
+    outputs: np.ndarray
+    checks: dict[str, float]  # reload and export differences (transformers)
+
+
+@dataclass
+class _Run:
+    """What both methods work on: the model being pruned (in place), its data and options, the
+    scratch folder for exports, the teacher (when distilling) and the estimator's coefficients."""
+
+    module: nn.Module
+    data: _Data
+    options: PruneOptions
+    scratch: Path
+    progress: bool
+    teacher: nn.Module | None
+    coefficients: Mapping[str, Any] | None
+
+    def __post_init__(self) -> None:
+        self.batches = self.data.batches(self.options.batch_size, self.options.seed)
+
+    def unpruned(self) -> _Shipped:
+        """The 'before' of every figure: the unpruned model shipped and scored. When distilling
+        without a given teacher, a frozen copy of it becomes the teacher."""
+        if self.options.distill and self.teacher is None:
+            self.teacher = copy.deepcopy(self.module).eval()
+        return self.ship("before")
+
+    def ship(self, name: str, reference: np.ndarray | None = None) -> _Shipped:
+        """The model as it ships, in scratch/name, scored (against reference, when given)."""
+        path, checks = _ship(self.module, self.data, self.scratch / name)
+        metrics, outputs = _scores(path, self.data, self.progress, reference=reference)
+        return _Shipped(path, metrics, outputs, checks)
+
+    def finetune(self, on_step: Callable[[int], None] | None = None) -> list[float]:
+        """finetune_pruned as the options say (distilled from the teacher when asked);
+        on_step(i) runs before step i, and once with 0 when there are no steps."""
+        options = self.options
+        if options.finetune_steps == 0:
+            if on_step is not None:
+                on_step(0)
+            return []
+        default = 5e-5 if is_transformer(self.module) else 1e-3
+        return finetune_pruned(
+            self.module,
+            self.batches,
+            options.finetune_steps,
+            options.learning_rate or default,
+            teacher=self.teacher if options.distill else None,
+            temperature=options.temperature,
+            alpha=options.alpha,
+            on_step=on_step,
+            progress=self.progress,
+        )
+
+
+def _figures(
+    run: _Run,
+    before: _Shipped,
+    after: _Shipped,
+    latency: tuple[dict[str, float], dict[str, float]],
+    losses: list[float],
 ) -> dict[str, Any]:
+    """The PruneResult fields both methods fill alike, from the model before and after."""
+    return {
+        "onnx_bytes_before": before.path.stat().st_size,
+        "onnx_bytes_after": after.path.stat().st_size,
+        "metrics_before": before.metrics,
+        "metrics_after": after.metrics,
+        "latency_before": latency[0],
+        "latency_after": latency[1],
+        "measured_speedup": latency[0]["p50_ms"] / latency[1]["p50_ms"],
+        "finetune": _finetune_record(losses, run.options.distill),
+        **after.checks,
+    }
+
+
+def _structured(run: _Run) -> dict[str, Any]:
     """Score, remove (by ratio or step by step to the latency target), fine-tune; every state
     estimated when a profile is given, and all of them measured side by side at the end."""
-    batches = data.batches(options.batch_size, options.seed)
+    module, data, options, scratch = run.module, run.data, run.options, run.scratch
     units = units_for(module, data.example(), options.importance)
-    if options.distill and teacher is None:
-        teacher = copy.deepcopy(module).eval()
-    before, _ = _ship(module, data, scratch / "before")
-    metrics_before, reference = _scores(before, data, progress)
-    estimator = _estimator(options, coefficients)
+    unpruned = run.unpruned()
+    before = unpruned.path
+    estimator = _estimator(options, run.coefficients)
     # Steps are compared with each other, so all go through one exporter (torch.onnx, fast);
     # for a CNN that is the shipped form itself.
     first = before if not is_transformer(module) else _export(module, data, scratch / "step-0.onnx")
@@ -642,7 +710,7 @@ def _structured(
     messages: list[str] = []
     target_met = None
     if options.target_latency_ms is None:
-        units.score(module, batches, options.importance_samples, progress)
+        units.score(module, run.batches, options.importance_samples, run.progress)
         plans = units.ratio_plans({k: getattr(options, k) for k in RATIO_KEYS})
         for plan in plans:
             units.apply(module, plan)
@@ -659,41 +727,33 @@ def _structured(
             )
         )
     else:
-        target_met, why = _latency_loop(
-            module, units, data, options, scratch, progress, batches, estimator, steps, step_files
-        )
+        target_met, why = _latency_loop(run, units, estimator, steps, step_files)
         if not target_met:
             messages.append(why)
-    losses = _finetune(module, batches, options, teacher, progress)
-    after, checks = _ship(module, data, scratch / "after")
-    metrics_after, _ = _scores(after, data, progress, reference=reference)
+    losses = run.finetune()
+    final = run.ship("after", reference=unpruned.outputs)
+    after = final.path
     files = list(dict.fromkeys([before, *step_files, after]))  # a CNN's step 0 is `before`
-    measured = dict(zip(files, _measure(files, data.latency_feeds, options, progress), strict=True))
+    timed = _measure(files, data.latency_feeds, options, run.progress)
+    measured = dict(zip(files, timed, strict=True))
     steps = [
         dataclasses.replace(s, measured_p50_ms=measured[f]["p50_ms"])
         for s, f in zip(steps, step_files, strict=True)
     ]
-    latency_before, latency_after = measured[before], measured[after]
-    speedup = latency_before["p50_ms"] / latency_after["p50_ms"]
+    figures = _figures(run, unpruned, final, (measured[before], measured[after]), losses)
+    speedup = figures["measured_speedup"]
     if speedup < 1 / (1 - MIN_GAIN):
         messages.append(
-            f"no measured gain: p50 {latency_before['p50_ms']:.3f} ms before pruning, "
-            f"{latency_after['p50_ms']:.3f} ms after (x{speedup:.2f}) on this host at "
+            f"no measured gain: p50 {measured[before]['p50_ms']:.3f} ms before pruning, "
+            f"{measured[after]['p50_ms']:.3f} ms after (x{speedup:.2f}) on this host at "
             f"{options.threads} thread(s)"
         )
     return {
+        **figures,
         "parameters_before": params_before,
         "parameters_after": _parameters(module),
         "units_before": units_before,
         "units_after": units.counts(module),
-        "onnx_bytes_before": before.stat().st_size,
-        "onnx_bytes_after": after.stat().st_size,
-        "metrics_before": metrics_before,
-        "metrics_after": metrics_after,
-        "latency_before": latency_before,
-        "latency_after": latency_after,
-        "measured_speedup": speedup,
-        "finetune": _finetune_record(losses, options.distill),
         "steps": tuple(steps),
         "profile": options.profile,
         "estimated_before_ms": estimator(before) if estimator else None,
@@ -701,18 +761,12 @@ def _structured(
         "target_latency_ms": options.target_latency_ms,
         "target_met": target_met,
         "messages": tuple(messages),
-        **checks,
     }
 
 
 def _latency_loop(
-    module: nn.Module,
+    run: _Run,
     units: TransformerUnits | ChannelUnits,
-    data: _Data,
-    options: PruneOptions,
-    scratch: Path,
-    progress: bool,
-    batches: Iterator,
     estimator: _Estimator,
     steps: list[PruneStep],
     step_files: list[Path],
@@ -720,14 +774,15 @@ def _latency_loop(
     """NetAdapt-style: while the estimate is above the target, score the units, estimate each
     candidate removal on an exported copy, and apply the one that loses the least importance per
     millisecond saved. Appends each step; returns (target met, why not)."""
+    module, data, options, scratch = run.module, run.data, run.options, run.scratch
     target = options.target_latency_ms
     current = steps[-1].estimated_ms
-    bar = tqdm(total=options.max_steps, desc="latency steps", disable=not progress)
+    bar = tqdm(total=options.max_steps, desc="latency steps", disable=not run.progress)
     try:
         for number in range(1, options.max_steps + 1):
             if current <= target:
                 return True, ""
-            units.score(module, batches, options.importance_samples, progress=False)
+            units.score(module, run.batches, options.importance_samples, progress=False)
             best = None
             for index, plan in enumerate(units.step_plans(options.step_fraction, options.min_keep)):
                 candidate = copy.deepcopy(module)
@@ -769,32 +824,6 @@ def _latency_loop(
     )
 
 
-def _finetune(
-    module: nn.Module,
-    batches: Iterator,
-    options: PruneOptions,
-    teacher: nn.Module | None,
-    progress: bool,
-    on_step: Callable[[int], None] | None = None,
-) -> list[float]:
-    if options.finetune_steps == 0:
-        if on_step is not None:
-            on_step(0)
-        return []
-    default = 5e-5 if is_transformer(module) else 1e-3
-    return finetune_pruned(
-        module,
-        batches,
-        options.finetune_steps,
-        options.learning_rate or default,
-        teacher=teacher if options.distill else None,
-        temperature=options.temperature,
-        alpha=options.alpha,
-        on_step=on_step,
-        progress=progress,
-    )
-
-
 def _finetune_record(losses: list[float], distilled: bool) -> dict[str, Any]:
     tail = max(1, len(losses) // 10)
     return {
@@ -804,24 +833,13 @@ def _finetune_record(losses: list[float], distilled: bool) -> dict[str, Any]:
     }
 
 
-def _unstructured(
-    module: nn.Module,
-    data: _Data,
-    options: PruneOptions,
-    scratch: Path,
-    progress: bool,
-    teacher: nn.Module | None,
-    coefficients: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def _unstructured(run: _Run) -> dict[str, Any]:
     """Global magnitude pruning of Linear/Conv weights on the cubic schedule while fine-tuning,
     pruning at schedule_steps evenly spaced steps over the first SCHEDULE_SPAN of them."""
     from torch.nn.utils import prune as torch_prune
 
-    batches = data.batches(options.batch_size, options.seed)
-    if options.distill and teacher is None:
-        teacher = copy.deepcopy(module).eval()
-    before, _ = _ship(module, data, scratch / "before")
-    metrics_before, reference = _scores(before, data, progress)
+    module, options = run.module, run.options
+    before = run.unpruned()
     params = [
         (m, "weight")
         for m in module.modules()
@@ -846,15 +864,15 @@ def _unstructured(
                     params, pruning_method=torch_prune.L1Unstructured, amount=wanted - have
                 )
 
-    losses = _finetune(module, batches, options, teacher, progress, on_step)
+    losses = run.finetune(on_step)
     for m, name in params:
         if torch_prune.is_pruned(m):
             torch_prune.remove(m, name)  # fold the mask into the weight
     sparsity = zeros() / total
-    after, checks = _ship(module, data, scratch / "after")
-    metrics_after, _ = _scores(after, data, progress, reference=reference)
-    latency_before, latency_after = _measure([before, after], data.latency_feeds, options, progress)
-    deflate_before, deflate_after = _deflated(before), _deflated(after)
+    after = run.ship("after", reference=before.outputs)
+    latency = _measure([before.path, after.path], run.data.latency_feeds, options, run.progress)
+    latency_before, latency_after = latency
+    deflate_before, deflate_after = _deflated(before.path), _deflated(after.path)
     message = (
         f"unstructured sparsity {sparsity:.0%} leaves every tensor dense: it does not speed up "
         f"dense kernels (measured p50 {latency_before['p50_ms']:.3f} -> "
@@ -863,23 +881,15 @@ def _unstructured(
         f"{deflate_after / 1e6:.3f} MB"
     )
     return {
+        **_figures(run, before, after, (latency_before, latency_after), losses),
         "parameters_before": _parameters(module),
         "parameters_after": _parameters(module),
         "units_before": {"weights": total, "nonzero_weights": total},
         "units_after": {"weights": total, "nonzero_weights": total - zeros()},
-        "onnx_bytes_before": before.stat().st_size,
-        "onnx_bytes_after": after.stat().st_size,
-        "metrics_before": metrics_before,
-        "metrics_after": metrics_after,
-        "latency_before": latency_before,
-        "latency_after": latency_after,
-        "measured_speedup": latency_before["p50_ms"] / latency_after["p50_ms"],
-        "finetune": _finetune_record(losses, options.distill),
         "sparsity": sparsity,
         "deflate_bytes_before": deflate_before,
         "deflate_bytes_after": deflate_after,
         "messages": (message,),
-        **checks,
     }
 
 

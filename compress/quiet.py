@@ -41,6 +41,17 @@ class Console:
         print(line, file=self.out, flush=True)
 
 
+def cached_log(name: str) -> Path:
+    """A fresh log file for a command that has no output folder of its own (quantize): under
+    the user's cache (~/.cache/edgepack/logs), replaced by the next run of the same name."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    if int(os.environ.get("RANK", "0")):  # a torchrun rank: its own file
+        name = f"{name}.rank{os.environ['RANK']}"
+    log = root / "edgepack" / "logs" / name
+    log.unlink(missing_ok=True)
+    return log
+
+
 def console() -> Console:
     """The terminal as it is now, outside any quiet() (for verbose runs and tests)."""
     return Console(sys.stdout, sys.stderr)

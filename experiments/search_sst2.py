@@ -3,7 +3,7 @@ whose knobs an Optuna study varies within --minutes; prints the Pareto front per
 Optimum's dynamic int8 of the teacher as the reference row (issue 11).
 
     python -m experiments.search_sst2 [--minutes 10] [--teacher DIR] [--profile rpi5 ...]
-        [--space full|quantize] [--storage URL] [--work DIR]
+        [--space student|full|quantize] [--storage URL] [--work DIR]
 
 Every accuracy is measured through edgepack.runtime on the same validation rows (the search's
 budget rows) and every latency on a profile the same way (estimated, or measured when this host
@@ -34,9 +34,15 @@ from .baselines import optimum_dynamic
 from .quantize_sst2 import fine_tune
 from .sst2 import DEFAULT_DATA, LABELS, load_sst2, rows, write_tsv
 
-# The knobs, as data. "full": structured pruning of the FFN neurons and attention heads
-# (fine-tuned with distillation from the unpruned teacher), then int8; "quantize": int8 only.
+# The knobs, as data. "student": a student distilled from the teacher (which of its layers it
+# keeps), its FFN pruned, then int8; "full": structured pruning of the FFN neurons and attention
+# heads (fine-tuned with distillation from the unpruned teacher), then int8; "quantize": int8.
 SPACES: dict[str, dict[str, Any]] = {
+    "student": {
+        "stages.distill.layers": [[0, 2, 4], [0, 3, 5], [1, 4], [0, 5]],
+        "stages.prune.ffn_keep": {"low": 0.5, "high": 1.0, "step": 0.25},
+        "stages.quantize.method": ["dynamic", "static"],
+    },
     "full": {
         "stages.prune.ffn_keep": {"low": 0.4, "high": 1.0, "step": 0.1},
         "stages.prune.heads_keep": {"low": 0.5, "high": 1.0, "step": 0.25},
@@ -62,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--space", choices=sorted(SPACES), default="full", help="knobs to vary")
     parser.add_argument("--eval-samples", type=int, default=400, help="validation rows scored")
     parser.add_argument("--finetune-steps", type=int, default=40, help="after pruning, per trial")
+    parser.add_argument("--distill-epochs", type=int, default=1, help="student space, per trial")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per sentence")
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite in --work)")
     parser.add_argument("--work", type=Path, help="keep the teacher, study and packs here")
@@ -127,7 +134,19 @@ def search_recipe(
 ) -> Recipe:
     """The teacher pruned (full space) and quantized; the space's knobs in [search]."""
     stages: list[dict[str, Any]] = []
-    if args.space == "full":
+    if args.space == "student":
+        stages.append(
+            {
+                "type": "distill",
+                "layers": [0, 2, 4],
+                "epochs": args.distill_epochs,
+                "batch_size": 32,
+                "learning_rate": 1e-4,
+                "max_length": args.max_length,
+                "trim_vocab": True,
+            }
+        )
+    if args.space in ("full", "student"):
         stages.append(
             {
                 "type": "prune",

@@ -55,3 +55,7 @@ class BenchmarkError(EdgepackError):
 
 class CpuFeatureWarning(UserWarning):
     """This CPU lacks a feature the pack's manifest lists in requirements.cpu_features."""
+
+
+class PixelRangeWarning(UserWarning):
+    """An image's pixel values fill only a small part of the range the pack takes."""

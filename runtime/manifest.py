@@ -16,7 +16,7 @@ from .errors import IntegrityError, ManifestError, SchemaVersionError
 from .schema import format_schema_errors, schema_errors
 from .version import __version__
 
-SCHEMA_VERSION = "1.1"  # 1.1: example_inputs, the `integrity` field
+SCHEMA_VERSION = "1.2"  # 1.1: example_inputs, the `integrity` field; 1.2: image pixel_range
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
 MAX_DEPTH = 32  # manifests nest about 8 levels; a deeper one is an attack on the parsers

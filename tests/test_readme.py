@@ -2,9 +2,11 @@
 
 Each ```bash block (and each ```python block tagged to run) is one step; a step runs in the
 same temporary folder as the steps before it, so it may use the files they left. A comment
-line `<!-- readme-test: TAG -->` just above a block tags it: `slow` (minutes of CPU) or
-`skip: REASON` (not run: it installs, or needs a board). Untagged shell blocks run too; the
-run is one test marked slow, since its steps fine-tune and quantize real models.
+line `<!-- readme-test: TAG -->` just above a block tags it: `slow` (minutes of CPU),
+`skip: REASON` (not run: it needs a board or files of your own) or `run instead: COMMAND
+(REASON)` (a block that installs from the network, whose work COMMAND does here: the demo that
+leaves the files later blocks use). Untagged shell blocks run too; the run is one test marked
+slow, since its steps fine-tune and quantize real models.
 """
 
 from __future__ import annotations
@@ -26,12 +28,21 @@ BLOCK = re.compile(
 )
 
 
+INSTEAD = re.compile(r"run instead: (?P<command>[^(]*[^( ])(?: \((?P<why>.+)\))?")
+
+
 @dataclass(frozen=True)
 class Step:
     lang: str
-    tag: str  # "", "slow" or "skip: reason"
+    tag: str  # "", "slow", "skip: reason" or "run instead: command (reason)"
     body: str
     line: int
+
+    @property
+    def command(self) -> str:
+        """What runs: the block, or the command that stands in for it."""
+        instead = INSTEAD.fullmatch(self.tag)
+        return instead["command"] if instead else self.body
 
 
 def readme_steps() -> list[Step]:
@@ -56,7 +67,7 @@ def _run(steps: list[Step], folder: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     for step in steps:
         if step.lang == "bash":
-            command = ["bash", "-euo", "pipefail", "-c", step.body]
+            command = ["bash", "-euo", "pipefail", "-c", step.command]
         else:
             command = [sys.executable, "-c", step.body]
         done = subprocess.run(
@@ -72,10 +83,29 @@ def test_every_shell_block_is_run_or_says_why_not():
     steps = readme_steps()
     assert steps, "the README has no shell blocks"
     for step in steps:
-        assert step.tag in ("", "slow") or re.fullmatch(r"skip: \S.*", step.tag), (
-            f"README block at line {step.line}: tag {step.tag!r}; expected slow or 'skip: why'"
+        assert (
+            step.tag in ("", "slow")
+            or re.fullmatch(r"skip: \S.*", step.tag)
+            or INSTEAD.fullmatch(step.tag)
+        ), (
+            f"README block at line {step.line}: tag {step.tag!r}; expected slow, 'skip: why' or "
+            "'run instead: command (why)'"
         )
     assert sum(s.tag == "slow" for s in steps) >= 2  # the text path and the own-model example
+    first = steps[0]
+    assert first.command == "edgepack demo --quick" and "pip install" in first.body
+
+
+def test_the_use_blocks_need_only_what_the_demo_leaves():
+    """The README's device and workstation examples name the demo's files, which it leaves."""
+    from edgepack.compress import demo
+
+    steps = [s for s in readme_steps() if not s.tag.startswith("skip")]
+    used = set(re.findall(r"edgepack-demo/([\w./-]+)", " ".join(s.body for s in steps)))
+    left = {"model.onnx", "labels.txt", "digit.npy", "batch.npy"}
+    made = {"data/train.npz", "data/test.npz", "data/calibration.npz", "packs/digits.edgepack"}
+    assert used and used <= left | made, used - left - made
+    assert all(name in (demo.leave_examples.__doc__ or "") for name in left)
 
 
 @pytest.mark.slow
@@ -86,3 +116,4 @@ def test_all_blocks_run_in_order_as_a_newcomer_would(tmp_path):
     _run(steps, tmp_path)
     assert (tmp_path / "sentiment.edgepack").is_file()
     assert (tmp_path / "my-digits.edgepack").is_file()
+    assert (tmp_path / "digits.edgepack").is_file() and (tmp_path / "pi.edgepack").is_file()

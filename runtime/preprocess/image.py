@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import PreprocessingError
+from ..errors import PixelRangeWarning, PreprocessingError
 
 
 class ImagePreprocessor:
@@ -21,6 +22,7 @@ class ImagePreprocessor:
         self.scale = float(config["scale"])
         self.mean = np.asarray(config["mean"], np.float32)
         self.std = np.asarray(config["std"], np.float32)
+        self.pixel_range = pixel_range_of(config)
         if self.mean.size not in (1, self.channels) or self.std.size not in (1, self.channels):
             raise PreprocessingError(
                 f"image mean/std need 1 or {self.channels} values, got {self.mean.size} and "
@@ -45,6 +47,7 @@ class ImagePreprocessor:
             raise PreprocessingError(f"an image of shape {array.shape} is over 64 megapixels")
         if array.dtype.kind not in "uif":
             raise PreprocessingError(f"image pixels must be numbers, got dtype {array.dtype}")
+        check_pixel_range(array, self.pixel_range, self.scale)
         array = array[:, :, :3].astype(np.float32)
         if self.channels == 1 and array.shape[2] == 3:
             array = array @ np.array([[0.299], [0.587], [0.114]], np.float32)  # ITU-R 601 luma
@@ -53,6 +56,36 @@ class ImagePreprocessor:
         if array.shape[:2] != (self.height, self.width):
             array = resize_bilinear(array, self.height, self.width)
         return (array * self.scale - self.mean) / self.std
+
+
+def pixel_range_of(config: dict[str, Any]) -> tuple[float, float] | None:
+    """The raw pixel values the pack takes (`pixel_range`, schema 1.2); before it, 0..255 for a
+    pack scaling by 1/255, else unknown: nothing is checked."""
+    if "pixel_range" not in config:
+        return (0.0, 255.0) if abs(float(config["scale"]) * 255 - 1) < 1e-6 else None
+    low, high = map(float, config["pixel_range"])
+    if not low < high:
+        raise PreprocessingError(f"image pixel_range must be [low, high], low < high: {low, high}")
+    return low, high
+
+
+def check_pixel_range(image: np.ndarray, pixels: tuple[float, float] | None, scale: float) -> None:
+    """Refuse values outside the pack's pixel range; warn when a float image fills only its
+    bottom eighth. Both mean another unit than the model was trained on (sklearn's 0..16 digits
+    given to a 0..255 pack), which would otherwise give confident, wrong answers."""
+    if pixels is None or image.size == 0:
+        return
+    (low, high), seen = pixels, (float(np.nanmin(image)), float(np.nanmax(image)))
+    span = f"image pixel values span {seen[0]:g}..{seen[1]:g} ({image.dtype})"
+    took = f"this pack takes pixels in {low:g}..{high:g} (scaled by {scale:.4g} for the model)"
+    if seen[0] < low - 1e-6 * (high - low) or seen[1] > high + 1e-6 * (high - low):
+        raise PreprocessingError(
+            f"{span}, outside the range the model was trained on: {took}; convert the image, "
+            "or repack with `edgepack pack PACK --pixel-range LOW HIGH --scale S -o NEW`"
+        )
+    if image.dtype.kind == "f" and low < seen[1] <= low + (high - low) / 8:
+        message = f"{span}, a small part of the range the model was trained on: {took}; is the "
+        warnings.warn(message + "image in another unit (0..1, 0..16)?", PixelRangeWarning, 2)
 
 
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -32,11 +32,7 @@ import numpy as np
 
 import edgepack.runtime as ep
 from edgepack.runtime import EdgepackError
-
-try:  # the pack writer moves to edgepack.packing (runtime-slim)
-    from edgepack.packing import assemble_pack
-except ImportError:
-    from edgepack.packing import assemble_pack
+from tests import packs
 
 OUTCOMES = ("clean", "silent", "wrong", "crash")
 LABELS = ["zero", "one", "two"]
@@ -47,48 +43,13 @@ WORDS += [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
 def image_pack(dest: Path, model: Path, **extra: Any) -> Path:
-    """A small image-classification pack: one ONNX model, labels, softmax, image preprocessing."""
-    assemble_pack(
-        dest,
-        [model],
-        task="image-classification",
-        preprocessing={
-            "kind": "image",
-            "input_name": "x",
-            "size": [4, 4],
-            "layout": "NCHW",
-            "color": "grayscale",
-            "scale": 1 / 255,
-            "mean": [0.5],
-            "std": [0.25],
-        },
-        postprocessing={"output_name": "logits", "softmax": True, "labels": LABELS},
-        **extra,
-    )
-    return dest
+    """A small image-classification pack: one ONNX model, LABELS, softmax, image preprocessing."""
+    return packs.image_pack(dest, model, LABELS, **extra)
 
 
 def text_pack(dest: Path, model: Path, vocab: Path) -> Path:
     """A small text-classification pack: a bag-of-embeddings ONNX model and a WordPiece vocab."""
-    assemble_pack(
-        dest,
-        [model],
-        task="text-classification",
-        assets={"vocab.txt": (vocab, "vocab")},
-        preprocessing={
-            "kind": "text",
-            "tokenizer": "wordpiece",
-            "vocab_file": "vocab.txt",
-            "lowercase": True,
-            "strip_accents": None,
-            "max_length": 16,
-            "padding": "max_length",
-            "truncation": True,
-            "input_names": {r: r for r in ("input_ids", "attention_mask", "token_type_ids")},
-        },
-        postprocessing={"output_name": "logits", "softmax": True, "labels": ["neg", "pos"]},
-    )
-    return dest
+    return packs.text_pack(dest, model, vocab, max_length=16)
 
 
 def write_vocab(path: Path, size: int = 64) -> Path:

@@ -10,7 +10,13 @@ import math
 import pytest
 
 from edgepack.benchmarks import calibrate
-from edgepack.benchmarks.calibrate import SIGMA, calibration, reference_costs
+from edgepack.benchmarks.calibrate import (
+    SIGMA,
+    SIGMA_OTHER_PRECISION,
+    SIGMA_OTHER_THREADS,
+    calibration,
+    reference_costs,
+)
 from edgepack.benchmarks.cost_model import board, cost_seconds
 from edgepack.benchmarks.estimate import (
     estimate_latency,
@@ -166,20 +172,56 @@ def test_an_estimate_is_labelled_for_its_runtime_and_adds_up(tmp_path, alone):
     assert format_estimate(p).startswith("estimated ") and "litert fp32" in format_estimate(p)
 
 
-def test_own_calibration_is_per_runtime_and_fits_the_references(tmp_path, alone):
+def test_own_calibration_is_per_runtime_and_precision_and_fits_the_references(tmp_path, alone):
     plain = _profile(tmp_path)
     raw_fp32 = cost_seconds(MOBILENET_V1["fp32"], plain, "litert", 4)[0] * 1e3
     raw_int8 = cost_seconds(MOBILENET_V1["int8-static"], plain, "litert", 4)[0] * 1e3
     refs = _reference(2 * raw_fp32) + _reference(8 * raw_int8, "int8")
     profile = _profile(tmp_path, references=refs)
-    cal = calibration(profile, "litert")
-    assert cal["kind"] == "own" and cal["factor"] == pytest.approx(4.0)  # geomean of 2 and 8
-    assert cal["sigma"] > SIGMA["own"]  # the two references disagree: a wider band
-    assert len(cal["references"]) == 2
+    fp32 = calibration(profile, "litert", "fp32", 4)
+    int8 = calibration(profile, "litert", "int8", 4)
+    # Each precision is fitted on its own reference: an int8 rate that is off does not leak.
+    assert fp32["kind"] == int8["kind"] == "own"
+    assert fp32["factor"] == pytest.approx(2.0) and int8["factor"] == pytest.approx(8.0)
+    assert [r["precision"] for r in int8["references"]] == ["int8"]
+    assert fp32["sigma"] == pytest.approx(SIGMA["own"])
     # LiteRT measurements say nothing about ONNX Runtime.
     assert calibration(profile, "onnxruntime")["kind"] == "uncalibrated"
     p = _estimate(MOBILENET_V1["fp32"], profile, tmp_path)
-    assert p["latency_ms"] == pytest.approx(4 * raw_fp32, rel=1e-6)
+    assert p["latency_ms"] == pytest.approx(2 * raw_fp32, rel=1e-6)
+    q = _estimate(MOBILENET_V1["int8-static"], profile, tmp_path)
+    assert q["latency_ms"] == pytest.approx(8 * raw_int8, rel=1e-6)
+
+
+def test_a_factor_carried_to_another_precision_or_thread_count_widens_the_range(tmp_path, alone):
+    raw_int8 = cost_seconds(MOBILENET_V1["int8-static"], _profile(tmp_path), "litert", 4)[0] * 1e3
+    profile = _profile(tmp_path, references=_reference(3 * raw_int8, "uint8"))
+    same = calibration(profile, "litert", "int8", 4)
+    other = calibration(profile, "litert", "fp32", 4)
+    assert same["factor"] == other["factor"] == pytest.approx(3.0)
+    assert other["sigma"] == pytest.approx(math.hypot(same["sigma"], SIGMA_OTHER_PRECISION))
+    assert "fitted on uint8, not fp32" in other["status"]
+    one = calibration(profile, "litert", "int8", 1)
+    assert one["sigma"] == pytest.approx(math.hypot(same["sigma"], SIGMA_OTHER_THREADS))
+    assert "at 4 thread(s), not 1" in one["status"]
+    p = _estimate(MOBILENET_V1["fp32"], profile, tmp_path, threads=1)
+    assert p["sigma_log"] == pytest.approx(
+        math.hypot(SIGMA["own"], SIGMA_OTHER_PRECISION, SIGMA_OTHER_THREADS)
+    )
+
+
+def test_the_cross_precision_spread_covers_the_bundled_boards():
+    """SIGMA_OTHER_PRECISION is set from the calibration rows: where a board cites both an fp32
+    and an int8 figure, their factors may differ by no more than it."""
+    seen = 0
+    for name in ("rpi4-1.5ghz", "rpi3b-plus", "rpi5"):
+        profile = load_profile(name)
+        fp32 = calibration(profile, "litert", "fp32", 4)
+        int8 = calibration(profile, "litert", "int8", 4)
+        if {r["precision"] for r in fp32["references"]} & {"fp32"} and int8["references"]:
+            seen += 1
+            assert abs(math.log(fp32["factor"] / int8["factor"])) <= SIGMA_OTHER_PRECISION, name
+    assert seen == 2
 
 
 def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, monkeypatch):
@@ -203,11 +245,12 @@ def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, mo
 def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
     for name in ("rpi4-1.5ghz", "rpi3b-plus", "rpi5"):
         profile = load_profile(name)
-        cal = calibration(profile, "litert")
-        assert cal["kind"] == "own", name
-        for ref in cal["references"]:
-            error = ref["uncalibrated_ms"] * cal["factor"] / ref["published_ms"]
-            assert 0.7 < error < 1.4, (name, ref)
+        for precision in ("fp32", "int8"):
+            cal = calibration(profile, "litert", precision, 4)
+            assert cal["kind"] == "own", name
+            for ref in cal["references"]:
+                error = ref["uncalibrated_ms"] * cal["factor"] / ref["published_ms"]
+                assert 0.7 < error < 1.4, (name, ref)
     zero = calibration(load_profile("rpi-zero-2w"), "litert")
     assert zero["kind"] == "same-core" and "rpi3b-plus" in zero["borrowed_from"]
     assert calibration(load_profile("jetson-nano"), "litert")["kind"] == "uncalibrated"

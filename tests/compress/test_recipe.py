@@ -72,7 +72,8 @@ def test_unreadable_recipe(tmp_path):
         Recipe.load(tmp_path / "r.toml")
 
 
-def test_quantize_recipe_writes_a_recorded_int8_pack(tmp_path, classifier, data):
+def write_quantize_recipe(tmp_path, classifier, data) -> None:
+    """r.toml: the tiny classifier, dynamic int8 within 5 points, into out/clf.edgepack."""
     write_recipe(
         tmp_path / "r.toml",
         name="clf",
@@ -81,6 +82,10 @@ def test_quantize_recipe_writes_a_recorded_int8_pack(tmp_path, classifier, data)
         data={"calibration": str(data), "evaluation": str(data)},
         stages=[{"type": "quantize", "method": "dynamic", "budget": 5.0, "min_speedup": 0}],
     )
+
+
+def test_quantize_recipe_writes_a_recorded_int8_pack(tmp_path, classifier, data):
+    write_quantize_recipe(tmp_path, classifier, data)
     manifest = run_recipe(tmp_path / "r.toml", progress=False)
     pack = tmp_path / "out" / "clf.edgepack"
     assert ep.verify_pack(pack) == manifest
@@ -636,14 +641,7 @@ def require_matplotlib() -> bool:
 def test_cli_compress_writes_the_report_beside_the_pack_unless_told_not_to(
     tmp_path, capsys, classifier, data
 ):
-    write_recipe(
-        tmp_path / "r.toml",
-        name="clf",
-        output="out/clf.edgepack",
-        source=str(classifier[0]),
-        data={"calibration": str(data), "evaluation": str(data)},
-        stages=[{"type": "quantize", "method": "dynamic", "budget": 5.0, "min_speedup": 0}],
-    )
+    write_quantize_recipe(tmp_path, classifier, data)
     assert main(["compress", str(tmp_path / "r.toml"), "--quiet"]) == 0
     assert f"stage report: {tmp_path / 'out' / 'clf-report'}/report.md" in capsys.readouterr().out
     rows = json.loads((tmp_path / "out" / "clf-report" / "report.json").read_text())["stages"]

@@ -8,6 +8,7 @@ import pytest
 
 import edgepack.runtime as ep
 from edgepack.packing import assemble_pack, describe_model_file
+from tests import packs
 
 X = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
 
@@ -123,23 +124,7 @@ def test_litert_static_batch_is_enforced_by_name(dual_pack):
 @pytest.fixture(scope="module")
 def image_pack(tmp_path_factory, image_classifier):
     dest = tmp_path_factory.mktemp("packs") / "img.edgepack"
-    assemble_pack(
-        dest,
-        [image_classifier[0]],
-        task="image-classification",
-        preprocessing={
-            "kind": "image",
-            "input_name": "x",
-            "size": [4, 4],
-            "layout": "NCHW",
-            "color": "grayscale",
-            "scale": 1 / 255,
-            "mean": [0.5],
-            "std": [0.25],
-        },
-        postprocessing={"output_name": "logits", "softmax": True, "labels": ["a", "b", "c"]},
-    )
-    return dest
+    return packs.image_pack(dest, image_classifier[0], ["a", "b", "c"])
 
 
 def test_image_predict_normalises_applies_softmax_and_labels(image_pack, image_classifier):
@@ -185,24 +170,8 @@ def test_text_pack_predicts_from_strings(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(tokens) + "\n")
     text_classifier_onnx(tmp_path / "text.onnx", vocab_size=len(tokens))
-    dest = tmp_path / "text.edgepack"
-    assemble_pack(
-        dest,
-        [tmp_path / "text.onnx"],
-        task="text-classification",
-        assets={"vocab.txt": (vocab, "vocab")},
-        preprocessing={
-            "kind": "text",
-            "tokenizer": "wordpiece",
-            "vocab_file": "vocab.txt",
-            "lowercase": True,
-            "strip_accents": None,
-            "max_length": 8,
-            "padding": "longest",
-            "truncation": True,
-            "input_names": {r: r for r in ("input_ids", "attention_mask", "token_type_ids")},
-        },
-        postprocessing={"output_name": "logits", "softmax": True, "labels": ["neg", "pos"]},
+    dest = packs.text_pack(
+        tmp_path / "text.edgepack", tmp_path / "text.onnx", vocab, max_length=8, padding="longest"
     )
     model = ep.load(dest, threads=1)
     texts = ["Good films!", "BAD film", "unknown words here and there and more"]
