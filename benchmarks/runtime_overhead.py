@@ -27,7 +27,7 @@ from edgepack.benchmarks.cold_start import (
     edgepack_argv,
     summarize_cold_starts,
 )
-from edgepack.benchmarks.inputs import synthetic_inputs
+from edgepack.benchmarks.inputs import manifest_examples, synthetic_inputs
 from edgepack.benchmarks.scenarios import measure, progress_bar
 from edgepack.runtime import load
 from edgepack.runtime.backends.ort_backend import session_options
@@ -48,7 +48,7 @@ def measure_run(
     session = ort.InferenceSession(
         model_bytes, session_options(threads), providers=["CPUExecutionProvider"]
     )
-    feeds = synthetic_inputs(model.entry)
+    feeds = synthetic_inputs(model.entry, specs=manifest_examples(model.manifest))
     names = [o.name for o in session.get_outputs()]
     np.testing.assert_array_equal(
         model.run(feeds)[model.entry.outputs[0].name], session.run(names, feeds)[0]
@@ -73,9 +73,12 @@ def measure_cold(pack: Path, threads: int, repeats: int) -> dict[str, dict[str, 
             model_file = Path(tmp) / "model.onnx"
             model_file.write_bytes(reader.read(entry.path))
         feeds_file = Path(tmp) / "feeds.npz"
-        np.savez(feeds_file, **synthetic_inputs(entry))
+        examples = manifest_examples(reader.manifest)
+        np.savez(feeds_file, **synthetic_inputs(entry, specs=examples))
         argv = {
-            "edgepack": edgepack_argv(pack, backend="onnxruntime", threads=threads, dims={}),
+            "edgepack": edgepack_argv(
+                pack, backend="onnxruntime", threads=threads, dims={}, feeds_file=feeds_file
+            ),
             "onnxruntime": bare_onnxruntime_argv(model_file, feeds_file, threads=threads),
         }
         for index in range(repeats):
