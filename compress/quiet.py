@@ -57,6 +57,15 @@ def console() -> Console:
     return Console(sys.stdout, sys.stderr)
 
 
+_active: list[Console] = []  # the real terminal of each quiet() now running, innermost last
+
+
+def terminal() -> Console:
+    """The user's terminal even inside quiet(): where edgepack's own tables and messages go
+    from code that does not hold the Console (a recipe stage's candidate table)."""
+    return _active[-1] if _active else console()
+
+
 def _flush_c_stdio() -> None:
     """C libraries buffer their stdout; flush it before a descriptor changes under them."""
     with contextlib.suppress(Exception):
@@ -86,6 +95,7 @@ def quiet(log: PathLike | None, *, verbose: bool = False) -> Iterator[Console]:
     with open(path, "ab", buffering=0) as sink:
         for fd in (1, 2):
             os.dup2(sink.fileno(), fd)
+        _active.append(term)
         try:
             with _bars_on(err):
                 yield term
@@ -93,6 +103,7 @@ def quiet(log: PathLike | None, *, verbose: bool = False) -> Iterator[Console]:
             failed = True
             raise
         finally:
+            _active.remove(term)
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()

@@ -79,6 +79,7 @@ from edgepack.packing import describe_model_file, scratch_dir
 from edgepack.runtime import InputError, PackManifest, QuantizationError
 
 from .options import StageOptions, as_tuple, unknown_key_error
+from .quiet import terminal
 from .workspace import (
     BudgetError,
     ModelFile,
@@ -794,7 +795,7 @@ def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
     if chosen.speed_kind is not None:
         figures["speed"] = f"{chosen.speed_kind} ({chosen.speed_on})"
     if work.progress:
-        print(report.table(), file=sys.stderr)
+        print(report.table(), file=terminal().err)  # edgepack's own table, also under quiet()
     return StageRecord(
         "quantize",
         figures={
@@ -840,7 +841,7 @@ def run_prune(work: Workspace, options: Any) -> StageRecord:
         figures.update({f"{key}_{k}": v for k, v in summary[key].items() if is_scalar(v)})
     if work.progress:
         for message in result.messages:
-            print(f"prune: {message}", file=sys.stderr)
+            print(f"prune: {message}", file=terminal().err)
     return StageRecord(
         "prune",
         figures={"prune": figures},

@@ -16,7 +16,7 @@ from edgepack.compress.quiet import quiet
 SCRIPT = """
 import logging, os, sys, warnings
 from tqdm import tqdm
-from edgepack.compress.quiet import quiet
+from edgepack.compress.quiet import quiet, terminal
 
 with quiet(sys.argv[1]) as term:
     print("[START] LiteRT-Torch Convert")  # a library's print
@@ -24,6 +24,7 @@ with quiet(sys.argv[1]) as term:
     warnings.warn("TracerWarning: converting a tensor")
     logging.warning("Please consider pre-processing")  # as onnxruntime's quantizer does
     term.say("[1/1] edgepack's own line")
+    print("edgepack's candidate table", file=terminal().err)  # from code without the Console
     for _ in tqdm(range(3), desc="edgepack bar"):
         pass
 print("after")
@@ -39,6 +40,7 @@ def test_third_party_output_goes_to_the_log(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[1/1] edgepack's own line" in result.stdout
     assert "edgepack bar" in result.stderr
+    assert "edgepack's candidate table" in result.stderr
     assert result.stdout.rstrip().endswith("after")  # the terminal is back
     for word in ("[START]", "absl", "TracerWarning", "Please consider pre-processing"):
         assert word not in result.stdout + result.stderr
