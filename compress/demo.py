@@ -145,8 +145,8 @@ def _run(output, options, names, stages, term, verbose, started) -> Outcome:
     np.savez(data / "calibration.npz", **{INPUT: train_x[:256]})
     np.savez(data / "test.npz", **{INPUT: test_x, "labels": test_y})
     packs = output / "packs"
-    teacher_recipe = _recipe("digits-teacher", packs, data, [{"type": "export"}])
-    recipe = _recipe("digits", packs, data, stages, budget=options.budget)
+    teacher_recipe = digits_recipe("digits-teacher", packs, data, [{"type": "export"}])
+    recipe = digits_recipe("digits", packs, data, stages, budget=options.budget)
     step(
         "compressing: "
         + " -> ".join(s["type"] for s in stages)
@@ -236,9 +236,16 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _recipe(
-    name: str, packs: Path, data: Path, stages: list[dict], budget: float | None = None
+def digits_recipe(
+    name: str,
+    packs: Path,
+    data: Path,
+    stages: list[dict],
+    budget: float | None = None,
+    evaluation: str = "test.npz",
 ) -> Recipe:
+    """The demo's recipe for the digits CNN: its data files in `data` (train.npz,
+    calibration.npz and the evaluation file), image pre- and postprocessing, the stages."""
     return Recipe(
         name=name,
         output=str(packs / f"{name}.edgepack"),
@@ -247,7 +254,7 @@ def _recipe(
         data={
             "train": str(data / "train.npz"),
             "calibration": str(data / "calibration.npz"),
-            "evaluation": str(data / "test.npz"),
+            "evaluation": str(data / evaluation),
         },
         preprocessing={
             "kind": "image",

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from edgepack.compress.data import ArrayDataset
-from edgepack.compress.demo import INPUT, split_digits, train
+from edgepack.compress.demo import INPUT, digits_recipe, split_digits, train
 from edgepack.compress.optimize import cnn_stages
 from edgepack.compress.quiet import quiet
-from edgepack.compress.recipe import Recipe, run_recipe
+from edgepack.compress.recipe import run_recipe
 from edgepack.runtime import EdgepackError
 
 from .stage_packs import Row, accuracy, format_rows, split_pack, time_rows
@@ -79,7 +79,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
     snapshots = work / "snapshots"
     snapshots.mkdir(exist_ok=True)
 
-    teacher_recipe = _recipe("teacher", packs, data, [{"type": "export"}])
+    teacher_recipe = digits_recipe(
+        "teacher", packs, data, [{"type": "export"}], evaluation="dev.npz"
+    )
     run_recipe(teacher_recipe, module=teacher, example_inputs=example, progress=False)
     stages = cnn_stages(
         distill_epochs=args.distill_epochs, finetune_steps=args.finetune_steps, budget=args.budget
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     for kind, name in (("prune", "pruned"), ("distill", "distilled")):  # after each of these
         at = next(i for i, s in enumerate(stages) if s["type"] == kind) + 1
         stages.insert(at, {"type": "snapshot", "path": str(snapshots / f"{name}.onnx")})
-    recipe = _recipe("digits", packs, data, stages, budget=args.budget)
+    recipe = digits_recipe("digits", packs, data, stages, budget=args.budget, evaluation="dev.npz")
     print("[compress] " + " -> ".join(s["type"] for s in stages), flush=True)
     begin = time.perf_counter()
     with quiet(work / "logs" / "compress.log"):  # the converters' own output goes to the log
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"[compress] done in {compress_s:.0f} s", flush=True)
 
     for name in ("distilled", "pruned"):
-        source = _recipe(name, packs, data, [{"type": "export"}])
+        source = digits_recipe(name, packs, data, [{"type": "export"}], evaluation="dev.npz")
         source.source = str(snapshots / f"{name}.onnx")
         run_recipe(source, progress=False)
     split = split_pack(recipe.output, packs / "split")
@@ -142,25 +144,6 @@ def run(args: argparse.Namespace, work: Path) -> int:
     out.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(f"wrote {out} ({seconds:.0f} s in all)")
     return 0
-
-
-def _recipe(
-    name: str, packs: Path, data: Path, stages: list[dict], budget: float | None = None
-) -> Recipe:
-    return Recipe(
-        name=name,
-        output=str(packs / f"{name}.edgepack"),
-        task="image-classification",
-        budget=budget,
-        data={
-            "train": str(data / "train.npz"),
-            "calibration": str(data / "calibration.npz"),
-            "evaluation": str(data / "dev.npz"),
-        },
-        postprocessing={"output_name": "logits", "softmax": True, "labels": list("0123456789")},
-        stages=stages,
-        keep_fp32=budget is not None,
-    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,11 +37,11 @@ from edgepack.compress.data import TextDataset
 from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
 from edgepack.compress.quiet import quiet
 from edgepack.compress.recipe import Recipe, run_recipe
-from edgepack.runtime import EdgepackError, QuantizationError, read_manifest
+from edgepack.runtime import QuantizationError, read_manifest
 
 from .baselines import export_fp32, optimum_dynamic
 from .quantize_sst2 import CANDIDATES, profile_ops
-from .sst2 import DEFAULT_DATA, LABELS, load_sst2, minilm_path, rows, write_tsv
+from .sst2 import DEFAULT_DATA, LABELS, add_op_profile_flag, minilm_path, rows, run_sst2, write_tsv
 from .stage_packs import Row, accuracy, format_rows, split_pack, time_rows
 
 DEFAULT_CACHE = Path.home() / ".cache" / "edgepack" / "sst2-teacher"
@@ -79,12 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # target itself being judged on the report rows.
     parser.add_argument("--budget", type=float, default=3.0, help="recipe budget (points)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack")
-    parser.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="time each op type of the ONNX models with onnxruntime's profiler",
-    )
+    add_op_profile_flag(parser, "the ONNX models")
     parser.add_argument(
         "--torch-threads",
         type=int,
@@ -95,15 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    try:
-        train, validation = load_sst2(args.data)
-        with tempfile.TemporaryDirectory(prefix="edgepack-compress-sst2-") as tmp:
-            work = (args.out or Path(tmp)).resolve()
-            work.mkdir(parents=True, exist_ok=True)
-            return run(args, work, train, validation)
-    except EdgepackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_sst2(
+        args.data, args.out, "edgepack-compress-sst2-", lambda w, t, v: run(args, w, t, v)
+    )
 
 
 def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: TextDataset) -> int:

