@@ -78,6 +78,7 @@ import numpy as np
 from edgepack.packing import describe_model_file, scratch_dir
 from edgepack.runtime import InputError, PackManifest, QuantizationError
 
+from .data import pad_text
 from .options import StageOptions, as_tuple, unknown_key_error
 from .quiet import terminal
 from .workspace import (
@@ -704,22 +705,23 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
     from .export_tflite import export_tflite
 
     data = work.calibration or work.evaluation
+    # TFLite shapes are fixed: a text model is exported at the max_length the pack pads to.
+    length = int(work.recipe.data.get("max_length", 128)) if work.hf_dir is not None else 0
+
+    def fixed(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return pad_text(inputs, length) if length and "attention_mask" in inputs else inputs
+
     if work.example_inputs is not None:
         example = {k: v[:1] for k, v in work.example_inputs.items()}
     elif data is not None:
-        example = {k: torch.from_numpy(v[:1]) for k, v in data.inputs.items()}
+        example = {k: torch.from_numpy(v[:1]) for k, v in fixed(data.inputs).items()}
     else:
         raise InputError("a TFLite export needs example inputs: give calibration data")
     representative = None
     if work.calibration is not None:
-        calib = work.calibration.subset(np.arange(min(len(work.calibration), 128)))
-        representative = [
-            {k: v[i : i + 1] for k, v in calib.inputs.items()} for i in range(len(calib))
-        ]
-    if work.hf_dir is not None:  # TFLite shapes are fixed: the pack pads text to max_length
-        length = int(work.recipe.data.get("max_length", 128))
-        example = _pad_text(example, length, work.hf_dir)
-        representative = [_pad_text(r, length, work.hf_dir) for r in representative or []] or None
+        count = min(len(work.calibration), 128)
+        calib = fixed(work.calibration.subset(np.arange(count)).inputs)
+        representative = [{k: v[i : i + 1] for k, v in calib.items()} for i in range(count)]
     result = export_tflite(
         work.module,
         example,
@@ -738,22 +740,6 @@ def _export_tflite(work: Workspace, quantization: str) -> tuple[ModelFile, dict[
         for method, agreement in (result.full_int8_agreement or {}).items():
             figures[f"{method}_agreement"] = agreement
     return ModelFile(result.path, entry, work.version), figures
-
-
-def _pad_text(arrays: Mapping[str, Any], length: int, hf_dir: Path) -> dict[str, Any]:
-    """Token arrays (1, n) padded on the right to (1, length), as the pack's text encoder pads
-    for a model with a fixed sequence length: ids with the tokenizer's [PAD], masks with 0."""
-    import torch
-    from transformers import AutoTokenizer
-
-    pad_id = AutoTokenizer.from_pretrained(str(hf_dir)).pad_token_id or 0
-    padded = {}
-    for name, value in arrays.items():
-        array = np.asarray(value)
-        width = [(0, 0)] * (array.ndim - 1) + [(0, length - array.shape[-1])]
-        array = np.pad(array, width, constant_values=pad_id if name == "input_ids" else 0)
-        padded[name] = torch.from_numpy(array) if isinstance(value, torch.Tensor) else array
-    return padded
 
 
 def run_quantize(work: Workspace, options: QuantizeStageOptions) -> StageRecord:
