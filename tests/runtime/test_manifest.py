@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from edgepack.packing import manifest_dict, manifest_json
 from edgepack.runtime import (
     SCHEMA_VERSION,
     ManifestError,
@@ -14,7 +15,6 @@ from edgepack.runtime import (
     manifest_digest,
     parse_manifest,
 )
-from edgepack.packing import manifest_dict, manifest_json
 from edgepack.runtime.schema import pack_schema, schema_errors
 from tests.conftest import require
 
