@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from edgepack.device_profiles import DeviceProfile, list_profiles, load_profile
-from edgepack.runtime import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 from .cost_model import cost_seconds
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.device_profiles import DeviceProfile
 from edgepack.device_profiles.cores import (
     COMPUTE_CLASSES,
@@ -25,7 +26,6 @@ from edgepack.device_profiles.cores import (
     core_type,
     runtime_model,
 )
-from edgepack.runtime import BenchmarkError
 
 # A bus's theoretical peak is not reached by real code; STREAM on such SoCs gets about this share.
 THEORETICAL_BANDWIDTH_SHARE = 0.6

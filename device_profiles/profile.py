@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from edgepack.runtime.errors import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 SCHEMA_VERSION = 1
 BACKENDS = ("onnxruntime", "litert")

@@ -18,6 +18,7 @@ from edgepack.benchmarks.calibrate import (
     reference_costs,
 )
 from edgepack.benchmarks.cost_model import board, cost_seconds
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.estimate import (
     estimate_latency,
     estimate_pack,
@@ -27,7 +28,6 @@ from edgepack.benchmarks.estimate import (
 )
 from edgepack.device_profiles import detect_host, load_profile, read_profile_file
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import BenchmarkError
 from tests.conftest import require
 
 MOBILENET_V1 = reference_costs()["mobilenet_v1"]
