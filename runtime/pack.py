@@ -67,8 +67,8 @@ class PackReader:
     def verified(self, relpath: str) -> Iterator[bytes | Path]:
         """A listed file for an interpreter, holding exactly the bytes whose sha256 was checked:
         on Linux the path of a sealed in-memory copy that nothing can change, written by a second
-        thread while this one hashes the next chunk (so the copy adds no wall time on a multi-core
-        board; the interpreter reads it at the speed of a file), elsewhere the bytes."""
+        thread while this one hashes the next chunk (with a free core the copy is mostly hidden;
+        the interpreter reads it at the speed of a file), elsewhere the bytes."""
         if not hasattr(os, "memfd_create"):
             yield self.read(relpath)
             return
