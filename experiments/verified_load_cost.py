@@ -4,9 +4,11 @@ bare onnxruntime session.
 In-process, interleaved on a pack directory (issue 12's criterion: handing the interpreter the
 bytes that were hashed must not cost more than the hashing already did): `hash then path
 (before)` is load() as it was, hashing the model file and then giving onnxruntime its path (which
-reads the file again, so a concurrent writer could slip unverified bytes in); `edgepack verified
-load (now)` is load() as it is, giving onnxruntime a sealed in-memory copy of the hashed bytes.
-The two steps are also timed without the interpreter: the hash alone, and the verified copy.
+reads the file again, so a concurrent writer could slip unverified bytes in); `edgepack load
+(now: read lease)` is load() as it is, hashing and handing over the file under a read lease
+that keeps writers out until onnxruntime has read it; `edgepack load, sealed copy` is load()
+with the sealed in-memory copy that LiteRT and archives get (and a refused lease falls back to).
+The steps are also timed without the interpreter: the hash alone, under a lease, and the copy.
 
 Fresh processes, side by side and interleaved: `cold` is the median of import onnxruntime and
 the first session or load; `warm` the fastest of the loads that follow in the same processes
@@ -31,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import edgepack.runtime as ep
@@ -69,10 +72,18 @@ def _model_path(pack: str) -> str:
 
 
 @contextmanager
-def _hash_then_path(reader: PackReader, relpath: str) -> Iterator[Path]:
+def _hash_then_path(reader: PackReader, relpath: str, copied: bool = False) -> Iterator[Path]:
     """PackReader.verified before issue 12's fix: hash the file, then hand over its path."""
     reader.check(relpath)
     yield reader.path / relpath
+
+
+_VERIFIED = PackReader.verified
+
+
+def _sealed_copy(reader: PackReader, relpath: str, copied: bool = False) -> Any:
+    """PackReader.verified as LiteRT and archives get it: the sealed in-memory copy."""
+    return _VERIFIED(reader, relpath, copied=False)
 
 
 def in_process(pack: str, loads: int) -> None:
@@ -87,6 +98,14 @@ def in_process(pack: str, loads: int) -> None:
         with PackReader(pack) as reader:
             reader.check(relpath)
 
+    def sealed() -> None:
+        with mock.patch.object(PackReader, "verified", _sealed_copy):
+            ep.load(pack, threads=1)
+
+    def lease_only() -> None:
+        with PackReader(pack) as reader, reader.verified(relpath, copied=True):
+            pass
+
     def copy_only() -> None:
         with PackReader(pack) as reader, reader.verified(relpath):
             pass
@@ -94,9 +113,11 @@ def in_process(pack: str, loads: int) -> None:
     before_, hash_ = "hash then path (before)", "  step: hash the model file"
     kinds: dict[str, tuple[Callable[[], object], str]] = {  # label: (how, compared with)
         before_: (before, before_),
-        "edgepack verified load (now)": (lambda: ep.load(pack, threads=1), before_),
+        "edgepack load (now: read lease)": (lambda: ep.load(pack, threads=1), before_),
+        "edgepack load, sealed copy": (sealed, before_),
         hash_: (hash_only, hash_),
-        "  step: verified copy (now)": (copy_only, hash_),
+        "  step: hash under a read lease": (lease_only, hash_),
+        "  step: sealed copy": (copy_only, hash_),
     }
     for run, _ in kinds.values():  # warm-up: imports, page cache
         run()

@@ -65,7 +65,7 @@ def load(
         for other in manifest.models:
             if other.path != entry.path:
                 reader.check(other.path)
-        with reader.verified(entry.path) as model:
+        with reader.verified(entry.path, copied=factory.copies_model) as model:
             runner = factory(model, entry, threads, providers)
     _check_against_model(manifest, entry, runner)
     return Model(manifest, entry, runner, assets)

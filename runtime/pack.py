@@ -64,29 +64,34 @@ class PackReader:
         self._stream(relpath, lambda chunk: None)
 
     @contextmanager
-    def verified(self, relpath: str) -> Iterator[bytes | Path]:
-        """A listed file for an interpreter, holding exactly the bytes whose sha256 was checked:
-        on Linux the path of a sealed in-memory copy that nothing can change, written by a second
-        thread while this one hashes the next chunk (with a free core the copy is mostly hidden;
-        the interpreter reads it at the speed of a file), elsewhere the bytes."""
+    def verified(self, relpath: str, copied: bool = False) -> Iterator[bytes | Path]:
+        """A listed file for an interpreter, holding exactly the bytes whose sha256 was checked.
+
+        copied (ONNX Runtime reads the file once, into memory of its own): a directory pack's
+        file itself, under a read lease that makes any open for writing wait; if one knocked,
+        an IntegrityError once the interpreter has read. Else (LiteRT maps the file while it
+        runs; archives; no lease) the path of a sealed in-memory copy, hashed as it is written.
+        Off Linux, the bytes."""
         if not hasattr(os, "memfd_create"):
             yield self.read(relpath)
             return
         import fcntl  # Linux, like memfd_create
-        from concurrent.futures import ThreadPoolExecutor
 
+        if copied and self._zip is None:
+            with self._open(relpath, self._entry(relpath).size_bytes) as handle:
+                if _read_lease(handle.fileno()):
+                    self._stream(relpath, lambda chunk: None, handle)
+                    yield Path(f"/proc/self/fd/{handle.fileno()}")
+                    if fcntl.fcntl(handle.fileno(), fcntl.F_GETLEASE) != fcntl.F_RDLCK:
+                        raise IntegrityError(
+                            f"{relpath} in {self.path} was opened for writing while it was "
+                            "loaded: the pack is being changed; load it again once it is written"
+                        )
+                    return
         fd = os.memfd_create(relpath, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            with open(fd, "wb", closefd=False) as copy, ThreadPoolExecutor(1) as writer:
-                pending = writer.submit(copy.write, b"")
-
-                def sink(chunk: bytes) -> None:  # one chunk in flight: bounded memory, in order
-                    nonlocal pending
-                    pending.result()  # raises the writer's error here
-                    pending = writer.submit(copy.write, chunk)
-
-                self._stream(relpath, sink)
-                pending.result()
+            with open(fd, "wb", closefd=False) as copy:
+                self._stream(relpath, copy.write)
             seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
             yield Path(f"/proc/self/fd/{fd}")
@@ -119,9 +124,11 @@ class PackReader:
             raise ManifestError(f"{relpath!r} is not listed in {self.path}/{MANIFEST_NAME}")
         return self.entries[relpath]
 
-    def _stream(self, relpath: str, sink: Callable[[bytes], Any]) -> None:
+    def _stream(
+        self, relpath: str, sink: Callable[[bytes], Any], handle: BinaryIO | None = None
+    ) -> None:
         digest, length = hashlib.sha256(), 0
-        for chunk in self._chunks(relpath):
+        for chunk in self._chunks(relpath, handle=handle):
             digest.update(chunk)
             length += len(chunk)
             sink(chunk)
@@ -133,10 +140,16 @@ class PackReader:
                 f"with sha256 {digest.hexdigest()[:12]}...): the file was changed or damaged"
             )
 
-    def _chunks(self, relpath: str, cap: int | None = None) -> Iterator[bytes]:
-        """The file in chunks, never more than `cap` (default: its listed size) bytes read."""
+    def _chunks(
+        self, relpath: str, cap: int | None = None, handle: BinaryIO | None = None
+    ) -> Iterator[bytes]:
+        """The file in chunks (from `handle` if given, left open), never more than `cap`
+        (default: its listed size) bytes read."""
         cap = self._entry(relpath).size_bytes if cap is None else cap
-        with _zip_errors(self.path, relpath), self._open(relpath, cap) as handle:
+        with (
+            _zip_errors(self.path, relpath),
+            contextlib.nullcontext(handle) if handle else self._open(relpath, cap) as handle,
+        ):
             while chunk := handle.read(min(_CHUNK, cap + 1)):
                 cap -= len(chunk)
                 if cap < 0:
@@ -221,6 +234,21 @@ def verify_pack(
     with PackReader(path, trusted_keys) as reader:
         reader.verify()
         return reader.manifest
+
+
+def _read_lease(fd: int) -> bool:
+    """Take a read lease: until it is released, any open of the file for writing waits (up to
+    /proc/sys/fs/lease-break-time). False if the file is open for writing, another user's, or
+    on a file system without leases."""
+    import fcntl
+    import signal
+
+    try:  # a writer's knock is signalled: SIGURG, which a process ignores by default
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager

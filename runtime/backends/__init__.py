@@ -16,6 +16,7 @@ class Backend(Protocol):
     `__init__(model: bytes | Path, entry: ModelEntry, threads: int, providers: list | None)`."""
 
     name: str
+    copies_model: bool  # reads the model file once, into memory of its own (see verified())
     threads: int
     providers: list[str]
 

@@ -22,6 +22,7 @@ class LiteRTBackend:
     """Runs a .tflite model. The interpreter is not thread-safe, so each run holds a lock."""
 
     name = "litert"
+    copies_model = False  # the interpreter maps the file and reads it while it runs
 
     def __init__(
         self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None

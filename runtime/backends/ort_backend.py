@@ -29,6 +29,7 @@ class OnnxRuntimeBackend:
     """Runs an ONNX model. InferenceSession.run is thread-safe, so no lock is taken."""
 
     name = "onnxruntime"
+    copies_model = True  # the session holds the model in memory of its own; the file is let go
 
     def __init__(
         self, model: bytes | Path, entry: ModelEntry, threads: int, providers: list[str] | None

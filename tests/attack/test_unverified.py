@@ -3,9 +3,16 @@ while it loads, a manifest changed where no file hash looks, and signed packs.""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 import edgepack.runtime as ep
+from edgepack.runtime.pack import PackReader
 from tests.conftest import require
 
 from . import attacks, craft
@@ -36,6 +43,53 @@ def test_no_load_runs_a_model_it_did_not_verify(bench, mode):
     outcomes = list(attacks.race(bench, 60, mode))
     wrong = [detail for kind, detail in outcomes if kind not in ("clean", "silent")]
     assert not wrong, wrong[:3]
+
+
+def _leases_here(folder) -> bool:
+    (folder / "probe").write_bytes(b"")
+    with open(folder / "probe", "rb") as probe:
+        try:
+            fcntl.fcntl(probe.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError:
+            return False
+        fcntl.fcntl(probe.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return True
+
+
+def test_a_writer_waits_for_onnxruntime_and_the_load_is_refused(bench):
+    """Under the read lease, a writer's open waits until the interpreter has read the file;
+    then the load is refused (what it read was still the hashed file)."""
+    folder, pack = bench.copy("image-dir")
+    if not _leases_here(folder):
+        pytest.skip("this file system grants no leases: loads use the sealed copy")
+    model = pack / "image.onnx"
+    hashed = model.read_bytes()
+    writer = None
+    with (
+        PackReader(pack) as reader,
+        pytest.raises(ep.IntegrityError, match="opened for writing"),
+        reader.verified("image.onnx", copied=True) as path,
+    ):
+        assert os.path.samefile(path, model)  # the file itself, no copy
+        code = f"f = open({str(model)!r}, 'r+b'); f.write(b'x'); f.close()"
+        writer = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(1.0)
+        assert writer.poll() is None, "the writer's open did not wait for the lease"
+        assert path.read_bytes() == hashed
+    assert writer is not None and writer.wait(timeout=60) == 0  # released: the writer goes on
+    assert model.read_bytes()[:1] == b"x"
+
+
+def test_a_file_already_open_for_writing_gets_the_sealed_copy(bench):
+    _, pack = bench.copy("image-dir")
+    model = pack / "image.onnx"
+    with (
+        open(model, "r+b"),
+        PackReader(pack) as reader,
+        reader.verified("image.onnx", copied=True) as path,
+    ):
+        assert os.readlink(path).startswith("/memfd:")
+        assert path.read_bytes() == model.read_bytes()
 
 
 @pytest.mark.parametrize("case", range(3), ids=["label", "scale", "mean"])
