@@ -27,10 +27,15 @@ SIGMA = {"own": 0.35, "same-core": 0.5, "uncalibrated": 0.8, "host": 0.4}
 # model's least certain constant. On the bundled calibration rows the fp32 and int8 factors of one
 # board differ by up to log 0.24 (rpi4-1.5ghz; 0.005 on rpi3b-plus): tests check it stays covered.
 SIGMA_OTHER_PRECISION = 0.25
-# Added when the estimate's thread count is not one its references ran at: the modelled 4-thread
-# speed-up S(4) = 3.24 lies between the DRAM-bound 2 (ONE_CORE_DRAM_SHARE x 4) and the linear 4,
-# log(3.24 / 2) = 0.48 and log(4 / 3.24) = 0.21, whose mean is this (docs/latency-model.md).
+# Added when the estimate's thread count is not one its references ran at, on a board whose
+# profile gives no measured all-core speed-up: the runtime's assumed S(4) = 3.24 lies between the
+# DRAM-bound 2 (ONE_CORE_DRAM_SHARE x 4) and the linear 4, log(3.24 / 2) = 0.48 and
+# log(4 / 3.24) = 0.21, whose mean is this (docs/latency-model.md).
 SIGMA_OTHER_THREADS = 0.35
+# The same, where the profile cites a measured all-core speed-up (cpu.all_core_speedup): the
+# per-model log spread of the cited 1-thread / all-core ratios is 0.09-0.14 on the bundled boards,
+# and carrying another runtime's ratio to ours adds an assumed 0.2; hypot(0.13, 0.2) = 0.24.
+SIGMA_OTHER_THREADS_MEASURED = 0.25
 # Published reference measurements name models in prose; these keys (lowercase, no spaces or
 # dashes) find the matching architecture in reference_costs.json, longest match first.
 REFERENCE_MODELS = {
@@ -129,7 +134,16 @@ def _factor(used: list[dict]) -> tuple[float, float]:
     return math.exp(mean), spread
 
 
-def _fit(used: list[dict], precision: str, threads: int | None) -> dict[str, Any]:
+def threads_sigma(profile: DeviceProfile) -> float:
+    """The widening of an estimate carried from its references' thread count to another: smaller
+    where the board's own 1-thread / all-core speed-up is published."""
+    measured = profile.cpu.all_core_speedup is not None
+    return SIGMA_OTHER_THREADS_MEASURED if measured else SIGMA_OTHER_THREADS
+
+
+def _fit(
+    used: list[dict], precision: str, threads: int | None, threads_extra: float
+) -> dict[str, Any]:
     """Factor and extra spread from references, preferring those of the estimate's precision:
     the others stand in only when none match, and widen the range."""
     group = precision_group(precision)
@@ -140,7 +154,7 @@ def _fit(used: list[dict], precision: str, threads: int | None) -> dict[str, Any
     ran_at = {r["threads"] for r in chosen}
     other_threads = threads is not None and threads not in ran_at
     if other_threads:
-        extra = math.hypot(extra, SIGMA_OTHER_THREADS)
+        extra = math.hypot(extra, threads_extra)
     caveats = []
     if not matching:
         caveats.append(f"fitted on {chosen[0]['precision']}, not {group}")
@@ -169,7 +183,7 @@ def calibration(
     """
     used, skipped = own_references(profile, backend)
     if used:
-        fit = _fit(used, precision, threads)
+        fit = _fit(used, precision, threads, threads_sigma(profile))
         caveat = f" ({'; '.join(fit['caveats'])}, so its range is wider)" if fit["caveats"] else ""
         return {
             "kind": "own",
@@ -220,5 +234,5 @@ def _same_core_fits(
             continue
         used, _ = own_references(other, backend)
         if used:
-            fits[name] = _fit(used, precision, threads)
+            fits[name] = _fit(used, precision, threads, threads_sigma(profile))
     return fits

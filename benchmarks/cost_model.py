@@ -47,6 +47,9 @@ class Board:
     l2_shared: bool
     l3_bytes: float
     dram_bytes_per_s: float
+    # Speed-up of all cores over one, published for this board (cpu.all_core_speedup), or None:
+    # then the runtime's per-doubling efficiency stands in (docs/latency-model.md).
+    all_core_speedup: float | None = None
 
 
 def board(profile: DeviceProfile) -> Board:
@@ -77,12 +80,27 @@ def board(profile: DeviceProfile) -> Board:
         l2_shared=bool(memory.l2_shared),
         l3_bytes=(memory.l3_kib or 0) * 1024.0,
         dram_bytes_per_s=memory.bandwidth_gbs * 1e9 * share,
+        all_core_speedup=cpu.all_core_speedup,
     )
 
 
 def speedup(threads: int, efficiency: float) -> float:
     """Compute speed-up at `threads`: each doubling multiplies by 2 x efficiency."""
     return threads * efficiency ** math.log2(threads) if threads > 1 else 1.0
+
+
+def board_speedup(b: Board, threads: int, runtime: RuntimeModel) -> float:
+    """Speed-up of `threads` over one thread on this board. With a published all-core speed-up
+    S on N cores it is Amdahl's law through that point, t / (1 + a (t - 1)) with
+    a = (N / S - 1) / (N - 1): the cores share an L2, a DRAM controller and a power budget, so
+    the part that does not scale is the board's, not the runtime's. Without one, the runtime's
+    per-doubling efficiency (an assumption) stands in."""
+    if threads <= 1:
+        return 1.0
+    if b.all_core_speedup is None or b.cores <= 1:
+        return speedup(threads, runtime.parallel_efficiency)
+    serial = (b.cores / b.all_core_speedup - 1) / (b.cores - 1)
+    return threads / (1 + serial * (threads - 1))
 
 
 def compute_rate(
@@ -94,13 +112,13 @@ def compute_rate(
     rate = peak * runtime.efficiency[b.core.pipeline] * runtime.class_efficiency[op_class]
     if precision in INT8_PRECISIONS:
         rate *= runtime.int8_ratio(b.core.features)[1]
-    return rate * speedup(threads, runtime.parallel_efficiency)
+    return rate * board_speedup(b, threads, runtime)
 
 
 def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeModel) -> tuple:
     """(bytes per second, level) for an op whose data is `working_set` bytes: from L2 when it
     fits there, else from L3, else from DRAM, which the threads share."""
-    parallel = speedup(threads, runtime.parallel_efficiency)
+    parallel = board_speedup(b, threads, runtime)
     l2 = b.l2_bytes if b.l2_shared else b.l2_bytes * threads
     if working_set <= l2:
         return b.clock_hz * b.core.l2_bytes_per_cycle * parallel, "L2"

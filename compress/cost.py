@@ -471,10 +471,12 @@ def _graph_totals(
         flops = CLASS_FLOPS[op_class](node, ins, out)
         types = [t.elem_type for t in data if t is not None and t.elem_type not in INDEX_TYPES]
         precision = "int8" if int8 else PRECISIONS.get(next(iter(types), 0), "fp32")
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
         entry[0] += 1
         entry[1] += flops
         entry[2] += sum(b for b in moved if b is not None)
+        if op_class == "depthwise_conv":
+            entry[3] += _attr(node, "group", 1)  # ORT's fp32 path loops over them (estimator)
     return totals
 
 
@@ -519,11 +521,12 @@ def _add_control_flow(
         else:
             repeat = x.shape[axes[0] if axes else 0]
             notes.append(f"{label}: body counted {repeat} times")
-    for key, (count, flops, moved) in branches[chosen].items():
-        entry = totals.setdefault(key, [0, 0.0, 0])
+    for key, (count, flops, moved, groups) in branches[chosen].items():
+        entry = totals.setdefault(key, [0, 0.0, 0, 0])
         entry[0] += count * repeat
         entry[1] += flops * repeat
         entry[2] += moved * repeat
+        entry[3] += groups * repeat
 
 
 def _infer_shapes(proto: onnx.ModelProto, bound: Mapping[str, int]) -> onnx.ModelProto:
@@ -660,8 +663,9 @@ def cost_summary(
             "count": int(count),
             "flops": float(flops),
             "bytes": int(moved),
+            **({"groups": int(groups)} if op_class == "depthwise_conv" else {}),
         }
-        for (op_class, precision), (count, flops, moved) in sorted(
+        for (op_class, precision), (count, flops, moved, groups) in sorted(
             totals.items(), key=lambda item: (order[item[0][0]], item[0][1])
         )
     ]
@@ -804,15 +808,19 @@ def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
         moved = 0 if name in TFLITE_VIEW_OPS else sum(nbytes(i) for i in inputs + outputs)
         out = shape(outputs[0]) if outputs else None
         flops = _tflite_flops(name, op_class, [shape(i) for i in inputs], out)
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
         entry[0] += 1
         entry[1] += flops
         entry[2] += moved
+        if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 and shape(inputs[1]):
+            entry[3] += shape(inputs[1])[-1]  # output channels: one group each
     order = {name: i for i, name in enumerate(CLASS_ORDER)}
+    ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
     rows = [
-        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b)}
-        for (c, p), (n, f, b) in sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
-    ]
+        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
+         **({"groups": int(g)} if c == "depthwise_conv" else {})}
+        for (c, p), (n, f, b, g) in ranked
+    ]  # fmt: skip
     return {
         "parameters": parameters,
         "flops": float(sum(r["flops"] for r in rows)),

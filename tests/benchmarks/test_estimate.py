@@ -326,11 +326,11 @@ def test_a_pack_is_estimated_from_its_manifest_cost(tmp_path, classifier):
     entry.cost = cost_summary(path)
     pack = tmp_path / "tiny.edgepack"
     assemble_pack(pack, [(path, entry)])
-    p = estimate_pack(pack, "rpi5", backend="onnxruntime", history=tmp_path / "h.json")
+    p = estimate_pack(pack, "jetson-nano", backend="onnxruntime", history=tmp_path / "h.json")
     assert p["model"]["pack"] == "tiny" and p["model"]["sha256"] == entry.sha256
-    seconds, _ = cost_seconds(entry.cost, load_profile("rpi5"), "onnxruntime", 4)
+    seconds, _ = cost_seconds(entry.cost, load_profile("jetson-nano"), "onnxruntime", 4)
     assert p["uncalibrated_ms"] == pytest.approx(seconds * 1e3)
-    assert p["calibration"]["kind"] == "uncalibrated"  # no ONNX Runtime figure for the Pi 5
+    assert p["calibration"]["kind"] == "uncalibrated"  # no ONNX Runtime CPU figure for the Nano
 
     bare = tmp_path / "bare.edgepack"
     assemble_pack(bare, [path])
