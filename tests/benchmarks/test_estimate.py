@@ -11,13 +11,15 @@ import pytest
 
 from edgepack.benchmarks import calibrate
 from edgepack.benchmarks.calibrate import (
+    INT8_PEAK_RATIO,
     SIGMA,
     SIGMA_OTHER_PRECISION,
     SIGMA_OTHER_THREADS,
+    SIGMA_OTHER_THREADS_MEASURED,
     calibration,
     reference_costs,
 )
-from edgepack.benchmarks.cost_model import board, cost_seconds
+from edgepack.benchmarks.cost_model import board, board_speedup, cost_seconds
 from edgepack.benchmarks.estimate import (
     estimate_latency,
     estimate_pack,
@@ -26,8 +28,9 @@ from edgepack.benchmarks.estimate import (
     record_measurement,
 )
 from edgepack.device_profiles import detect_host, load_profile, read_profile_file
+from edgepack.device_profiles.cores import runtime_model
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import BenchmarkError
+from edgepack.runtime import BenchmarkError, ProfileError
 from tests.conftest import require
 
 MOBILENET_V1 = reference_costs()["mobilenet_v1"]
@@ -47,7 +50,9 @@ def _cost(flops: float, bytes_moved: float = 4e6, precision: str = "fp32", count
     }  # fmt: skip
 
 
-def _profile(tmp_path, name="testboard", core="Cortex-A72", references="", extra_memory=""):
+def _profile(
+    tmp_path, name="testboard", core="Cortex-A72", references="", extra_memory="", extra_cpu=""
+):
     text = f"""
 schema_version = 1
 name = "{name}"
@@ -60,6 +65,7 @@ max_clock_ghz = 1.5
 arch = "armv8.0-a"
 simd_width_bits = 128
 features = ["neon"]
+{extra_cpu}
 [memory]
 ram_gib = 4
 bandwidth_gbs = 4.0
@@ -144,6 +150,96 @@ def test_compute_scales_with_threads_and_int8_with_the_isa(tmp_path):
     fp32_dot = cost_seconds(_cost(4e9), a76, "litert", 1)[0]
     int8_dot = cost_seconds(_cost(4e9, precision="int8"), a76, "litert", 1)[0]
     assert 1 < fp32 / int8 < fp32_dot / int8_dot  # SDOT gains more than widening multiplies
+
+
+def test_a_published_all_core_speed_up_sets_the_boards_thread_scaling(tmp_path):
+    """With cpu.all_core_speedup the compute-bound speed-up at all cores is the published one
+    (Amdahl's law through it), not the runtime's assumed per-doubling efficiency."""
+    measured = _profile(tmp_path, "measured", extra_cpu="all_core_speedup = 2.0")
+    assumed = _profile(tmp_path, "assumed")
+    compute_bound = {"ops": [{"op_class": "conv", "precision": "fp32", "count": 1,
+                              "flops": 8e9, "bytes": 1e5}]}  # fmt: skip
+
+    def ratio(profile, threads):
+        one = cost_seconds(compute_bound, profile, "litert", 1)[1][0]
+        many = cost_seconds(compute_bound, profile, "litert", threads)[1][0]
+        return (one["ms"] - one["overhead_ms"]) / (many["ms"] - many["overhead_ms"])
+
+    assert ratio(measured, 4) == pytest.approx(2.0)
+    assert 1.0 < ratio(measured, 2) < ratio(measured, 3) < 2.0
+    eta = runtime_model("litert").parallel_efficiency
+    assert ratio(assumed, 4) == pytest.approx(4 * eta**2)
+    # ... and an estimate carried to another thread count widens less where it is published.
+    refs = _reference(100.0)
+    own = _profile(tmp_path, "own", references=refs, extra_cpu="all_core_speedup = 2.0")
+    assert calibration(own, "litert", "fp32", 1)["sigma"] == pytest.approx(
+        math.hypot(SIGMA["own"], SIGMA_OTHER_THREADS_MEASURED)
+    )
+
+
+@pytest.mark.parametrize("value", ["0.5", "5.0"])
+def test_an_all_core_speed_up_beyond_the_cores_is_refused(tmp_path, value):
+    with pytest.raises(ProfileError, match="cpu.all_core_speedup.*between 1 and the 4 cores"):
+        _profile(tmp_path, extra_cpu=f"all_core_speedup = {value}")
+
+
+def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_path):
+    """MLAS on Arm loops over the channels of an fp32 depthwise convolution (im2col + a one-row
+    GEMM each, with its own fork/join): the groups cost ONNX Runtime time, not LiteRT, and not
+    ONNX Runtime's int8 depthwise kernel."""
+    profile = _profile(tmp_path)
+    row = {"op_class": "depthwise_conv", "precision": "fp32", "count": 10, "flops": 2e7,
+           "bytes": 4e6}  # fmt: skip
+    ort = runtime_model("onnxruntime")
+
+    def ms(op, backend, threads=4):
+        return cost_seconds({"ops": [op]}, profile, backend, threads)[1][0]
+
+    plain, grouped = ms(row, "onnxruntime"), ms({**row, "groups": 5000}, "onnxruntime")
+    b = board(profile)
+    per_group = (ort.fp32_depthwise_group_cycles + ort.sync_cycles) / b.clock_hz
+    expand = 2e7 * ort.fp32_depthwise_expand_bytes_per_flop  # im2col written and read back
+    cache = b.clock_hz * b.core.l2_bytes_per_cycle * board_speedup(b, 4, ort)
+    expected = (5000 * per_group + expand / cache) * 1e3
+    assert grouped["channel_loop_ms"] == pytest.approx(expected)
+    # A summary without a group count (older packs) still pays the im2col traffic.
+    assert grouped["ms"] - plain["ms"] == pytest.approx(5000 * per_group * 1e3)
+    one = ms({**row, "groups": 5000}, "onnxruntime", threads=1)  # no fork/join on one thread
+    assert one["channel_loop_ms"] < 5000 * per_group * 1e3
+    assert ms({**row, "groups": 5000}, "litert")["ms"] == pytest.approx(ms(row, "litert")["ms"])
+    int8 = {**row, "precision": "int8", "groups": 5000}
+    assert "channel_loop_ms" not in ms(int8, "onnxruntime")
+
+
+def test_the_cost_summary_counts_depthwise_groups(tmp_path):
+    require("onnx")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgepack.compress.cost import cost_summary
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [8, 1, 3, 3], [0.1] * 72)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], group=8, pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [node], "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], [weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "dw.onnx"
+    onnx.save(model, path)
+    rows = {r["op_class"]: r for r in cost_summary(path)["ops"]}
+    assert rows["depthwise_conv"]["groups"] == 8
+
+
+def test_a_precision_carried_on_an_assumed_int8_rate_widens_more():
+    """The Pi 5 calibrates LiteRT on a uint8 figure only; carried to fp32 it rests on LiteRT's
+    SDOT rate, an assumption, so it widens by log(4) / 2. The Pi 4's NEON rate is cited."""
+    pi5 = calibration(load_profile("rpi5"), "litert", "fp32", 4)
+    same = calibration(load_profile("rpi5"), "litert", "int8", 4)
+    assert pi5["sigma"] == pytest.approx(
+        math.hypot(same["sigma"], math.log(INT8_PEAK_RATIO["dotprod"]) / 2)
+    )
+    assert math.log(INT8_PEAK_RATIO["dotprod"]) / 2 > SIGMA_OTHER_PRECISION
 
 
 def test_a_profile_without_the_figures_the_model_needs_is_named(tmp_path):
