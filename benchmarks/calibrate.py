@@ -18,7 +18,7 @@ from edgepack.device_profiles import DeviceProfile, list_profiles, load_profile
 from edgepack.device_profiles.cores import core_type, runtime_model
 from edgepack.runtime import ProfileError
 
-from .cost_model import cost_seconds
+from .cost_model import cost_seconds, fixed_seconds
 
 CPU_BACKENDS = ("onnxruntime", "litert")
 # Spread (natural log) of the errors of an estimate, by where its calibration came from: the
@@ -123,7 +123,7 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
             continue
         arch, cost = match
         threads = min(ref.threads, profile.cpu.cores)
-        seconds, _ = cost_seconds(cost, profile, backend, threads)
+        seconds, rows = cost_seconds(cost, profile, backend, threads)
         used.append(
             {
                 "model": ref.model,
@@ -132,14 +132,24 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
                 "threads": ref.threads,
                 "published_ms": ref.latency_ms,
                 "uncalibrated_ms": seconds * 1e3,
+                "fixed_ms": fixed_seconds(rows, profile, backend) * 1e3,
                 "source": ref.source.url,
             }
         )
     return used, skipped
 
 
+def kernel_ratio(published_ms: float, uncalibrated_ms: float, fixed_ms: float) -> float:
+    """published / estimated for the kernel time alone (the fixed overheads taken out of both);
+    the plain ratio where the overheads alone would exceed the published figure."""
+    if published_ms > fixed_ms and uncalibrated_ms > fixed_ms:
+        return (published_ms - fixed_ms) / (uncalibrated_ms - fixed_ms)
+    return published_ms / uncalibrated_ms
+
+
 def _factor(used: list[dict]) -> tuple[float, float]:
-    mean, spread = _geomean_log([r["published_ms"] / r["uncalibrated_ms"] for r in used])
+    ratios = [kernel_ratio(r["published_ms"], r["uncalibrated_ms"], r["fixed_ms"]) for r in used]
+    mean, spread = _geomean_log(ratios)
     return math.exp(mean), spread
 
 

@@ -129,19 +129,20 @@ def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeMode
 
 def _channel_by_channel(
     op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
-) -> float:
+) -> tuple[float, float]:
     """Extra seconds of a float depthwise convolution that the runtime runs one channel at a
     time through im2col + GEMM (ONNX Runtime's MLAS on Arm): each channel group is its own call
     with its own fork/join, and the im2col buffer, which stays in cache, is written and read back.
     Zero for runtimes with a depthwise kernel (their figures are 0). A summary without a group
-    count (made before it was counted) gets no per-group charge."""
+    count (made before it was counted) gets no per-group charge. Returns (fixed seconds of the
+    per-group calls, seconds of the im2col traffic)."""
     groups = op.get("groups", 0)
     per_group = runtime.fp32_depthwise_group_cycles
     if runtime.fp32_depthwise_group_cycles and threads > 1:
         per_group += runtime.sync_cycles
     expand = op["flops"] * runtime.fp32_depthwise_expand_bytes_per_flop
     cache_rate = b.clock_hz * b.core.l2_bytes_per_cycle * board_speedup(b, threads, runtime)
-    return groups * per_group / b.clock_hz + expand / cache_rate
+    return groups * per_group / b.clock_hz, expand / cache_rate
 
 
 def op_seconds(
@@ -158,16 +159,19 @@ def op_seconds(
             seconds, bound = compute_s, "compute"
     per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
-    channel_loop = 0.0
+    calls, im2col = 0.0, 0.0
     if op["op_class"] == "depthwise_conv" and op["precision"] not in INT8_PRECISIONS:
-        channel_loop = _channel_by_channel(op, b, runtime, threads)
+        calls, im2col = _channel_by_channel(op, b, runtime, threads)
+    channel_loop = calls + im2col
     return {
         "op_class": op["op_class"],
         "precision": op["precision"],
         "count": op["count"],
         "bound": bound,
         "ms": (seconds + channel_loop + overhead) * 1e3,
-        "overhead_ms": overhead * 1e3,
+        # Fixed cycle counts (dispatch, fork/join, per-group calls): calibration does not scale
+        # them, only the kernel time (the rest of "ms").
+        "overhead_ms": (overhead + calls) * 1e3,
         **({"channel_loop_ms": channel_loop * 1e3} if channel_loop else {}),
     }
 
@@ -184,3 +188,10 @@ def cost_seconds(
     rows = [op_seconds(op, b, runtime, threads) for op in cost.get("ops", [])]
     total = runtime.run_overhead_cycles / b.clock_hz + sum(r["ms"] for r in rows) / 1e3
     return total, rows
+
+
+def fixed_seconds(rows: list[dict[str, Any]], profile: DeviceProfile, backend: str) -> float:
+    """The part of cost_seconds' total that is fixed cycle counts (per-run, per-op and per-group
+    overheads), which a calibration factor does not scale: it corrects kernel efficiency."""
+    run = runtime_model(backend).run_overhead_cycles / (profile.cpu.max_clock_ghz * 1e9)
+    return run + sum(r["overhead_ms"] for r in rows) / 1e3

@@ -17,9 +17,10 @@ from edgepack.benchmarks.calibrate import (
     SIGMA_OTHER_THREADS,
     SIGMA_OTHER_THREADS_MEASURED,
     calibration,
+    kernel_ratio,
     reference_costs,
 )
-from edgepack.benchmarks.cost_model import board, board_speedup, cost_seconds
+from edgepack.benchmarks.cost_model import board, board_speedup, cost_seconds, fixed_seconds
 from edgepack.benchmarks.estimate import (
     estimate_latency,
     estimate_pack,
@@ -106,6 +107,14 @@ title = "a made-up measurement"
 def alone(monkeypatch):
     """No other profile exists, so a profile without references has nothing to borrow."""
     monkeypatch.setattr(calibrate, "list_profiles", lambda: ["host"])
+
+
+def _factor_for(multiple, cost, profile, backend="litert", threads=4):
+    """The calibration factor a reference of `multiple` x the uncalibrated estimate gives: it
+    scales the kernel time only, the fixed overheads stay as counted."""
+    seconds, rows = cost_seconds(cost, profile, backend, threads)
+    raw, fixed = seconds * 1e3, fixed_seconds(rows, profile, backend) * 1e3
+    return kernel_ratio(multiple * raw, raw, fixed)
 
 
 def _estimate(cost, profile, tmp_path, **options):
@@ -278,7 +287,9 @@ def test_own_calibration_is_per_runtime_and_precision_and_fits_the_references(tm
     int8 = calibration(profile, "litert", "int8", 4)
     # Each precision is fitted on its own reference: an int8 rate that is off does not leak.
     assert fp32["kind"] == int8["kind"] == "own"
-    assert fp32["factor"] == pytest.approx(2.0) and int8["factor"] == pytest.approx(8.0)
+    assert fp32["factor"] == pytest.approx(_factor_for(2, MOBILENET_V1["fp32"], plain))
+    assert int8["factor"] == pytest.approx(_factor_for(8, MOBILENET_V1["int8-static"], plain))
+    assert fp32["factor"] > 2.0  # the fixed overheads are not scaled, so the kernels are more
     assert [r["precision"] for r in int8["references"]] == ["int8"]
     assert fp32["sigma"] == pytest.approx(SIGMA["own"])
     # LiteRT measurements say nothing about ONNX Runtime.
@@ -294,7 +305,8 @@ def test_a_factor_carried_to_another_precision_or_thread_count_widens_the_range(
     profile = _profile(tmp_path, references=_reference(3 * raw_int8, "uint8"))
     same = calibration(profile, "litert", "int8", 4)
     other = calibration(profile, "litert", "fp32", 4)
-    assert same["factor"] == other["factor"] == pytest.approx(3.0)
+    expected = _factor_for(3, MOBILENET_V1["int8-static"], _profile(tmp_path))
+    assert same["factor"] == other["factor"] == pytest.approx(expected)
     assert other["sigma"] == pytest.approx(math.hypot(same["sigma"], SIGMA_OTHER_PRECISION))
     assert "fitted on uint8, not fp32" in other["status"]
     one = calibration(profile, "litert", "int8", 1)
@@ -331,7 +343,8 @@ def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, mo
     monkeypatch.setattr(calibrate, "load_profile", boards.__getitem__)
     lone = _profile(tmp_path)
     cal = calibration(lone, "litert")
-    assert cal["kind"] == "same-core" and cal["borrowed_from"] == {"a72-board": pytest.approx(3)}
+    lent = _factor_for(3, MOBILENET_V1["fp32"], _profile(tmp_path))
+    assert cal["kind"] == "same-core" and cal["borrowed_from"] == {"a72-board": pytest.approx(lent)}
     assert "no litert calibration of its own" in cal["status"] and "a72-board" in cal["status"]
     assert cal["sigma"] > SIGMA["own"]
     other = _profile(tmp_path, core="Cortex-A57")
