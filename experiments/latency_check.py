@@ -8,7 +8,9 @@ for another checkout's estimator too (e.g. main's), on the same rows and the sam
 
 The split was decided before any estimate was looked at, and is written in ROWS below: per board
 and runtime, at most two published figures calibrate (they are the profile's [[references]]); every
-other figure is held out. The models are built in code with random weights (experiments.zoo),
+other figure is held out. Held-out rows whose source ran kernels edgepack never runs (TensorFlow
+1.x before XNNPACK) are printed, and summarised on a line of their own; the target is judged on
+the others. The models are built in code with random weights (experiments.zoo),
 exported to ONNX, quantized (static QDQ int8) where the row is
 int8, and cost-summarised; the estimate of a LiteRT row is made from that ONNX graph's cost summary
 (the op counts of the TFLite graph the source ran are close to it, but not identical).
