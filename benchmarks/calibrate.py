@@ -16,7 +16,7 @@ from typing import Any
 
 from edgepack.device_profiles import DeviceProfile, list_profiles, load_profile
 from edgepack.device_profiles.cores import core_type, runtime_model
-from edgepack.runtime import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 from .cost_model import cost_seconds, fixed_seconds
 

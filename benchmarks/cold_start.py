@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.runtime import BenchmarkError
+from edgepack.benchmarks.errors import BenchmarkError
 
 PathLike = str | os.PathLike[str]
 STEADY_RUNS = 5  # inferences after the first, so peak RSS includes the settled memory arena

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.device_profiles import DeviceProfile
 from edgepack.device_profiles.cores import (
     COMPUTE_CLASSES,
@@ -25,7 +26,6 @@ from edgepack.device_profiles.cores import (
     core_type,
     runtime_model,
 )
-from edgepack.runtime import BenchmarkError
 
 # A bus's theoretical peak is not reached by real code; STREAM on such SoCs gets about this share.
 THEORETICAL_BANDWIDTH_SHARE = 0.6
@@ -99,7 +99,8 @@ def board_speedup(b: Board, threads: int, runtime: RuntimeModel) -> float:
         return 1.0
     if b.all_core_speedup is None or b.cores <= 1:
         return speedup(threads, runtime.parallel_efficiency)
-    serial = (b.cores / b.all_core_speedup - 1) / (b.cores - 1)
+    # A copy of a profile with fewer cores keeps its figure; a speed-up never exceeds the cores.
+    serial = (b.cores / min(b.all_core_speedup, b.cores) - 1) / (b.cores - 1)
     return threads / (1 + serial * (threads - 1))
 
 

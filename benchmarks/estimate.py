@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.device_profiles import DeviceProfile, clamp_threads, detect_host, load_profile
 from edgepack.device_profiles.cores import COMPUTE_CLASSES
-from edgepack.runtime import BenchmarkError, PackManifest, read_manifest
+from edgepack.runtime import PackManifest, read_manifest
 
 from .calibrate import CPU_BACKENDS, SIGMA, calibration
 from .cost_model import cost_seconds, fixed_seconds, speedup

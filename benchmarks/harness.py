@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.device_profiles import HOST, DeviceProfile, clamp_threads, detect_host, load_profile
 from edgepack.runtime import (
-    BenchmarkError,
     EdgepackError,
     Model,
     ModelEntry,

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.runtime import BenchmarkError, ModelEntry, PackManifest
+from edgepack.benchmarks.errors import BenchmarkError
+from edgepack.runtime import ModelEntry, PackManifest
 
 DEFAULT_DIMS = {"batch": 1}
 DEFAULT_DYNAMIC = 64  # sequence length (or any other named dim) when nothing says otherwise

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edgepack.runtime import BenchmarkError
+from edgepack.benchmarks.errors import BenchmarkError
 
 from .harness import BenchResult
 

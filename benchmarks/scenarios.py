@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgepack.runtime.errors import BenchmarkError
+from edgepack.benchmarks.errors import BenchmarkError
 
 Progress = Callable[[float, str], None]
 BLOCK_S = 0.1  # how long one pack runs before the next takes over, when several are interleaved

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepack.runtime.errors import BenchmarkError
+from edgepack.benchmarks.errors import BenchmarkError
 
 # numpy's "linear" method: Hyndman & Fan (1996) type 7, the position is p/100 * (n - 1) between the
 # sorted samples, interpolated linearly. It is numpy's and R's default, so numbers are reproducible.

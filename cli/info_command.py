@@ -6,6 +6,7 @@ import argparse
 import json
 
 from edgepack.cli.pack_options import describe_image_input
+from edgepack.packing import manifest_json
 from edgepack.runtime import PackManifest, read_manifest
 
 
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.pack)
-    print(manifest.to_json() if args.json else describe(manifest), end="")
+    print(manifest_json(manifest) if args.json else describe(manifest), end="")
     return 0
 
 

@@ -231,9 +231,9 @@ def run_recipe_with_pack_options(
     the recipe writes into a scratch folder and only the changed pack reaches recipe.output, so
     a refused option leaves nothing half-made there. --max-length also sets the evaluation's.
     options: run_recipe's others (report=...). None on a torchrun rank that writes nothing."""
+    from edgepack.compress.errors import QuantizationError
     from edgepack.compress.recipe import run_recipe  # workstation only
     from edgepack.packing import scratch_dir
-    from edgepack.runtime import QuantizationError
 
     if not given(args):
         return run_recipe(recipe, progress=progress, **options)

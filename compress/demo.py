@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from edgepack.runtime import QuantizationError, load
+from edgepack.compress.errors import QuantizationError
+from edgepack.runtime import load
 from edgepack.runtime.pack import PackReader
 
 from .data import ArrayDataset

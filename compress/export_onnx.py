@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from edgepack.runtime.errors import ExportError, InputError
+from edgepack.compress.errors import ExportError
+from edgepack.runtime.errors import InputError
 
 from .data import ArrayDataset, match_inputs
 from .evaluate import open_model

@@ -20,15 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from edgepack.compress.errors import ExportError, QuantizationError
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import (
-    ExportError,
-    InputError,
-    QuantizationError,
-    TensorSpec,
-    default_threads,
-    load,
-)
+from edgepack.runtime import InputError, TensorSpec, default_threads, load
 from edgepack.runtime.manifest import ModelEntry
 
 TFLiteQuantization = Literal["none", "dynamic", "full"]

@@ -21,14 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepack.compress.errors import QuantizationError
 from edgepack.device_profiles import HOST, list_profiles, load_profile
-from edgepack.runtime import (
-    EdgepackError,
-    InputError,
-    QuantizationError,
-    load,
-    read_manifest,
-)
+from edgepack.runtime import EdgepackError, InputError, load, read_manifest
 
 from .data import ArrayDataset, TextDataset, load_dataset
 from .quiet import Console, quiet

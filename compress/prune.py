@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgepack.runtime.errors import ExportError, InputError
+from edgepack.compress.errors import ExportError
+from edgepack.runtime.errors import InputError
 
 from .data import ArrayDataset, TextDataset
 from .evaluate import evaluate, open_model, run_batched

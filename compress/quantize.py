@@ -30,9 +30,10 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
+from edgepack.compress.errors import QuantizationError
 from edgepack.device_profiles import DeviceProfile, detect_host, quantization_scheme
 from edgepack.packing import scratch_dir
-from edgepack.runtime.errors import EdgepackError, InputError, QuantizationError
+from edgepack.runtime.errors import EdgepackError, InputError
 
 from .calibration import CalibrationSource, FeedReader, calibration_feeds
 from .data import ArrayDataset, as_dataset, match_inputs

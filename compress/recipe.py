@@ -75,8 +75,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgepack.compress.errors import QuantizationError
 from edgepack.packing import describe_model_file, scratch_dir
-from edgepack.runtime import InputError, PackManifest, QuantizationError
+from edgepack.runtime import InputError, PackManifest
 
 from .data import pad_text
 from .options import StageOptions, as_tuple, unknown_key_error

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from edgepack.runtime import InputError, QuantizationError, read_manifest
+from edgepack.compress.errors import QuantizationError
+from edgepack.runtime import InputError, read_manifest
 
 if TYPE_CHECKING:
     import optuna

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack.compress.errors import QuantizationError
 from edgepack.device_profiles import DeviceProfile
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import InputError, ModelEntry, PackManifest, QuantizationError, load
+from edgepack.runtime import InputError, ModelEntry, PackManifest, load
 
 from .data import ArrayDataset, TextDataset, load_dataset
 

@@ -93,7 +93,8 @@ def build_edgepack_wheel(dest: Path) -> Path:
 
 
 def pack_facts(pack: Path) -> dict[str, Any]:
-    """Name, file, sha256 (of manifest.json, or of the archive) and model formats of a pack."""
+    """Name, file, sha256 (of manifest.json, or of the archive), model formats and
+    preprocessing kind ("text", "image" or None) of a pack."""
     try:
         manifest = read_manifest(pack)
     except EdgepackError as exc:
@@ -109,6 +110,7 @@ def pack_facts(pack: Path) -> dict[str, Any]:
         "file": pack.name,
         "sha256": digest,
         "formats": sorted({m.format for m in manifest.models}),
+        "preprocessing": (manifest.preprocessing or {}).get("kind"),
     }
 
 
@@ -138,7 +140,9 @@ def build_bundle(
     facts = pack_facts(pack_path)
     if target is None:
         target = target_for_profile(profile, python) if profile else host_target(python)
+    # What the device needs beyond the base install: LiteRT for a TFLite model, tokenizers for text.
     extras = ["tflite"] if "tflite" in facts["formats"] else []
+    extras += ["text"] if facts["preprocessing"] == "text" else []
     out_path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:

@@ -6,7 +6,7 @@ import difflib
 import os
 from pathlib import Path
 
-from edgepack.runtime.errors import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 from .host import detect_host
 from .profile import DeviceProfile, read_profile_file

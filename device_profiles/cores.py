@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from edgepack.runtime.errors import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 from .profile import ISA_FEATURES, Source
 

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from edgepack.compress.data import TextDataset
+from edgepack.compress.errors import QuantizationError
 from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
 from edgepack.compress.quiet import quiet
 from edgepack.compress.recipe import Recipe, run_recipe
-from edgepack.runtime import QuantizationError, read_manifest
+from edgepack.runtime import read_manifest
 
 from .baselines import export_fp32, optimum_dynamic
 from .quantize_sst2 import CANDIDATES, profile_ops

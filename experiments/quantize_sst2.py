@@ -26,9 +26,10 @@ from edgepack.benchmarks.harness import BenchResult, compare
 from edgepack.benchmarks.inputs import synthetic_inputs
 from edgepack.benchmarks.report import format_table
 from edgepack.compress.data import TextDataset
+from edgepack.compress.errors import QuantizationError
 from edgepack.compress.finetune import RESULT_FILE, FinetuneConfig, finetune
 from edgepack.compress.recipe import Recipe, run_recipe
-from edgepack.runtime import QuantizationError, load, read_manifest
+from edgepack.runtime import load, read_manifest
 from edgepack.runtime.backends.ort_backend import session_options
 from edgepack.runtime.pack import PackReader
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.harness import BenchResult, compare
-from edgepack.runtime import BenchmarkError, EdgepackError, PackManifest, load, read_manifest
+from edgepack.runtime import EdgepackError, PackManifest, load, read_manifest
 
 from .sst2 import DEFAULT_DATA
 from .variants import INDEX, SOURCES, VARIANTS, build_variants

@@ -19,10 +19,11 @@ import torch
 
 from edgepack.compress import demo
 from edgepack.compress.data import TextDataset
+from edgepack.compress.errors import QuantizationError
 from edgepack.compress.finetune import FinetuneConfig, finetune
 from edgepack.compress.recipe import Recipe, run_recipe
 from edgepack.packing import assemble_pack
-from edgepack.runtime import ModelEntry, QuantizationError, read_manifest
+from edgepack.runtime import ModelEntry, read_manifest
 
 from .sst2 import load_sst2, minilm_path, rows
 

@@ -11,11 +11,13 @@ from .assemble import assemble_pack
 from .model_info import describe_model_file, tflite_schema_version
 from .sign import sign_pack
 from .staging import scratch_dir
-from .write import sha256_file, unpack_pack, write_pack
+from .write import manifest_dict, manifest_json, sha256_file, unpack_pack, write_pack
 
 __all__ = [
     "assemble_pack",
     "describe_model_file",
+    "manifest_dict",
+    "manifest_json",
     "scratch_dir",
     "sha256_file",
     "sign_pack",

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from edgepack.runtime.errors import EdgepackError, ManifestError
 from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
@@ -26,6 +29,24 @@ from edgepack.runtime.version import __version__
 from .staging import replace, scratch_dir
 
 Source = str | os.PathLike[str] | bytes
+
+
+def manifest_dict(manifest: PackManifest) -> dict[str, Any]:
+    """The manifest as manifest.json holds it: identity fields first, optional ones left out."""
+    values = asdict(manifest)
+    first = ("schema_version", "name", "edgepack_version", "task", "created")
+    data = {key: values.pop(key) for key in first} | values
+    for tensor in (t for m in data["models"] for t in m["inputs"] + m["outputs"]):
+        if tensor["tensor_name"] is None:
+            del tensor["tensor_name"]
+    if not data["integrity"]:  # not yet filled in by the writer
+        del data["integrity"]
+    return data
+
+
+def manifest_json(manifest: PackManifest) -> str:
+    """The text of manifest.json."""
+    return json.dumps(manifest_dict(manifest), indent=2) + "\n"
 
 
 def write_pack(
@@ -57,8 +78,8 @@ def write_pack(
     for entry in [*manifest.models, *manifest.files]:
         entry.size_bytes, entry.sha256 = _digest_source(sources[entry.path])
     manifest.integrity = ""
-    manifest.integrity = manifest_digest(manifest.to_dict())
-    if errors := schema_errors(manifest.to_dict()):
+    manifest.integrity = manifest_digest(manifest_dict(manifest))
+    if errors := schema_errors(manifest_dict(manifest)):
         raise ManifestError(format_schema_errors(manifest.name, errors))
 
     with _staging(dest) as staging:
@@ -121,13 +142,13 @@ def _write_directory(staging: Path, manifest: PackManifest, sources: Mapping[str
             target.write_bytes(source)
         else:
             shutil.copyfile(source, target)
-    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    (staging / MANIFEST_NAME).write_text(manifest_json(manifest), encoding="utf-8")
 
 
 def _write_archive(staging: Path, manifest: PackManifest, sources: Mapping[str, Source]) -> None:
     # Stored, not deflated: weights barely compress, and inflating them would cost every load.
     with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(_regular_file(MANIFEST_NAME), manifest.to_json())
+        archive.writestr(_regular_file(MANIFEST_NAME), manifest_json(manifest))
         for relpath, source in sources.items():
             if isinstance(source, bytes):
                 archive.writestr(_regular_file(relpath), source)

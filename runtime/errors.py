@@ -37,22 +37,6 @@ class PreprocessingError(EdgepackError):
     """Text or image preprocessing could not turn the input into model tensors."""
 
 
-class ExportError(EdgepackError):
-    """A model could not be exported (the message names the op and the module)."""
-
-
-class QuantizationError(EdgepackError):
-    """Quantization could not produce a model within the requested constraints."""
-
-
-class ProfileError(EdgepackError):
-    """A device profile is missing, unknown or malformed."""
-
-
-class BenchmarkError(EdgepackError):
-    """A benchmark could not be run as asked."""
-
-
 class CpuFeatureWarning(UserWarning):
     """This CPU lacks a feature the pack's manifest lists in requirements.cpu_features."""
 

@@ -1,4 +1,4 @@
-"""The pack manifest as typed Python objects, parsed from and written to manifest.json.
+"""The pack manifest as typed Python objects, parsed from manifest.json (packing writes it).
 
 docs/pack-format.md describes each field; runtime/pack_schema.json is the schema both sides check.
 """
@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import IntegrityError, ManifestError, SchemaVersionError
@@ -97,20 +97,6 @@ class PackManifest:
     edgepack_version: str = __version__
     created: str = ""
     integrity: str = ""  # manifest_digest() of the rest, filled in by the writer
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        first = ("schema_version", "name", "edgepack_version", "task", "created")
-        data = {key: values.pop(key) for key in first} | values
-        for tensor in (t for m in data["models"] for t in m["inputs"] + m["outputs"]):
-            if tensor["tensor_name"] is None:
-                del tensor["tensor_name"]
-        if not data["integrity"]:  # not yet filled in by the writer
-            del data["integrity"]
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     def model_for(self, backend: str) -> ModelEntry | None:
         """The first model file the given backend can run, in manifest order."""

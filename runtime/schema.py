@@ -31,16 +31,10 @@ def pack_schema() -> dict[str, Any]:
     return json.loads(Path(__file__).with_name("pack_schema.json").read_text("utf-8"))
 
 
-def schema_errors(
-    instance: Any, *, definition: str | None = None, allow_unknown_keys: bool = False
-) -> list[str]:
-    """Every place where `instance` breaks the pack schema, as 'path: problem' lines.
-
-    definition: check against one of the schema's $defs (e.g. "text_preprocessing") instead.
-    """
+def schema_errors(instance: Any, *, allow_unknown_keys: bool = False) -> list[str]:
+    """Every place where `instance` breaks the pack schema, as 'path: problem' lines."""
     schema = pack_schema()
-    node = schema if definition is None else schema["$defs"][definition]
-    return _errors(instance, node, schema, definition or "manifest", allow_unknown_keys)
+    return _errors(instance, schema, schema, "manifest", allow_unknown_keys)
 
 
 def format_schema_errors(source: str, errors: list[str]) -> str:

@@ -13,9 +13,10 @@ from edgepack.benchmarks.cold_start import (
     edgepack_argv,
     summarize_cold_starts,
 )
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.inputs import synthetic_inputs
 from edgepack.packing import assemble_pack
-from edgepack.runtime import BenchmarkError, read_manifest
+from edgepack.runtime import read_manifest
 
 
 def test_bare_onnxruntime_and_edgepack_processes_report_the_same_phases(classifier, tmp_path):

@@ -21,6 +21,7 @@ from edgepack.benchmarks.calibrate import (
     reference_costs,
 )
 from edgepack.benchmarks.cost_model import board, board_speedup, cost_seconds, fixed_seconds
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.estimate import (
     estimate_latency,
     estimate_pack,
@@ -30,8 +31,8 @@ from edgepack.benchmarks.estimate import (
 )
 from edgepack.device_profiles import detect_host, load_profile, read_profile_file
 from edgepack.device_profiles.cores import runtime_model
+from edgepack.device_profiles.errors import ProfileError
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import BenchmarkError, ProfileError
 from tests.conftest import require
 
 MOBILENET_V1 = reference_costs()["mobilenet_v1"]
@@ -186,10 +187,14 @@ def test_a_published_all_core_speed_up_sets_the_boards_thread_scaling(tmp_path):
     )
 
 
-@pytest.mark.parametrize("value", ["0.5", "5.0"])
-def test_an_all_core_speed_up_beyond_the_cores_is_refused(tmp_path, value):
-    with pytest.raises(ProfileError, match="cpu.all_core_speedup.*between 1 and the 4 cores"):
-        _profile(tmp_path, extra_cpu=f"all_core_speedup = {value}")
+def test_an_all_core_slow_down_is_refused_and_a_speed_up_is_capped_at_the_cores(tmp_path):
+    with pytest.raises(ProfileError, match="'cpu.all_core_speedup' is 0.5; .* at least 1"):
+        _profile(tmp_path, extra_cpu="all_core_speedup = 0.5")
+    # A copy of a 4-core profile edited down to fewer cores keeps a figure above them.
+    capped = _profile(tmp_path, "capped", extra_cpu="all_core_speedup = 9.0")
+    linear = _profile(tmp_path, "linear", extra_cpu="all_core_speedup = 4.0")
+    ort = runtime_model("onnxruntime")
+    assert board_speedup(board(capped), 4, ort) == board_speedup(board(linear), 4, ort) == 4.0
 
 
 def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgepack.benchmarks import scenarios
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.harness import BenchResult, BenchSettings, benchmark, compare
 from edgepack.benchmarks.report import (
     CSV_COLUMNS,
@@ -26,8 +27,9 @@ from edgepack.benchmarks.report import (
     write_report,
 )
 from edgepack.device_profiles import BUNDLED_DIR
+from edgepack.device_profiles.errors import ProfileError
 from edgepack.packing import assemble_pack, describe_model_file
-from edgepack.runtime import BackendUnavailableError, BenchmarkError, ProfileError
+from edgepack.runtime import BackendUnavailableError
 from edgepack.runtime.backends import BACKENDS
 
 FAST = {"warmup": 2, "min_count": 5, "min_duration_s": 0.0, "cold_starts": 0}

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edgepack.benchmarks import stats
-from edgepack.runtime.errors import BenchmarkError
+from edgepack.benchmarks.errors import BenchmarkError
 
 
 def test_percentiles_of_a_ramp_follow_linear_interpolation():

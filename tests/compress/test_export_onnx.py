@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from edgepack.compress.errors import ExportError
 from edgepack.compress.export_onnx import export_hf, export_onnx
-from edgepack.runtime import ExportError, InputError
+from edgepack.runtime import InputError
 from tests.conftest import save_tiny_bert, tiny_bert_classifier
 
 

@@ -206,7 +206,7 @@ def test_an_op_litert_cannot_lower_is_named_with_its_module(
     export_tflite, tmp_path, monkeypatch, quantization
 ):
     torch = require("torch")
-    from edgepack.runtime import ExportError
+    from edgepack.compress.errors import ExportError
 
     class RunningProduct(torch.nn.Module):
         def forward(self, x):
@@ -237,7 +237,7 @@ def test_auto_falls_back_when_pt2e_cannot_quantize(export_tflite, tmp_path, monk
     # at random, with the hash seed); a stand-in failure makes the test deterministic.
     torch = require("torch")
     quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
-    from edgepack.runtime import QuantizationError
+    from edgepack.compress.errors import QuantizationError
 
     def prepare_fails(*args, **kwargs):
         raise AssertionError("please make sure only refer to edge or node that has observer")

@@ -12,6 +12,7 @@ from torch import nn
 
 from edgepack.compress.calibration import FeedReader, calibration_feeds
 from edgepack.compress.data import ArrayDataset, load_sklearn
+from edgepack.compress.errors import QuantizationError
 from edgepack.compress.evaluate import evaluate
 from edgepack.compress.export_onnx import export_onnx
 from edgepack.compress.quantize import (
@@ -27,7 +28,7 @@ from edgepack.compress.quantize import (
 )
 from edgepack.device_profiles import detect_host, load_profile
 from edgepack.packing import describe_model_file
-from edgepack.runtime import InputError, QuantizationError, TensorSpec
+from edgepack.runtime import InputError, TensorSpec
 from tests.conftest import text_classifier_onnx
 
 NO_SPEED_RULE = Budget(min_speedup=None)  # int8 kernels lose to fp32 on models this small

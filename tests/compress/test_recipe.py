@@ -11,6 +11,7 @@ import pytest
 
 import edgepack.runtime as ep
 from edgepack.cli.main import main
+from edgepack.compress.errors import QuantizationError
 from edgepack.compress.recipe import (
     STAGES,
     BudgetError,
@@ -24,6 +25,7 @@ from edgepack.compress.recipe import (
     run_recipe,
     set_option,
 )
+from edgepack.device_profiles.errors import ProfileError
 from tests.conftest import require, save_tiny_bert
 
 
@@ -119,7 +121,7 @@ def test_budget_that_cannot_be_met_still_writes_the_fp32_pack(tmp_path, classifi
             }
         ],
     )
-    with pytest.raises(ep.QuantizationError, match="written without its models"):
+    with pytest.raises(QuantizationError, match="written without its models"):
         run_recipe(recipe, progress=False)
     manifest = ep.verify_pack(tmp_path / "clf")
     assert [m.precision for m in manifest.models] == ["fp32"]
@@ -377,7 +379,7 @@ def test_the_global_budget_bounds_quantization_against_the_source(tmp_path, clas
         data={"calibration": str(data), "evaluation": str(data)},
         stages=[{"type": "quantize", "method": "static", "max_float_nodes": 0, "min_speedup": 0}],
     )
-    with pytest.raises(ep.QuantizationError, match="written without its models, from the source"):
+    with pytest.raises(QuantizationError, match="written without its models, from the source"):
         run_recipe(recipe, progress=False)
     manifest = ep.verify_pack(tmp_path / "clf")
     assert [m.precision for m in manifest.models] == ["fp32"]
@@ -411,7 +413,7 @@ def test_options_are_set_by_dotted_path_and_validated(tmp_path):
         set_option(recipe, "stages.quantize.max_float_nodes", "8")
     with pytest.raises(ep.InputError, match="budget must be a number"):
         set_option(recipe, "budget", -1)
-    with pytest.raises(ep.ProfileError, match="known profiles"):
+    with pytest.raises(ProfileError, match="known profiles"):
         set_option(recipe, "profile", "rpi9")
     # and a recipe written back to TOML reads back equal
     tuned = set_option(

@@ -14,7 +14,7 @@ from edgepack.device_profiles.cores import (
     runtime_model,
     runtime_models,
 )
-from edgepack.runtime.errors import ProfileError
+from edgepack.device_profiles.errors import ProfileError
 
 
 def test_every_bundled_board_has_data_for_its_core():

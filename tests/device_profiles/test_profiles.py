@@ -19,8 +19,9 @@ from edgepack.device_profiles import (
     load_profile,
     missing_sources,
 )
+from edgepack.device_profiles.errors import ProfileError
 from edgepack.device_profiles.profile import ISA_FEATURES
-from edgepack.runtime.errors import EdgepackError, ProfileError
+from edgepack.runtime.errors import EdgepackError
 
 BUNDLED = [
     "rpi-zero-2w",

@@ -9,13 +9,14 @@ import math
 import numpy as np
 import pytest
 
+from edgepack.benchmarks.errors import BenchmarkError
 from edgepack.benchmarks.estimate import estimate_latency
 from edgepack.benchmarks.harness import _feedback, _streamer, benchmark
 from edgepack.benchmarks.inputs import InputSpec, parse_input_spec
 from edgepack.cli.main import main
 from edgepack.device_profiles import load_profile
 from edgepack.packing import assemble_pack
-from edgepack.runtime import BenchmarkError, load
+from edgepack.runtime import load
 
 from ..conftest import require
 

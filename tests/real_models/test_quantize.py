@@ -17,6 +17,7 @@ from ..conftest import require
 require("onnx")
 from edgepack.compress.calibration import calibration_feeds  # noqa: E402
 from edgepack.compress.data import ArrayDataset, load_npz  # noqa: E402
+from edgepack.compress.errors import QuantizationError  # noqa: E402
 from edgepack.compress.evaluate import open_model  # noqa: E402
 from edgepack.compress.quantize import (  # noqa: E402
     Budget,
@@ -26,7 +27,7 @@ from edgepack.compress.quantize import (  # noqa: E402
     quantize,
     suggest_method,
 )
-from edgepack.runtime.errors import InputError, QuantizationError  # noqa: E402
+from edgepack.runtime.errors import InputError  # noqa: E402
 
 from . import models  # noqa: E402
 

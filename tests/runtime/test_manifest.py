@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from edgepack.packing import manifest_dict, manifest_json
 from edgepack.runtime import (
     SCHEMA_VERSION,
     ManifestError,
@@ -143,8 +144,8 @@ def _contains(whole, part) -> bool:
 def test_round_trip_is_lossless():
     original = valid_manifest()
     manifest = parse_manifest(json.dumps(original))
-    assert _contains(manifest.to_dict(), original)
-    assert parse_manifest(manifest.to_json()) == manifest
+    assert _contains(manifest_dict(manifest), original)
+    assert parse_manifest(manifest_json(manifest)) == manifest
 
 
 @pytest.mark.parametrize(("label", "data"), broken_manifests(), ids=lambda v: str(v)[:30])
@@ -201,5 +202,25 @@ def test_writer_output_is_valid_for_jsonschema(tmp_path, classifier):
     manifest = assemble_pack(tmp_path / "p", [classifier[0]], task="other")
     data = json.loads((tmp_path / "p" / "manifest.json").read_text())
     jsonschema.validate(data, pack_schema())
-    assert data == manifest.to_dict()
+    assert data == manifest_dict(manifest)
     assert copy.deepcopy(data)["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"max_length": 1}, "max_length: must be >= 2"),
+        ({"padding": "left"}, "padding: expected one of 'max_length', 'longest', got 'left'"),
+        ({"lowercase": "yes"}, "lowercase: expected boolean, got string 'yes'"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"input_names": {"attention_mask": "mask"}}, "missing required field 'input_ids'"),
+        ({"input_names": {"input_ids": "x", "position_ids": "p"}}, "unknown field 'position_ids'"),
+        ({"input_names": {"input_ids": ""}}, "input_names.input_ids: must not be empty"),
+        ({"tokenizer": "bpe"}, "tokenizer: expected one of 'wordpiece', got 'bpe'"),
+    ],
+)
+def test_bad_text_preprocessing_is_named(overrides, match):
+    data = valid_manifest()
+    data["preprocessing"] |= overrides
+    errors = schema_errors(data)
+    assert any(match in error for error in errors), errors
