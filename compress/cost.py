@@ -619,6 +619,8 @@ def cost_summary(
     model: str | os.PathLike[str] | onnx.ModelProto,
     shape_assumptions: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    groups: bool = False,
 ) -> dict[str, Any]:
     """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
     precision), op count, FLOPs and bytes read and written (weights and activations).
@@ -633,6 +635,9 @@ def cost_summary(
     a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
     kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
     remove ops; views (Reshape, ...) copy nothing; a lookup reads only the rows it returns.
+    groups=True adds each depthwise row's channel-group count (ONNX Runtime's float path on Arm
+    loops over them; the latency estimator charges per group); the pack schema has no field for
+    it yet, so manifests are written without it.
 
     >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
     600000000.0
@@ -663,9 +668,9 @@ def cost_summary(
             "count": int(count),
             "flops": float(flops),
             "bytes": int(moved),
-            **({"groups": int(groups)} if op_class == "depthwise_conv" else {}),
+            **({"groups": int(n)} if groups and op_class == "depthwise_conv" else {}),
         }
-        for (op_class, precision), (count, flops, moved, groups) in sorted(
+        for (op_class, precision), (count, flops, moved, n) in sorted(
             totals.items(), key=lambda item: (order[item[0][0]], item[0][1])
         )
     ]
@@ -742,11 +747,12 @@ def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> flo
     return float(out_elements * {"softmax": 5, "normalization": 5, "quantize": 2}.get(op_class, 1))
 
 
-def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
+def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) -> dict[str, Any]:
     """The manifest's `cost` object for a .tflite file, as cost_summary is for ONNX: parameters,
     FLOPs and, per (op class, precision), op count, FLOPs and bytes read and written.
 
-    An op whose data input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
+    groups=True adds the depthwise rows' channel counts, as cost_summary's. An op whose data
+    input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
     with int8 weights; a DEQUANTIZE of a constant (fp16 or int8 weights) is folded before the
     first run and costs nothing; reshapes copy nothing.
     """
@@ -818,7 +824,7 @@ def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
     ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
     rows = [
         {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
-         **({"groups": int(g)} if c == "depthwise_conv" else {})}
+         **({"groups": int(g)} if groups and c == "depthwise_conv" else {})}
         for (c, p), (n, f, b, g) in ranked
     ]  # fmt: skip
     return {

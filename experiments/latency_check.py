@@ -241,7 +241,7 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
             path = fp32
             if kind != "fp32":
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
-            costs[f"{arch}/{kind}"] = cost_summary(path)
+            costs[f"{arch}/{kind}"] = cost_summary(path, groups=True)
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps(costs, indent=1))
         tmp.replace(store)  # a stopped run keeps what it built
