@@ -26,7 +26,7 @@ from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime import PackManifest, read_manifest
 
 from .calibrate import CPU_BACKENDS, SIGMA, calibration
-from .cost_model import cost_seconds, fixed_seconds, speedup
+from .cost_model import ASSUMED_CHANNELS_PER_DEPTHWISE_OP, cost_seconds, fixed_seconds, speedup
 from .microbench import cache_dir, host_coefficients
 
 PathLike = str | os.PathLike[str]
@@ -193,6 +193,11 @@ def _raw_estimate(
         )
     if profile.accelerator is not None:
         notes.append(f"CPU only: the {profile.accelerator.name} is not modelled")
+    if any(row.get("groups_assumed") for row in breakdown):
+        notes.append(
+            f"the cost summary does not count depthwise channels, which {backend} runs one at a "
+            f"time in float: {ASSUMED_CHANNELS_PER_DEPTHWISE_OP} per depthwise op assumed"
+        )
     return seconds, fixed_seconds(breakdown, profile, backend), breakdown, cal, notes
 
 
