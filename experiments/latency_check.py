@@ -432,11 +432,13 @@ def print_disagreements(rows: list[Row]) -> None:
 
 
 def write_reference_costs(costs: dict, target: Path) -> None:
-    """Merge the built costs into the reference costs the device side calibrates with."""
+    """Merge the built costs into the reference costs the device side calibrates with, as a pack
+    would carry them (without the depthwise group counts the pack schema has no field for)."""
     data = json.loads(target.read_text()) if target.is_file() else {}
     for key, cost in costs.items():
         arch, kind = key.split("/")
-        data.setdefault(arch, {})[kind] = cost
+        ops = [{k: v for k, v in op.items() if k != "groups"} for op in cost["ops"]]
+        data.setdefault(arch, {})[kind] = {**cost, "ops": ops}
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(target)
