@@ -15,9 +15,10 @@ from importlib import resources
 from typing import Any
 
 from edgepack.device_profiles import DeviceProfile, list_profiles, load_profile
+from edgepack.device_profiles.cores import core_type, runtime_model
 from edgepack.device_profiles.errors import ProfileError
 
-from .cost_model import cost_seconds
+from .cost_model import cost_seconds, fixed_seconds
 
 CPU_BACKENDS = ("onnxruntime", "litert")
 # Spread (natural log) of the errors of an estimate, by where its calibration came from: the
@@ -27,10 +28,23 @@ SIGMA = {"own": 0.35, "same-core": 0.5, "uncalibrated": 0.8, "host": 0.4}
 # model's least certain constant. On the bundled calibration rows the fp32 and int8 factors of one
 # board differ by up to log 0.24 (rpi4-1.5ghz; 0.005 on rpi3b-plus): tests check it stays covered.
 SIGMA_OTHER_PRECISION = 0.25
-# Added when the estimate's thread count is not one its references ran at: the modelled 4-thread
-# speed-up S(4) = 3.24 lies between the DRAM-bound 2 (ONE_CORE_DRAM_SHARE x 4) and the linear 4,
-# log(3.24 / 2) = 0.48 and log(4 / 3.24) = 0.21, whose mean is this (docs/latency-model.md).
+# The int8 MAC rate of a core's best int8 instruction over fp32 FMLA, per 128-bit instruction:
+# SMLAL/UMLAL widen 8 products against FMLA's 4 fp32 (x2), SDOT does 16 (x4), SMMLA 32 (x8).
+INT8_PEAK_RATIO = {"neon": 2.0, "dotprod": 4.0, "i8mm": 8.0}
+# Added when the factor was fitted at the other precision (or the estimate is int8 and
+# uncalibrated) and the runtime's int8 rate on this core is an assumption, not a cited figure:
+# the true rate lies between 1 (requantization-bound, no gain) and the ISA peak above, and the
+# mean of log(rate / 1) and log(peak / rate) is log(peak) / 2 whatever the assumed rate.
+# Where the rate is cited, SIGMA_OTHER_PRECISION applies instead.
+# Added when the estimate's thread count is not one its references ran at, on a board whose
+# profile gives no measured all-core speed-up: the runtime's assumed S(4) = 3.24 lies between the
+# DRAM-bound 2 (ONE_CORE_DRAM_SHARE x 4) and the linear 4, log(3.24 / 2) = 0.48 and
+# log(4 / 3.24) = 0.21, whose mean is this (docs/latency-model.md).
 SIGMA_OTHER_THREADS = 0.35
+# The same, where the profile cites a measured all-core speed-up (cpu.all_core_speedup): the
+# per-model log spread of the cited 1-thread / all-core ratios is 0.09-0.14 on the bundled boards,
+# and carrying another runtime's ratio to ours adds an assumed 0.2; hypot(0.13, 0.2) = 0.24.
+SIGMA_OTHER_THREADS_MEASURED = 0.25
 # Published reference measurements name models in prose; these keys (lowercase, no spaces or
 # dashes) find the matching architecture in reference_costs.json, longest match first.
 REFERENCE_MODELS = {
@@ -109,7 +123,7 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
             continue
         arch, cost = match
         threads = min(ref.threads, profile.cpu.cores)
-        seconds, _ = cost_seconds(cost, profile, backend, threads)
+        seconds, rows = cost_seconds(cost, profile, backend, threads)
         used.append(
             {
                 "model": ref.model,
@@ -118,29 +132,65 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
                 "threads": ref.threads,
                 "published_ms": ref.latency_ms,
                 "uncalibrated_ms": seconds * 1e3,
+                "fixed_ms": fixed_seconds(rows, profile, backend) * 1e3,
                 "source": ref.source.url,
             }
         )
     return used, skipped
 
 
+def kernel_ratio(published_ms: float, uncalibrated_ms: float, fixed_ms: float) -> float:
+    """published / estimated for the kernel time alone (the fixed overheads taken out of both);
+    the plain ratio where the overheads alone would exceed the published figure."""
+    if published_ms > fixed_ms and uncalibrated_ms > fixed_ms:
+        return (published_ms - fixed_ms) / (uncalibrated_ms - fixed_ms)
+    return published_ms / uncalibrated_ms
+
+
 def _factor(used: list[dict]) -> tuple[float, float]:
-    mean, spread = _geomean_log([r["published_ms"] / r["uncalibrated_ms"] for r in used])
+    ratios = [kernel_ratio(r["published_ms"], r["uncalibrated_ms"], r["fixed_ms"]) for r in used]
+    mean, spread = _geomean_log(ratios)
     return math.exp(mean), spread
 
 
-def _fit(used: list[dict], precision: str, threads: int | None) -> dict[str, Any]:
+def precision_sigma(profile: DeviceProfile, backend: str) -> float:
+    """The widening of an estimate carried from one precision to the other: SIGMA_OTHER_PRECISION
+    where the runtime's int8 rate on this core cites a source, else log(ISA peak) / 2."""
+    runtime = runtime_model(backend)
+    feature, _ = runtime.int8_ratio(core_type(profile.cpu.core).features)
+    assumed = f"int8_rate.{feature}" in runtime.assumptions or (
+        "int8_rate" in runtime.assumptions and "int8_rate" not in runtime.sources
+    )
+    if not assumed or feature not in INT8_PEAK_RATIO:
+        return SIGMA_OTHER_PRECISION
+    return max(SIGMA_OTHER_PRECISION, math.log(INT8_PEAK_RATIO[feature]) / 2)
+
+
+def threads_sigma(profile: DeviceProfile) -> float:
+    """The widening of an estimate carried from its references' thread count to another: smaller
+    where the board's own 1-thread / all-core speed-up is published."""
+    measured = profile.cpu.all_core_speedup is not None
+    return SIGMA_OTHER_THREADS_MEASURED if measured else SIGMA_OTHER_THREADS
+
+
+def _fit(
+    used: list[dict],
+    precision: str,
+    threads: int | None,
+    threads_extra: float,
+    precision_extra: float = SIGMA_OTHER_PRECISION,
+) -> dict[str, Any]:
     """Factor and extra spread from references, preferring those of the estimate's precision:
     the others stand in only when none match, and widen the range."""
     group = precision_group(precision)
     matching = [r for r in used if precision_group(r["precision"]) == group]
     chosen = matching or used
     factor, spread = _factor(chosen)
-    extra = 0.0 if matching else SIGMA_OTHER_PRECISION
+    extra = 0.0 if matching else precision_extra
     ran_at = {r["threads"] for r in chosen}
     other_threads = threads is not None and threads not in ran_at
     if other_threads:
-        extra = math.hypot(extra, SIGMA_OTHER_THREADS)
+        extra = math.hypot(extra, threads_extra)
     caveats = []
     if not matching:
         caveats.append(f"fitted on {chosen[0]['precision']}, not {group}")
@@ -169,7 +219,9 @@ def calibration(
     """
     used, skipped = own_references(profile, backend)
     if used:
-        fit = _fit(used, precision, threads)
+        fit = _fit(
+            used, precision, threads, threads_sigma(profile), precision_sigma(profile, backend)
+        )
         caveat = f" ({'; '.join(fit['caveats'])}, so its range is wider)" if fit["caveats"] else ""
         return {
             "kind": "own",
@@ -194,10 +246,14 @@ def calibration(
             "status": f"no {backend} calibration of its own: borrows that of "
             f"{', '.join(lent)} (same {profile.cpu.core} core), so its range is wider",
         }
+    # An uncalibrated int8 estimate also rests on the runtime's int8 rate (when it is assumed).
+    int8_extra = precision_sigma(profile, backend) if precision_group(precision) == "int8" else 0.0
+    if int8_extra == SIGMA_OTHER_PRECISION:
+        int8_extra = 0.0  # a cited rate: the uncalibrated sigma already covers it
     return {
         "kind": "uncalibrated",
         "factor": 1.0,
-        "sigma": SIGMA["uncalibrated"],
+        "sigma": math.hypot(SIGMA["uncalibrated"], int8_extra),
         "references": [],
         "skipped": skipped,
         "status": f"uncalibrated for {backend}: no published {backend} measurement on this "
@@ -220,5 +276,7 @@ def _same_core_fits(
             continue
         used, _ = own_references(other, backend)
         if used:
-            fits[name] = _fit(used, precision, threads)
+            fits[name] = _fit(
+                used, precision, threads, threads_sigma(profile), precision_sigma(profile, backend)
+            )
     return fits

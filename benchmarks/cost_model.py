@@ -33,6 +33,12 @@ THEORETICAL_BANDWIDTH_SHARE = 0.6
 # board's bandwidth, and each added thread another such share until the controller is full.
 ONE_CORE_DRAM_SHARE = 0.5
 INT8_PRECISIONS = ("int8",)
+# A cost summary made without depthwise group counts (the pack schema has no field for them yet):
+# the mean channel count of the depthwise convolutions of MobileNet v2, MobileNet v3-Large and
+# EfficientNet-B0 (7136 / 17 = 420, 5016 / 15 = 334, about 500) stands in per op, capped so that
+# no channel reads and writes fewer than 7 x 7 floats (the smallest map of those networks).
+ASSUMED_CHANNELS_PER_DEPTHWISE_OP = 400
+MIN_DEPTHWISE_MAP = 7 * 7
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class Board:
     l2_shared: bool
     l3_bytes: float
     dram_bytes_per_s: float
+    # Speed-up of all cores over one, published for this board (cpu.all_core_speedup), or None:
+    # then the runtime's per-doubling efficiency stands in (docs/latency-model.md).
+    all_core_speedup: float | None = None
 
 
 def board(profile: DeviceProfile) -> Board:
@@ -77,12 +86,28 @@ def board(profile: DeviceProfile) -> Board:
         l2_shared=bool(memory.l2_shared),
         l3_bytes=(memory.l3_kib or 0) * 1024.0,
         dram_bytes_per_s=memory.bandwidth_gbs * 1e9 * share,
+        all_core_speedup=cpu.all_core_speedup,
     )
 
 
 def speedup(threads: int, efficiency: float) -> float:
     """Compute speed-up at `threads`: each doubling multiplies by 2 x efficiency."""
     return threads * efficiency ** math.log2(threads) if threads > 1 else 1.0
+
+
+def board_speedup(b: Board, threads: int, runtime: RuntimeModel) -> float:
+    """Speed-up of `threads` over one thread on this board. With a published all-core speed-up
+    S on N cores it is Amdahl's law through that point, t / (1 + a (t - 1)) with
+    a = (N / S - 1) / (N - 1): the cores share an L2, a DRAM controller and a power budget, so
+    the part that does not scale is the board's, not the runtime's. Without one, the runtime's
+    per-doubling efficiency (an assumption) stands in."""
+    if threads <= 1:
+        return 1.0
+    if b.all_core_speedup is None or b.cores <= 1:
+        return speedup(threads, runtime.parallel_efficiency)
+    # A copy of a profile with fewer cores keeps its figure; a speed-up never exceeds the cores.
+    serial = (b.cores / min(b.all_core_speedup, b.cores) - 1) / (b.cores - 1)
+    return threads / (1 + serial * (threads - 1))
 
 
 def compute_rate(
@@ -94,19 +119,40 @@ def compute_rate(
     rate = peak * runtime.efficiency[b.core.pipeline] * runtime.class_efficiency[op_class]
     if precision in INT8_PRECISIONS:
         rate *= runtime.int8_ratio(b.core.features)[1]
-    return rate * speedup(threads, runtime.parallel_efficiency)
+    return rate * board_speedup(b, threads, runtime)
 
 
 def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeModel) -> tuple:
     """(bytes per second, level) for an op whose data is `working_set` bytes: from L2 when it
     fits there, else from L3, else from DRAM, which the threads share."""
-    parallel = speedup(threads, runtime.parallel_efficiency)
+    parallel = board_speedup(b, threads, runtime)
     l2 = b.l2_bytes if b.l2_shared else b.l2_bytes * threads
     if working_set <= l2:
         return b.clock_hz * b.core.l2_bytes_per_cycle * parallel, "L2"
     if b.l3_bytes and working_set <= b.l3_bytes:
         return b.clock_hz * b.core.l3_bytes_per_cycle * parallel, "L3"
     return b.dram_bytes_per_s * min(1.0, ONE_CORE_DRAM_SHARE * threads), "DRAM"
+
+
+def _channel_by_channel(
+    op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
+) -> tuple[float, float]:
+    """Extra seconds of a float depthwise convolution that the runtime runs one channel at a
+    time through im2col + GEMM (ONNX Runtime's MLAS on Arm): each channel group is its own call
+    with its own fork/join, and the im2col buffer, which stays in cache, is written and read back.
+    Zero for runtimes with a depthwise kernel (their figures are 0). A summary without a group
+    count gets ASSUMED_CHANNELS_PER_DEPTHWISE_OP per op (the row says so). Returns (fixed
+    seconds of the per-group calls, seconds of the im2col traffic)."""
+    groups = op.get("groups")
+    if groups is None:
+        cap = op["bytes"] / (2 * 4 * MIN_DEPTHWISE_MAP)
+        groups = min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * op["count"], cap)
+    per_group = runtime.fp32_depthwise_group_cycles
+    if runtime.fp32_depthwise_group_cycles and threads > 1:
+        per_group += runtime.sync_cycles
+    expand = op["flops"] * runtime.fp32_depthwise_expand_bytes_per_flop
+    cache_rate = b.clock_hz * b.core.l2_bytes_per_cycle * board_speedup(b, threads, runtime)
+    return groups * per_group / b.clock_hz, expand / cache_rate
 
 
 def op_seconds(
@@ -123,13 +169,21 @@ def op_seconds(
             seconds, bound = compute_s, "compute"
     per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
+    calls, im2col = 0.0, 0.0
+    if op["op_class"] == "depthwise_conv" and op["precision"] not in INT8_PRECISIONS:
+        calls, im2col = _channel_by_channel(op, b, runtime, threads)
+    channel_loop = calls + im2col
     return {
         "op_class": op["op_class"],
         "precision": op["precision"],
         "count": op["count"],
         "bound": bound,
-        "ms": (seconds + overhead) * 1e3,
-        "overhead_ms": overhead * 1e3,
+        "ms": (seconds + channel_loop + overhead) * 1e3,
+        # Fixed cycle counts (dispatch, fork/join, per-group calls): calibration does not scale
+        # them, only the kernel time (the rest of "ms").
+        "overhead_ms": (overhead + calls) * 1e3,
+        **({"channel_loop_ms": channel_loop * 1e3} if channel_loop else {}),
+        **({"groups_assumed": True} if calls and "groups" not in op else {}),
     }
 
 
@@ -145,3 +199,10 @@ def cost_seconds(
     rows = [op_seconds(op, b, runtime, threads) for op in cost.get("ops", [])]
     total = runtime.run_overhead_cycles / b.clock_hz + sum(r["ms"] for r in rows) / 1e3
     return total, rows
+
+
+def fixed_seconds(rows: list[dict[str, Any]], profile: DeviceProfile, backend: str) -> float:
+    """The part of cost_seconds' total that is fixed cycle counts (per-run, per-op and per-group
+    overheads), which a calibration factor does not scale: it corrects kernel efficiency."""
+    run = runtime_model(backend).run_overhead_cycles / (profile.cpu.max_clock_ghz * 1e9)
+    return run + sum(r["overhead_ms"] for r in rows) / 1e3

@@ -26,7 +26,7 @@ from edgepack.device_profiles.cores import COMPUTE_CLASSES
 from edgepack.runtime import PackManifest, read_manifest
 
 from .calibrate import CPU_BACKENDS, SIGMA, calibration
-from .cost_model import cost_seconds, speedup
+from .cost_model import ASSUMED_CHANNELS_PER_DEPTHWISE_OP, cost_seconds, fixed_seconds, speedup
 from .microbench import cache_dir, host_coefficients
 
 PathLike = str | os.PathLike[str]
@@ -158,9 +158,10 @@ def _raw_estimate(
     backend: str,
     threads: int,
     coefficients: Mapping[str, Any] | None,
-) -> tuple[float, list[dict], dict[str, Any], list[str]]:
-    """(seconds, breakdown, calibration, notes) before the history: the board's cost model and
-    calibration, or on the host its own microbenchmarks."""
+) -> tuple[float, float, list[dict], dict[str, Any], list[str]]:
+    """(seconds, fixed seconds, breakdown, calibration, notes) before the history: the board's
+    cost model and calibration, or on the host its own microbenchmarks. The calibration factor
+    scales the seconds other than the fixed ones (per-run, per-op and per-group overheads)."""
     notes: list[str] = []
     if profile.detected:
         coefficients = coefficients or host_coefficients()
@@ -177,7 +178,7 @@ def _raw_estimate(
             "references": [],
             "status": f"this host: its own microbenchmarks ({coefficients.get('measured')})",
         }
-        return seconds, breakdown, cal, notes
+        return seconds, 0.0, breakdown, cal, notes
     if backend not in CPU_BACKENDS:
         raise BenchmarkError(
             f"cannot estimate backend {backend!r}: the cost model covers the CPU backends "
@@ -192,7 +193,12 @@ def _raw_estimate(
         )
     if profile.accelerator is not None:
         notes.append(f"CPU only: the {profile.accelerator.name} is not modelled")
-    return seconds, breakdown, cal, notes
+    if any(row.get("groups_assumed") for row in breakdown):
+        notes.append(
+            f"the cost summary does not count depthwise channels, which {backend} runs one at a "
+            f"time in float: {ASSUMED_CHANNELS_PER_DEPTHWISE_OP} per depthwise op assumed"
+        )
+    return seconds, fixed_seconds(breakdown, profile, backend), breakdown, cal, notes
 
 
 def estimate_latency(
@@ -218,8 +224,9 @@ def estimate_latency(
     backend = backend or profile.defaults.backend
     threads = clamp_threads(profile, threads)
     precision = compute_precision(cost)
-    seconds, breakdown, cal, notes = _raw_estimate(cost, profile, backend, threads, coefficients)
-    base_ms = seconds * cal["factor"] * 1e3
+    raw = _raw_estimate(cost, profile, backend, threads, coefficients)
+    seconds, fixed, breakdown, cal, notes = raw
+    base_ms = (fixed + cal["factor"] * (seconds - fixed)) * 1e3
     path = Path(history) if history else history_path()
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
@@ -235,7 +242,11 @@ def estimate_latency(
         )
     latency = base_ms * correction
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)
-    scale = cal["factor"] * correction
+
+    def calibrated(row: Mapping[str, Any]) -> float:
+        fixed_ms = row.get("overhead_ms", 0.0)
+        return (fixed_ms + cal["factor"] * (row["ms"] - fixed_ms)) * correction
+
     return {
         "kind": "estimated",
         "label": f"estimated for {profile.name} (not measured)",
@@ -252,7 +263,7 @@ def estimate_latency(
         "uncalibrated_ms": seconds * 1e3,
         "calibration": cal,
         "history": {"records": used, "correction": correction, "file": str(path)},
-        "breakdown": [{**row, "ms": row["ms"] * scale} for row in breakdown],
+        "breakdown": [{**row, "ms": calibrated(row)} for row in breakdown],
         "energy": _energy(latency, low, high, profile.power.load_w),
         "notes": notes,
     }

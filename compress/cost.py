@@ -471,10 +471,12 @@ def _graph_totals(
         flops = CLASS_FLOPS[op_class](node, ins, out)
         types = [t.elem_type for t in data if t is not None and t.elem_type not in INDEX_TYPES]
         precision = "int8" if int8 else PRECISIONS.get(next(iter(types), 0), "fp32")
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
         entry[0] += 1
         entry[1] += flops
         entry[2] += sum(b for b in moved if b is not None)
+        if op_class == "depthwise_conv":
+            entry[3] += _attr(node, "group", 1)  # ORT's fp32 path loops over them (estimator)
     return totals
 
 
@@ -519,11 +521,12 @@ def _add_control_flow(
         else:
             repeat = x.shape[axes[0] if axes else 0]
             notes.append(f"{label}: body counted {repeat} times")
-    for key, (count, flops, moved) in branches[chosen].items():
-        entry = totals.setdefault(key, [0, 0.0, 0])
+    for key, (count, flops, moved, groups) in branches[chosen].items():
+        entry = totals.setdefault(key, [0, 0.0, 0, 0])
         entry[0] += count * repeat
         entry[1] += flops * repeat
         entry[2] += moved * repeat
+        entry[3] += groups * repeat
 
 
 def _infer_shapes(proto: onnx.ModelProto, bound: Mapping[str, int]) -> onnx.ModelProto:
@@ -616,6 +619,8 @@ def cost_summary(
     model: str | os.PathLike[str] | onnx.ModelProto,
     shape_assumptions: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    groups: bool = False,
 ) -> dict[str, Any]:
     """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
     precision), op count, FLOPs and bytes read and written (weights and activations).
@@ -630,6 +635,9 @@ def cost_summary(
     a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
     kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
     remove ops; views (Reshape, ...) copy nothing; a lookup reads only the rows it returns.
+    groups=True adds each depthwise row's channel-group count (ONNX Runtime's float path on Arm
+    loops over them; the latency estimator charges per group); the pack schema has no field for
+    it yet, so manifests are written without it.
 
     >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
     600000000.0
@@ -660,8 +668,9 @@ def cost_summary(
             "count": int(count),
             "flops": float(flops),
             "bytes": int(moved),
+            **({"groups": int(n)} if groups and op_class == "depthwise_conv" else {}),
         }
-        for (op_class, precision), (count, flops, moved) in sorted(
+        for (op_class, precision), (count, flops, moved, n) in sorted(
             totals.items(), key=lambda item: (order[item[0][0]], item[0][1])
         )
     ]
@@ -738,11 +747,12 @@ def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> flo
     return float(out_elements * {"softmax": 5, "normalization": 5, "quantize": 2}.get(op_class, 1))
 
 
-def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
+def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) -> dict[str, Any]:
     """The manifest's `cost` object for a .tflite file, as cost_summary is for ONNX: parameters,
     FLOPs and, per (op class, precision), op count, FLOPs and bytes read and written.
 
-    An op whose data input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
+    groups=True adds the depthwise rows' channel counts, as cost_summary's. An op whose data
+    input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
     with int8 weights; a DEQUANTIZE of a constant (fp16 or int8 weights) is folded before the
     first run and costs nothing; reshapes copy nothing.
     """
@@ -804,15 +814,19 @@ def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
         moved = 0 if name in TFLITE_VIEW_OPS else sum(nbytes(i) for i in inputs + outputs)
         out = shape(outputs[0]) if outputs else None
         flops = _tflite_flops(name, op_class, [shape(i) for i in inputs], out)
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0])
+        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
         entry[0] += 1
         entry[1] += flops
         entry[2] += moved
+        if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 and shape(inputs[1]):
+            entry[3] += shape(inputs[1])[-1]  # output channels: one group each
     order = {name: i for i, name in enumerate(CLASS_ORDER)}
+    ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
     rows = [
-        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b)}
-        for (c, p), (n, f, b) in sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
-    ]
+        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
+         **({"groups": int(g)} if groups and c == "depthwise_conv" else {})}
+        for (c, p), (n, f, b, g) in ranked
+    ]  # fmt: skip
     return {
         "parameters": parameters,
         "flops": float(sum(r["flops"] for r in rows)),

@@ -57,6 +57,10 @@ class RuntimeModel:
     sync_cycles: float
     run_overhead_cycles: float
     parallel_efficiency: float
+    # fp32 depthwise convolution run channel by channel (ONNX Runtime's MLAS on Arm): cycles per
+    # channel group, and bytes its im2col buffer moves per FLOP; 0 where one kernel does it all.
+    fp32_depthwise_group_cycles: float
+    fp32_depthwise_expand_bytes_per_flop: float
     sources: dict[str, Source]
     assumptions: dict[str, str]
 
@@ -112,6 +116,8 @@ RUNTIME_FIGURES = {
     "sync_cycles": (int, float),
     "run_overhead_cycles": (int, float),
     "parallel_efficiency": (int, float),
+    "fp32_depthwise_group_cycles": (int, float),
+    "fp32_depthwise_expand_bytes_per_flop": (int, float),
 }
 
 

@@ -45,6 +45,9 @@ class Cpu:
     arch: str
     simd_width_bits: int | None  # None only for a detected host of unknown architecture
     features: frozenset[str]
+    # Speed-up of all `cores` threads over one, measured on the board (a published 1-thread /
+    # all-core pair); the cost model's thread scaling for this board (docs/latency-model.md).
+    all_core_speedup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "cpu.arch": (_STR, True),
     "cpu.simd_width_bits": (_INT, True),
     "cpu.features": (_STR_LIST, True),
+    "cpu.all_core_speedup": (_FLOAT, False),
     "memory.ram_gib": (_FLOAT, True),
     "memory.bandwidth_gbs": (_FLOAT, True),
     "memory.bandwidth_kind": (_STR, True),
@@ -337,6 +341,12 @@ def parse_profile(data: Mapping[str, Any], file: Path) -> DeviceProfile:
         raise ProfileError(
             f"{file}: field 'defaults.threads' is {flat['defaults.threads']} but the profile has "
             f"{flat['cpu.cores']} cores"
+        )
+    speedup = flat.get("cpu.all_core_speedup")
+    if speedup is not None and speedup < 1.0:
+        raise ProfileError(
+            f"{file}: field 'cpu.all_core_speedup' is {speedup:g}; expected the speed-up of all "
+            "cores over one, at least 1"
         )
     _check_choice(flat["memory.bandwidth_kind"], BANDWIDTH_KINDS, "memory.bandwidth_kind", file)
     if flat.get("memory.bandwidth_kind") == "estimate" and "memory.bandwidth_gbs" not in data.get(

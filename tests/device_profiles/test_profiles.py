@@ -178,7 +178,8 @@ def test_an_estimated_bandwidth_must_give_its_reasoning(tmp_path):
 def test_at_most_two_references_per_backend(tmp_path):
     start = RPI5_TEXT.index("[[references]]")
     end = RPI5_TEXT.index("\n[sources]\n") + 1
-    one = RPI5_TEXT[start:end]
+    one = RPI5_TEXT[start : RPI5_TEXT.index("[[references]]", start + 1)]  # the litert one
+    assert 'backend = "litert"' in one
     other = one.replace('backend = "litert"', 'backend = "onnxruntime"')
     path = tmp_path / "rpi5.toml"
     path.write_text(RPI5_TEXT[:start] + one + one + other + RPI5_TEXT[end:])

@@ -1,0 +1,38 @@
+"""experiments.latency_check's bookkeeping: rows of kernels edgepack never runs are summarised apart
+from the held-out rows the target is judged on, and an older estimator gets profiles without the
+fields it does not know."""
+
+from experiments import latency_check
+from experiments.latency_check import GROUPS, Row, _strip_for_old, summary
+
+
+def _row(split: str, published: float, modelled: bool = True) -> Row:
+    return Row(split, "rpi5", "litert", "mobilenet_v2", "fp32", 4, published, "https://x", "",
+               modelled)  # fmt: skip
+
+
+def test_other_kernels_are_summarised_apart_from_the_held_out_rows():
+    rows = [_row("calibration", 10.0), _row("held-out", 10.0), _row("held-out", 40.0, False)]
+    estimates = [{"latency_ms": 10.0, "range_ms": [8.0, 12.0]}] * 3
+    s = summary(rows, estimates)
+    assert set(s) == set(GROUPS)
+    assert s["held-out"]["rows"] == 1 and s["held-out"]["within_30pct"] == 1.0
+    everything = s["held-out incl. other kernels"]
+    assert everything["rows"] == 2 and everything["within_30pct"] == 0.5
+    assert everything["median_abs_error"] == (0.0 + 0.75) / 2
+
+
+def test_every_row_of_other_kernels_says_so_and_is_held_out():
+    others = [r for r in latency_check.ROWS if not r.runtime_modelled]
+    assert others and all(r.split == "held-out" and "before XNNPACK" in r.note for r in others)
+
+
+def test_an_older_estimator_gets_profiles_without_fields_its_schema_never_names():
+    text = (
+        "[cpu]\ncores = 4\nall_core_speedup = 2.0\n[memory]\nl2_kib = 512\n[sources]\n"
+        '"cpu.all_core_speedup" = { url = "u", title = "t" }\n[notes]\n'
+        '"cpu.all_core_speedup" = "why"\n'
+    )
+    old = _strip_for_old(text, schema='"memory.l2_kib"')
+    assert "all_core_speedup" not in old and "l2_kib = 512" in old and "cores = 4" in old
+    assert _strip_for_old(text, schema='"memory.l2_kib" "cpu.all_core_speedup"') == text
