@@ -114,6 +114,13 @@ def pack_facts(pack: Path) -> dict[str, Any]:
     }
 
 
+def device_extras(facts: dict[str, Any]) -> list[str]:
+    """The edgepack extras a pack needs on the device beyond the base install (numpy and
+    onnxruntime): LiteRT for a TFLite model, tokenizers for text preprocessing."""
+    extras = ["tflite"] if "tflite" in facts["formats"] else []
+    return extras + (["text"] if facts["preprocessing"] == "text" else [])
+
+
 def build_bundle(
     pack: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -140,9 +147,7 @@ def build_bundle(
     facts = pack_facts(pack_path)
     if target is None:
         target = target_for_profile(profile, python) if profile else host_target(python)
-    # What the device needs beyond the base install: LiteRT for a TFLite model, tokenizers for text.
-    extras = ["tflite"] if "tflite" in facts["formats"] else []
-    extras += ["text"] if facts["preprocessing"] == "text" else []
+    extras = device_extras(facts)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgepack.cli.main import main
-from edgepack.deploy.bundle import build_bundle, verify_bundle
+from edgepack.deploy.bundle import build_bundle, device_extras, pack_facts, verify_bundle
 from edgepack.deploy.errors import BundleError
 from edgepack.deploy.target import Target, target_for_profile
 from edgepack.deploy.wheelhouse import build_wheelhouse, find_python
@@ -188,3 +188,15 @@ def test_install_sh_installs_offline_and_runs_the_pack(host_bundles, tmp_path):
     )  # fmt: skip
     logits = np.asarray(json.loads(run.stdout)["result"]["logits"], dtype=np.float32)
     np.testing.assert_allclose(logits, reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_device_gets_the_extras_its_pack_needs(tmp_path):
+    pack, _ = make_pack(tmp_path, seed=0)
+    facts = pack_facts(pack)
+    assert (facts["formats"], facts["preprocessing"]) == (["onnx"], None)
+    assert device_extras(facts) == []  # the base install runs it
+    assert device_extras({"formats": ["onnx", "tflite"], "preprocessing": "text"}) == [
+        "tflite",
+        "text",
+    ]
+    assert device_extras({"formats": ["onnx"], "preprocessing": "image"}) == []
