@@ -6,16 +6,14 @@ Metrics are percentages (0-100), so an accuracy budget of 1.0 means one point.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from edgepack.packing import assemble_pack
+from edgepack.packing import assemble_pack, scratch_dir
 from edgepack.runtime import InputError, Model, load
 
 from .data import ArrayDataset, as_dataset, match_inputs
@@ -36,10 +34,11 @@ def open_model(path: PathLike, threads: int | None = None) -> Model:
     """Load a bare model file the way a device would: as a pack, through the runtime.
 
     The only place compress/ creates an inference session, so that what is evaluated is what
-    ships. The runtime keeps the model bytes in memory, so the temporary pack can go at once.
+    ships. The runtime keeps the model bytes in memory, so the temporary pack can go at once
+    (a scratch folder: one left by a killed process is removed by the next call).
     """
-    with tempfile.TemporaryDirectory(prefix="edgepack-eval-") as tmp:
-        pack = Path(tmp) / "eval"
+    with scratch_dir("edgepack-eval-") as tmp:
+        pack = tmp / "eval"
         assemble_pack(pack, [path], name="eval")
         return load(pack, backend="onnxruntime", threads=threads)
 

@@ -665,7 +665,8 @@ real = os.mkdir
 def mkdir(path, *args, **kwargs):
     global made
     real(path, *args, **kwargs)
-    made += os.path.basename(path).startswith(("edgepack-quantize-", "edgepack-recipe-"))
+    made += os.path.basename(path).startswith(("edgepack-quantize-", "edgepack-recipe-",
+                                               "edgepack-eval-"))
     if made == nth:
         os.kill(os.getpid(), sig)
         if sig == signal.SIGKILL:
@@ -677,8 +678,9 @@ sys.exit(main(sys.argv[3:]))
 
 
 def killed_quantize(bench: Workbench, sig: int, nth: int) -> tuple[str, str]:
-    """`edgepack quantize` killed right after it made its nth quantize or recipe scratch folder:
-    a SIGTERM must leave the temp dir empty, a SIGKILL's leftovers must go with the next run."""
+    """`edgepack quantize` killed right after it made its nth quantize, recipe or eval scratch
+    folder: a SIGTERM must leave the temp dir empty, a SIGKILL's leftovers must go with the next
+    run."""
     folder = bench.scratch()
     tmp = folder / "tmp"
     tmp.mkdir()

@@ -24,8 +24,9 @@ def test_killed_pack_write(bench, dest, sig):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("nth", [1, 2, 3])  # which scratch folder: quantize's or evaluation's
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_quantize_leaves_no_temp_folders(bench, sig):
+def test_killed_quantize_leaves_no_temp_folders(bench, sig, nth):
     require("onnxruntime.quantization")
-    outcome, detail = attacks.killed_quantize(bench, sig, 1)
+    outcome, detail = attacks.killed_quantize(bench, sig, nth)
     assert outcome == "clean", detail
