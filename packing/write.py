@@ -23,8 +23,8 @@ from typing import Any
 from edgepack.runtime.errors import EdgepackError, ManifestError
 from edgepack.runtime.manifest import MANIFEST_NAME, SCHEMA_VERSION, PackManifest, manifest_digest
 from edgepack.runtime.pack import ARCHIVE_SUFFIX, SIGNATURE_NAME, PackReader
-from edgepack.runtime.schema import format_schema_errors, schema_errors
 from edgepack.runtime.version import __version__
+from edgepack.schema import format_schema_errors, schema_errors
 
 from .staging import replace, scratch_dir
 

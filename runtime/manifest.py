@@ -1,7 +1,5 @@
-"""The pack manifest as typed Python objects, parsed from manifest.json (packing writes it).
-
-docs/pack-format.md describes each field; runtime/pack_schema.json is the schema both sides check.
-"""
+"""The pack manifest as typed objects, parsed from manifest.json and checked against the schema
+(schema/pack_schema.json, which packing checks too; docs/pack-format.md describes each field)."""
 
 from __future__ import annotations
 
@@ -12,8 +10,9 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from edgepack.schema import format_schema_errors, schema_errors
+
 from .errors import IntegrityError, ManifestError, SchemaVersionError
-from .schema import format_schema_errors, schema_errors
 from .version import __version__
 
 SCHEMA_VERSION = "1.2"  # 1.1: example_inputs, the `integrity` field; 1.2: image pixel_range
@@ -104,8 +103,8 @@ class PackManifest:
 
 
 def manifest_digest(data: dict[str, Any]) -> str:
-    """The sha256 of a manifest's canonical content: every field but `integrity`, keys sorted,
-    no whitespace, ASCII escapes; the same text on every machine for the same values."""
+    """The sha256 of a manifest's canonical text (all but `integrity`, keys sorted, no spaces,
+    ASCII escapes): the same on every machine."""
     body = {key: value for key, value in data.items() if key != "integrity"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()

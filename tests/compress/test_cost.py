@@ -23,7 +23,7 @@ from edgepack.compress.cost import (  # noqa: E402
 )
 from edgepack.packing import assemble_pack, describe_model_file  # noqa: E402
 from edgepack.runtime.errors import EdgepackError  # noqa: E402
-from edgepack.runtime.schema import schema_errors  # noqa: E402
+from edgepack.schema import schema_errors  # noqa: E402
 
 F = TensorProto.FLOAT
 

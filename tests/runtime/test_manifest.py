@@ -15,7 +15,7 @@ from edgepack.runtime import (
     manifest_digest,
     parse_manifest,
 )
-from edgepack.runtime.schema import pack_schema, schema_errors
+from edgepack.schema import pack_schema, schema_errors
 from tests.conftest import require
 
 SHA = "0" * 64

@@ -12,7 +12,7 @@ import pytest
 
 from edgepack.runtime.errors import EdgepackError, PreprocessingError
 from edgepack.runtime.preprocess.text import TextEncoder, load_vocab
-from edgepack.runtime.schema import pack_schema
+from edgepack.schema import pack_schema
 
 PADDINGS = pack_schema()["$defs"]["text_preprocessing"]["properties"]["padding"]["enum"]
 ALL_ROLES = {name: name for name in ("input_ids", "attention_mask", "token_type_ids")}

@@ -1,7 +1,8 @@
-"""Validates a manifest against runtime/pack_schema.json, the one definition of the pack format.
+"""The pack schema (pack_schema.json, the one definition of the pack format) and its validator.
 
-A small interpreter of the JSON Schema keywords the pack schema uses, so the device needs no
-jsonschema package; tests check it agrees with the jsonschema library on valid and broken manifests.
+A small interpreter of the JSON Schema keywords the pack schema uses, so that the device needs
+no jsonschema package: a library of its own, which imports nothing of edgepack (import-linter
+checks it). Tests hold it to the jsonschema library on valid and broken manifests.
 """
 
 from __future__ import annotations
