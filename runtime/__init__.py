@@ -1,10 +1,7 @@
-"""edgepack's device runtime: load a pack and run it with numpy and one interpreter.
+"""edgepack's device runtime: load a pack and run it with numpy and one interpreter (packs are
+written by `edgepack.packing`, which builds on this package).
 
->>> import edgepack.runtime as ep  # doctest: +SKIP
->>> model = ep.load("digits.edgepack", backend="onnxruntime", threads=1)  # doctest: +SKIP
->>> model.predict(image)  # doctest: +SKIP
-
-Packs are written by `edgepack.packing`, which builds on this package.
+>>> edgepack.runtime.load("digits.edgepack", threads=1).predict(image)  # doctest: +SKIP
 """
 
 from .errors import (

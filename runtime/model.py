@@ -37,13 +37,11 @@ def load(
 ) -> Model:
     """Load a pack (directory or .edgepack archive), verifying every file hash.
 
-    backend: "onnxruntime" (alias "onnx"), "litert" (alias "tflite") or "auto" (ONNX Runtime when
-    the pack has an ONNX model and onnxruntime is installed, else LiteRT).
-    threads: intra-op threads, default all usable cores.
-    providers: ONNX Runtime execution providers, e.g. ["CUDAExecutionProvider"].
-    model_file: which model in the pack to run, when it holds several for the same backend.
-    trusted_keys: Ed25519 public keys (PEM files or bytes): refuse the pack unless one of them
-    signed it (needs the `sign` extra).
+    backend: "onnxruntime" ("onnx"), "litert" ("tflite") or "auto": ONNX Runtime when the pack
+    has an ONNX model and onnxruntime is installed, else LiteRT. threads: intra-op threads
+    (default: all usable cores). providers: ONNX Runtime execution providers. model_file: the
+    model to run when several suit the backend. trusted_keys: Ed25519 public keys (PEM files or
+    bytes), one of which must have signed the pack (the `sign` extra).
 
     >>> model = load("digits.edgepack", threads=1)  # doctest: +SKIP
     >>> model.run({"pixels": np.zeros((1, 1, 8, 8), np.float32)})["logits"].shape  # doctest: +SKIP
@@ -72,8 +70,8 @@ def load(
 
 
 def _check_against_model(manifest: PackManifest, entry: ModelEntry, runner: Backend) -> None:
-    """What the manifest says of the model must be what the file holds, and what pre- and
-    postprocessing name must exist: refused at load, not as an interpreter's error at run()."""
+    """The manifest must describe the model file, and pre/postprocessing name tensors it has:
+    refused at load, not as an interpreter's error at run()."""
     where = f"models[{manifest.models.index(entry)}]"
     signature = runner.signature()
     for kind, specs in (("inputs", entry.inputs), ("outputs", entry.outputs)):
@@ -160,8 +158,7 @@ class Model:
 
     @cached_property
     def _preprocess(self) -> Any:
-        """Built on the first predict(): run() users never load the tokenizer's tables. Two
-        threads may both build it; they build the same thing."""
+        """Built on the first predict() (two threads may both build it, the same thing)."""
         config = self.manifest.preprocessing or {}
         if config.get("kind") == "text":
             from .preprocess.text import TextEncoder

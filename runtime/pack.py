@@ -1,9 +1,6 @@
-"""Reads packs: a directory, or the same content as one `NAME.edgepack` zip archive.
-
-Every byte is treated as hostile until checked (docs/pack-format.md, threat model): each entry
-is streamed with its listed size as a hard cap and its sha256 checked; listed paths must stay
-inside the pack; any failure of the zip reader is an IntegrityError naming archive and entry;
-with trusted keys, the manifest must carry a valid Ed25519 signature. Writing is packing's job.
+"""Reads packs (a directory, or the same files in one `NAME.edgepack` zip) as hostile input:
+entries streamed with their listed size as a cap and their sha256 checked, paths kept inside
+the pack, zip failures as IntegrityErrors, signatures checked (docs/pack-format.md, threat model).
 """
 
 from __future__ import annotations
@@ -65,13 +62,12 @@ class PackReader:
 
     @contextmanager
     def verified(self, relpath: str, copied: bool = False) -> Iterator[bytes | Path]:
-        """A listed file for an interpreter, holding exactly the bytes whose sha256 was checked.
+        """A listed file holding exactly the bytes whose sha256 was checked, for an interpreter.
 
-        copied (ONNX Runtime reads the file once, into memory of its own): a directory pack's
-        file itself, under a read lease that makes any open for writing wait; if one knocked,
-        an IntegrityError once the interpreter has read. Else (LiteRT maps the file while it
-        runs; archives; no lease) the path of a sealed in-memory copy, hashed as it is written.
-        Off Linux, the bytes."""
+        copied (the interpreter reads it once): a directory pack's file under a read lease, which
+        makes opens for writing wait (one that knocked is an IntegrityError after the read). Else
+        a sealed in-memory copy, hashed as it is written (LiteRT maps the file while it runs);
+        off Linux, the bytes."""
         if not hasattr(os, "memfd_create"):
             yield self.read(relpath)
             return
@@ -143,8 +139,7 @@ class PackReader:
     def _chunks(
         self, relpath: str, cap: int | None = None, handle: BinaryIO | None = None
     ) -> Iterator[bytes]:
-        """The file in chunks (from `handle` if given, left open), never more than `cap`
-        (default: its listed size) bytes read."""
+        """The file (or `handle`, left open) in chunks; never more than `cap` bytes read."""
         cap = self._entry(relpath).size_bytes if cap is None else cap
         with (
             _zip_errors(self.path, relpath),
@@ -180,9 +175,8 @@ class PackReader:
                 )
             handle = open(real, "rb")  # noqa: SIM115 - returned to the caller's `with`
         except OSError as exc:
-            problem = (
-                "is missing from" if isinstance(exc, FileNotFoundError) else "cannot be read in"
-            )
+            missing = isinstance(exc, FileNotFoundError)
+            problem = "is missing from" if missing else "cannot be read in"
             raise IntegrityError(f"{relpath} {problem} the pack at {self.path}: {exc}") from None
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             handle.close()
@@ -229,17 +223,15 @@ def read_manifest(path: str | os.PathLike[str]) -> PackManifest:
 def verify_pack(
     path: str | os.PathLike[str], trusted_keys: Iterable[KeySource] | None = None
 ) -> PackManifest:
-    """Check the manifest, every file hash and, given trusted keys, the signature; return the
-    manifest or raise an EdgepackError."""
+    """The manifest, once it, every file hash and (given trusted keys) the signature check."""
     with PackReader(path, trusted_keys) as reader:
         reader.verify()
         return reader.manifest
 
 
 def _read_lease(fd: int) -> bool:
-    """Take a read lease: until it is released, any open of the file for writing waits (up to
-    /proc/sys/fs/lease-break-time). False if the file is open for writing, another user's, or
-    on a file system without leases."""
+    """Take a read lease, which makes opens for writing wait (up to lease-break-time); False for
+    a file open for writing, another user's, or on a file system without leases."""
     import fcntl
     import signal
 
@@ -253,8 +245,8 @@ def _read_lease(fd: int) -> bool:
 
 @contextmanager
 def _zip_errors(archive: Path, entry: str) -> Iterator[None]:
-    """Whatever the zip reader raises on damaged bytes (BadZipFile, zlib, EOF, NotImplemented
-    compression, "encrypted" flags...) as one IntegrityError naming the archive and entry."""
+    """Whatever the zip reader raises on damaged bytes (BadZipFile, zlib, EOF, encryption...)
+    as one IntegrityError naming the archive and entry."""
     try:
         yield
     except EdgepackError:

@@ -38,8 +38,8 @@ def check_requirements(manifest: PackManifest) -> None:
 
 
 def missing_cpu_features(required: list[str], flags: frozenset[str] | None = None) -> list[str]:
-    """The required features this CPU (or one with `flags`) lacks, each an ISA name ("dotprod")
-    or a raw /proc/cpuinfo flag ("avx512_vnni"). Empty when there are no flags to read.
+    """The required features (ISA names like "dotprod", or /proc/cpuinfo flags) this CPU, or
+    one with `flags`, lacks; none when there are no flags to read.
 
     >>> missing_cpu_features(["dotprod", "neon"], frozenset({"asimd", "fp"}))
     ['dotprod']

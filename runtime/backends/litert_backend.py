@@ -1,9 +1,6 @@
-"""LiteRT (TFLite) backend: ai-edge-litert's interpreter.
-
-Inputs are bound by tensor name. For int8 I/O the backend quantizes inputs and dequantizes
-outputs with the interpreter's own parameters, so callers always see float32. tflite-runtime is
-not a fallback: its last release (2.14) cannot run under numpy 2, rejects op versions current
-converters emit and has returned wrong int8 results.
+"""LiteRT (TFLite) backend: ai-edge-litert's interpreter, inputs bound by tensor name; int8 I/O
+(de)quantized with the interpreter's own parameters, so callers see float32. Not tflite-runtime:
+its last release (2.14) fails under numpy 2, rejects current op versions, got int8 wrong.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ from ..manifest import ModelEntry
 
 
 def session_options(threads: int) -> ort.SessionOptions:
-    """edgepack's session settings: `threads` intra-op threads, ops run one after another (edge
-    models are chains of ops; a second pool would only compete for the same few cores). Whatever
-    times bare onnxruntime against edgepack uses this too, so that both run the same settings.
+    """edgepack's session settings, also for bare onnxruntime timed against it: `threads`
+    intra-op threads, ops in sequence (edge models are chains; a second pool would only compete).
 
     >>> ort.InferenceSession("model.onnx", session_options(1))  # doctest: +SKIP
     """

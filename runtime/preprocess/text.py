@@ -44,12 +44,9 @@ def load_vocab(data: bytes, source: str = "vocab.txt") -> dict[str, int]:
 
 
 class TextEncoder:
-    """Strings -> int64 arrays (batch, seq) named as the model's inputs.
-
-    The tokenizer is tokenizers' BertWordPieceTokenizer (BertNormalizer, BertPreTokenizer,
-    WordPiece, [CLS]/[SEP]), the pipeline of Hugging Face's BERT tokenizers: the ids transformers
-    gives (tests/runtime/test_text_encoder.py holds it to them). `config` is the manifest's
-    section, already schema-checked; its tokenizer_file is carried for other tools, never read.
+    """Strings -> int64 (batch, seq) arrays named as the model's inputs, by tokenizers'
+    BertWordPieceTokenizer: the ids transformers gives (tests/runtime/test_text_encoder.py).
+    `config` is the schema-checked manifest section; its tokenizer_file is for other tools.
 
     >>> encoder = TextEncoder(section, files.__getitem__)  # doctest: +SKIP
     >>> encoder.encode(["hello world"])["input_ids"]  # doctest: +SKIP
