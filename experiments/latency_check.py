@@ -209,8 +209,9 @@ def _deepedgebench(profile: str, board: str, precision: str, seconds: float) -> 
     TensorFlow Lite's own kernels ran at their default of one thread (the Nano's quantized
     MobileNet v2 at 131.5 ms, against Q-engineering's 27.5 ms for the larger MobileNet v1 uint8 at 4
     threads on the same board, fits that and no XNNPACK): other kernels."""
-    what = "quantized (full-integer)" if precision == "int8" else "float"
-    note = (f"tflite_runtime Interpreter, default threads (1), TF MobileNet v2 1.0 224 {what}; "
+    what = "quantized" if precision == "int8" else "float"
+    note = (f"tflite_runtime Interpreter, TFLite's own kernels (no XNNPACK) at the default one "
+            f"thread, TF MobileNet v2 1.0 224 {what}; "
             f"{board}; inf_durations_avg {seconds:.4f} s")  # fmt: skip
     return Row("held-out", profile, "litert", "mobilenet_v2", precision, 1,
                round(seconds * 1e3, 1), DEEPEDGEBENCH, note, False)  # fmt: skip
