@@ -104,6 +104,9 @@ ALLAN = "https://github.com/aallan/benchmarking-ml-on-the-edge"
 TF_BLOG_QS8 = "https://blog.tensorflow.org/2021/09/faster-quantized-inference-with-xnnpack.html"
 XNN_ISSUE_814 = "https://github.com/google/XNNPACK/issues/814"
 ISPCOJP = "https://github.com/ispcojp/ai_inference_device_benchmark/blob/main/results/{}.md"
+QENGINEERING = "https://github.com/Qengineering/{}/blob/HEAD/README.md"
+DEEPEDGEBENCH = "https://github.com/stephanballer/deepedgebench/blob/HEAD/results/results.py"
+INES_NANO = "https://github.com/InES-HPMM/ai_on_nano/blob/HEAD/target/software/torchONNX.py"
 WITHIN = 0.30  # the target band: |estimate / published - 1| <= 30%
 
 
@@ -118,8 +121,9 @@ class Row:
     published_ms: float
     source: str
     note: str
-    # False where the published run used kernels edgepack never runs (TensorFlow 1.x's built-in
-    # uint8 kernels, before XNNPACK): the row is printed, and summarised on its own line.
+    # False where the published run used kernels edgepack never runs (TensorFlow Lite's own uint8
+    # kernels, without XNNPACK: TensorFlow 1.x, or a 2021 Makefile build of the C++ library): the
+    # row is printed, and summarised on its own line.
     runtime_modelled: bool = True
 
 
@@ -172,6 +176,50 @@ def _ort(split: str, profile: str, page: str, arch: str, ms: float, threads: int
                note)  # fmt: skip
 
 
+def _qe_nano(repo: str, arch: str, fps: float, what: str) -> Row:
+    """Q-engineering's Jetson Nano TensorFlow Lite examples (2021): C++ against libtensorflow-lite.a
+    of the Makefile build (their .cbp links tensorflow/lite/tools/make/gen/linux_aarch64/lib), a
+    uint8 model, SetNumThreads(4), no delegate applied (the GPU one is commented out); the README
+    gives frames per second at the stock 1479 MHz CPU clock, which is 1000 / the integer ms of
+    std::chrono around the timed region. XNNPACK ran no uint8 model before 2021's opt-in QU8, so
+    these are TensorFlow Lite's own uint8 kernels, not edgepack's runtime."""
+    note = (f"TFLite C++ (2021 Makefile build, own uint8 kernels, no XNNPACK), 4 threads, CPU at "
+            f"1479 MHz; {fps} FPS in the README = 1000/{fps} ms; timed: {what}")  # fmt: skip
+    return Row("held-out", "jetson-nano", "litert", arch, "uint8", 4, round(1000 / fps, 1),
+               QENGINEERING.format(repo), note, False)  # fmt: skip
+
+
+def _ines_nano(arch: str, ms: float) -> Row:
+    """ZHAW InES's Jetson Nano workflow (2021): torchONNX.py runs the exported timm model with
+    onnxruntime.InferenceSession(path, None) in a container whose Dockerfile pip-installs
+    onnxruntime (the aarch64 wheel has only the CPU provider); its docstring quotes the run."""
+    note = (
+        "ONNX Runtime CPU EP (pip onnxruntime in an L4T r32.5 container, JetPack 4.5), default "
+        "session options (threads = the 4 cores); timm efficientnet_b0 exported at 224x224, opset "
+        "10 (host/convert_torch_to_onnx.py; the same top-5 logits); median of 101 timed loops "
+        "that also read, resize and normalize a JPEG"
+    )
+    return Row("held-out", "jetson-nano", "onnxruntime", arch, "fp32", 4, ms, INES_NANO, note)
+
+
+def _deepedgebench(profile: str, board: str, precision: str, seconds: float) -> Row:
+    """DeepEdgeBench (Baller et al., IC2E 2021): results/results.py's inf_durations_avg of the
+    ts_<board>_tflite_mn2[q] runs, 5000 ImageNet images at 224x224, invoke() alone timed
+    (utils/test/tflite.py). Its tflite_runtime.Interpreter is built without num_threads, so
+    TensorFlow Lite's own kernels ran at their default of one thread (the Nano's quantized
+    MobileNet v2 at 131.5 ms, against Q-engineering's 27.5 ms for the larger MobileNet v1 uint8 at 4
+    threads on the same board, fits that and no XNNPACK): other kernels."""
+    what = "quantized" if precision == "int8" else "float"
+    note = (f"tflite_runtime Interpreter, TFLite's own kernels (no XNNPACK) at the default one "
+            f"thread, TF MobileNet v2 1.0 224 {what}; "
+            f"{board}; inf_durations_avg {seconds:.4f} s")  # fmt: skip
+    return Row("held-out", profile, "litert", "mobilenet_v2", precision, 1,
+               round(seconds * 1e3, 1), DEEPEDGEBENCH, note, False)  # fmt: skip
+
+
+NANO, PI4 = "Jetson Nano", "Raspberry Pi 4 (clock not stated: 1.5 GHz assumed)"
+
+
 # The split (decided first; never moved after looking at estimates). The rows from TF_BLOG_QS8 and
 # XNN_ISSUE_814 were added in a second session and held out before any estimate of them was made:
 # their boards already had their two LiteRT calibration rows.
@@ -219,6 +267,30 @@ ROWS = [
     _ort("held-out", "jetson-orin-nano", "Jetson_Orin_Nano", "efficientnet_b0", 47.993, 6),
     _tf_blog("efficientnet_lite0", "fp32", 135.2),
     _tf_blog("efficientnet_lite0", "int8", 82.7),
+    # Fourth session: the first Jetson Nano CPU rows, all held out (decided before any estimate of
+    # them was made). The ONNX Runtime one cannot calibrate the Nano: benchmarks/calibrate.py's
+    # REFERENCE_MODELS has no EfficientNet-B0, so a profile reference naming it would be skipped.
+    _ines_nano("efficientnet_b0", 202.7),
+    _qe_nano(
+        "TensorFlow_Lite_Classification_Jetson-Nano",
+        "mobilenet_v1",
+        36.3,
+        "Invoke() only; mobilenet_v1_1.0_224_quant.tflite",
+    ),
+    _qe_nano(
+        "TensorFlow_Lite_SSD_Jetson-Nano",
+        "ssd_mobilenet_v1_075",
+        21.8,
+        "resize of a video frame, Invoke() (incl. TFLite_Detection_PostProcess) and drawing "
+        "the boxes; detect.tflite is SSD MobileNet v1 0.75 depth (19x19x384 and 10x10x768 "
+        "maps, 91 classes: read from the file)",
+    ),
+    # Also held out, decided before any estimate of them: DeepEdgeBench's 1-thread TFLite rows
+    # (the first 1-thread rows besides XNNPACK issue 814's, and other kernels).
+    _deepedgebench("jetson-nano", NANO, "fp32", 0.1810185181617737),
+    _deepedgebench("jetson-nano", NANO, "int8", 0.13154509816169738),
+    _deepedgebench("rpi4-1.5ghz", PI4, "fp32", 0.19301421723365783),
+    _deepedgebench("rpi4-1.5ghz", PI4, "int8", 0.1280070918560028),
 ]
 
 
@@ -398,7 +470,7 @@ def print_table(title: str, rows: list[Row], estimates: list[dict]) -> None:
                 continue
             low, high = e["range_ms"]
             inside = "yes" if low <= row.published_ms <= high else "NO"
-            other = "" if row.runtime_modelled else "  [other kernels: TF 1.x, no XNNPACK]"
+            other = "" if row.runtime_modelled else "  [other kernels: TFLite's own, no XNNPACK]"
             cal = e.get("calibration", "")
             print(f"{start}{e['latency_ms']:>10.1f}{100 * _error(e, row):>+7.0f}%"
                   f"  {low:.0f}-{high:.0f} ({inside})  {cal}{other}")  # fmt: skip
