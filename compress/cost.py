@@ -386,14 +386,43 @@ def _fused_away(
     return fused
 
 
+# One row of a cost summary per (op class, precision, power-of-two range of the bytes one op
+# moves): the estimator judges cache residency by a row's bytes per op, and the ops of one class
+# span orders of magnitude (EfficientNet-B0's 123 elementwise ops move 44 bytes to about 12 MB
+# each, 1.17 MB on average: a class average put all of them in a 2 MB L2 and none in a 1 MB one).
+_Key = tuple[str, str, int]
+
+
+def _add_op(
+    totals: dict[_Key, list[float]], op_class: str, precision: str, flops: float, moved: int
+) -> list[float]:
+    """Count one op in its row; returns the row's [count, FLOPs, bytes, groups] to add to."""
+    entry = totals.setdefault((op_class, precision, max(int(moved), 1).bit_length()), [0, 0, 0, 0])
+    entry[0] += 1
+    entry[1] += flops
+    entry[2] += moved
+    return entry
+
+
+def _rows(totals: Mapping[_Key, list[float]], groups: bool) -> list[dict[str, Any]]:
+    """The summary's `ops` rows in CLASS_ORDER, then by precision and size."""
+    order = {name: i for i, name in enumerate(CLASS_ORDER)}
+    ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], *kv[0][1:]))
+    return [
+        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
+         **({"groups": int(g)} if groups and c == "depthwise_conv" else {})}
+        for (c, p, _), (n, f, b, g) in ranked
+    ]  # fmt: skip
+
+
 def _graph_totals(
     graph: onnx.GraphProto,
     tensors: Mapping[str, _Tensor],
     outer_constant: set[str],
     unknown: set[str],
     notes: list[str],
-) -> dict[tuple[str, str], list[float]]:
-    """[count, FLOPs, bytes] per (op class, precision) of one graph as ONNX Runtime runs it;
+) -> dict[_Key, list[float]]:
+    """[count, FLOPs, bytes, groups] per row (_Key) of one graph as ONNX Runtime runs it;
     control-flow nodes add the cost of their subgraphs (_add_control_flow)."""
     # A session folds every node whose inputs are all constant (Constant nodes, Identity or
     # DequantizeLinear of a weight) before the first run: those nodes never run.
@@ -431,7 +460,7 @@ def _graph_totals(
         return node.op_type == "QuantizeLinear" and source is not None and runs_int8(source)
 
     fused = _fused_away(nodes, consumers, graph_outputs)
-    totals: dict[tuple[str, str], list[float]] = {}
+    totals: dict[_Key, list[float]] = {}
     for node in nodes:
         if node.op_type in CONTROL_FLOW and _subgraphs(node):
             _add_control_flow(node, tensors, constant, totals, unknown, notes)
@@ -471,10 +500,7 @@ def _graph_totals(
         flops = CLASS_FLOPS[op_class](node, ins, out)
         types = [t.elem_type for t in data if t is not None and t.elem_type not in INDEX_TYPES]
         precision = "int8" if int8 else PRECISIONS.get(next(iter(types), 0), "fp32")
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
-        entry[0] += 1
-        entry[1] += flops
-        entry[2] += sum(b for b in moved if b is not None)
+        entry = _add_op(totals, op_class, precision, flops, sum(b for b in moved if b is not None))
         if op_class == "depthwise_conv":
             entry[3] += _attr(node, "group", 1)  # ORT's fp32 path loops over them (estimator)
     return totals
@@ -484,7 +510,7 @@ def _add_control_flow(
     node: onnx.NodeProto,
     tensors: Mapping[str, _Tensor],
     constant: set[str],
-    totals: dict[tuple[str, str], list[float]],
+    totals: dict[_Key, list[float]],
     unknown: set[str],
     notes: list[str],
 ) -> None:
@@ -622,8 +648,9 @@ def cost_summary(
     *,
     groups: bool = False,
 ) -> dict[str, Any]:
-    """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per (op class,
-    precision), op count, FLOPs and bytes read and written (weights and activations).
+    """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per row (op class,
+    precision, size range: _Key), op count, FLOPs and bytes read and written (weights and
+    activations).
 
     Dynamic dims are bound by input_shapes (an input's whole shape), then by name from
     shape_assumptions (a dim named like 'batch_size' or 'seq_len' takes the 'batch' or
@@ -660,20 +687,7 @@ def cost_summary(
         )
         notes.append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
-    order = {name: i for i, name in enumerate(CLASS_ORDER)}
-    ops = [
-        {
-            "op_class": op_class,
-            "precision": precision,
-            "count": int(count),
-            "flops": float(flops),
-            "bytes": int(moved),
-            **({"groups": int(n)} if groups and op_class == "depthwise_conv" else {}),
-        }
-        for (op_class, precision), (count, flops, moved, n) in sorted(
-            totals.items(), key=lambda item: (order[item[0][0]], item[0][1])
-        )
-    ]
+    ops = _rows(totals, groups)
     return {
         "parameters": _parameters(proto),
         "flops": float(sum(op["flops"] for op in ops)),
@@ -749,7 +763,7 @@ def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> flo
 
 def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) -> dict[str, Any]:
     """The manifest's `cost` object for a .tflite file, as cost_summary is for ONNX: parameters,
-    FLOPs and, per (op class, precision), op count, FLOPs and bytes read and written.
+    FLOPs and, per row (op class, precision, size range), op count, FLOPs and bytes moved.
 
     groups=True adds the depthwise rows' channel counts, as cost_summary's. An op whose data
     input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
@@ -794,7 +808,7 @@ def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) 
         or np.dtype(tensors[i]["dtype"]).itemsize == 1
         or i in biases
     )
-    totals: dict[tuple[str, str], list[float]] = {}
+    totals: dict[_Key, list[float]] = {}
     for op in ops:
         name = op["op_name"]
         inputs = [int(i) for i in op["inputs"] if int(i) >= 0]
@@ -814,19 +828,10 @@ def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) 
         moved = 0 if name in TFLITE_VIEW_OPS else sum(nbytes(i) for i in inputs + outputs)
         out = shape(outputs[0]) if outputs else None
         flops = _tflite_flops(name, op_class, [shape(i) for i in inputs], out)
-        entry = totals.setdefault((op_class, precision), [0, 0.0, 0, 0])
-        entry[0] += 1
-        entry[1] += flops
-        entry[2] += moved
+        entry = _add_op(totals, op_class, precision, flops, moved)
         if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 and shape(inputs[1]):
             entry[3] += shape(inputs[1])[-1]  # output channels: one group each
-    order = {name: i for i, name in enumerate(CLASS_ORDER)}
-    ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
-    rows = [
-        {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
-         **({"groups": int(g)} if groups and c == "depthwise_conv" else {})}
-        for (c, p), (n, f, b, g) in ranked
-    ]  # fmt: skip
+    rows = _rows(totals, groups)
     return {
         "parameters": parameters,
         "flops": float(sum(r["flops"] for r in rows)),

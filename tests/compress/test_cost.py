@@ -36,7 +36,17 @@ def _model(nodes, inputs, outputs, initializers):
 
 
 def _ops(cost):
-    return {(op["op_class"], op["precision"]): op for op in cost["ops"]}
+    """The summary's rows added up per (op class, precision), over their size ranges."""
+    merged: dict = {}
+    for op in cost["ops"]:
+        row = merged.get((op["op_class"], op["precision"]))
+        sums = (
+            {k: row[k] + op[k] for k in ("count", "flops", "bytes", "groups") if k in op}
+            if row
+            else {}
+        )
+        merged[(op["op_class"], op["precision"])] = {**op, **sums}
+    return merged
 
 
 def _array(*shape, dtype=np.float32):
