@@ -841,16 +841,17 @@ def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) 
 
 
 def format_cost(cost: Mapping[str, Any]) -> str:
-    """A human table of a cost summary."""
+    """A human table of a cost summary (a class has a row per size range: see MB per op)."""
     lines = [
         f"parameters {cost['parameters']:,}   FLOPs {cost['flops'] / 1e9:.3f} G   "
         f"assuming {cost.get('shape_assumptions') or 'static shapes'}",
-        f"{'op class':<16}{'precision':<10}{'count':>7}{'MFLOPs':>14}{'MB moved':>12}",
+        f"{'op class':<16}{'precision':<10}{'count':>7}{'MFLOPs':>14}{'MB moved':>12}{'MB/op':>10}",
     ]
     for op in cost["ops"]:
         lines.append(
             f"{op['op_class']:<16}{op['precision']:<10}{op['count']:>7}"
             f"{op['flops'] / 1e6:>14.2f}{op['bytes'] / 1e6:>12.2f}"
+            f"{op['bytes'] / max(op['count'], 1) / 1e6:>10.3f}"
         )
     return "\n".join(lines)
 
