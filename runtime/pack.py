@@ -223,7 +223,7 @@ def read_manifest(path: str | os.PathLike[str]) -> PackManifest:
 def verify_pack(
     path: str | os.PathLike[str], trusted_keys: Iterable[KeySource] | None = None
 ) -> PackManifest:
-    """The manifest, once it, every file hash and (given trusted keys) the signature check."""
+    """The manifest, after checking it, every file hash and (given trusted keys) the signature."""
     with PackReader(path, trusted_keys) as reader:
         reader.verify()
         return reader.manifest

@@ -1,6 +1,6 @@
 """LiteRT (TFLite) backend: ai-edge-litert's interpreter, inputs bound by tensor name; int8 I/O
 (de)quantized with the interpreter's own parameters, so callers see float32. Not tflite-runtime:
-its last release (2.14) fails under numpy 2, rejects current op versions, got int8 wrong.
+its last release (2.14) fails under numpy 2 and on current op versions, and gave wrong int8 results.
 """
 
 from __future__ import annotations
