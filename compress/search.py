@@ -27,7 +27,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -520,11 +522,18 @@ def run_search(
             f"budget {budget:g} points, profiles {', '.join(names)}",
             flush=True,
         )
+        here = threading.current_thread() is threading.main_thread()  # signals: main only
+        previous = signal.signal(signal.SIGINT, objective.on_ctrl_c) if here else None
         try:
+            callbacks.append(objective.stop_if_interrupted)
             the_study.optimize(objective, timeout=timeout, callbacks=callbacks)
+            objective.stop_if_interrupted()
         except KeyboardInterrupt:
             objective.requeue_current(the_study)
             raise
+        finally:
+            if here:
+                signal.signal(signal.SIGINT, previous)
     return summarize(
         the_study, names, float(budget), url, output, recipe, report=report, ran=objective.ran
     )
@@ -544,14 +553,35 @@ class _Objective:
     ) -> None:
         self.recipe, self.space, self.profiles = recipe, space, profiles
         self.budget, self.trials_dir, self.worker = budget, trials_dir, worker
-        self.current: int | None = None
+        self.current: int | None = None  # the trial a Ctrl-C would leave failed: to requeue
+        self.running = False  # in our code (not Optuna's) of a trial
         self.ran: list[int] = []
+        self.interrupted = False
+
+    def on_ctrl_c(self, signum: int, frame: Any) -> None:
+        """SIGINT: stop the running trial at once (Optuna marks it failed, requeue_current
+        queues it again); while Optuna records or starts a trial, wait until it has: optuna 5.0
+        turns a KeyboardInterrupt there into an UnboundLocalError and leaves the trial running."""
+        if self.running:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def stop_if_interrupted(self, *_: Any) -> None:
+        """Raise the Ctrl-C that came while Optuna was busy (an Optuna callback too)."""
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
+        self.current, self.running = trial._trial_id, True
+        try:
+            self.stop_if_interrupted()  # a Ctrl-C while Optuna started this trial
+            return self._run(trial)
+        finally:
+            self.running = False
 
+    def _run(self, trial: optuna.Trial) -> list[float]:
         from .recipe import run_recipe
 
-        self.current = trial._trial_id
         params = {k.path: k.suggest(trial) for k in self.space}
         trial.set_user_attr("worker", self.worker)
         self.ran.append(trial.number)
@@ -561,6 +591,7 @@ class _Objective:
             trial.set_user_attr("figures", same.user_attrs["figures"])
             trial.set_user_attr("pack", same.user_attrs.get("pack", ""))
             self._say(trial.number, params, f"same as trial {same.number}")
+            self.current = None
             return list(same.values)
         pack = self.trials_dir / f"trial-{trial.number}.edgepack"
         try:

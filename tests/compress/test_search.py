@@ -224,24 +224,30 @@ def _running(storage: str) -> list:
 
 def _stop_mid_trial(command: list, log: Path, storage: str, sig: int) -> int:
     """Start a worker, wait until it has finished two trials and is running another, send
-    `sig`; return the number of the trial it was running."""
+    `sig`; return the number of the trial the signal stopped. That is the one running when the
+    signal landed, which on a loaded machine can be a later one than was running when it was
+    sent (a trial lasts about a second): a SIGKILL leaves it running, a Ctrl-C marks it failed."""
+    import optuna
+
+    stopped_states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
     for _ in range(5):
         worker = start(command, log)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and worker.poll() is None:
             running = _running(storage)
             # a trial that has its knobs (killed before, it has none to redo)
             if len(trials_run(log.read_text())) >= 2 and running and running[0].params:
                 worker.send_signal(sig)
-                worker.wait(timeout=60)
-                stopped = [t for t in _running(storage) if t.number == running[0].number]
-                import optuna
-
-                study = load_study(storage)
-                trial = study.trials[running[0].number]
-                if stopped or trial.state == optuna.trial.TrialState.FAIL:
-                    return running[0].number
-                break  # it finished that trial before the signal: try again
+                worker.wait(timeout=120)
+                mine = f"{socket.gethostname()}:{worker.pid}"
+                stopped = [
+                    t.number
+                    for t in load_study(storage).trials
+                    if t.state in stopped_states and t.user_attrs.get("worker") == mine
+                ]
+                if stopped:
+                    return stopped[-1]
+                break  # it landed between two trials: try again
             time.sleep(0.02)
         worker.kill()
         worker.wait()
