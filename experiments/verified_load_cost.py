@@ -29,7 +29,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from unittest import mock
 
 import edgepack.runtime as ep
+from edgepack.benchmarks.scenarios import measure
 from edgepack.runtime.pack import PackReader
 
 CHILD = """
@@ -54,6 +54,7 @@ def once():
         ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     else:
         import edgepack.runtime as ep
+from edgepack.benchmarks.scenarios import measure
         ep.load(sys.argv[3], threads=1)
 once()
 cold = time.perf_counter() - start
@@ -119,15 +120,12 @@ def in_process(pack: str, loads: int) -> None:
         "  step: hash under a read lease": (lease_only, hash_),
         "  step: sealed copy": (copy_only, hash_),
     }
-    for run, _ in kinds.values():  # warm-up: imports, page cache
-        run()
-    times: dict[str, list[float]] = {k: [] for k in kinds}
-    for _ in range(loads):
-        for label, (run, _) in kinds.items():
-            start = time.perf_counter()
-            run()
-            times[label].append(1e3 * (time.perf_counter() - start))
-    print(f"in-process, {loads} interleaved runs each, pack {pack}, threads=1")
+    # The harness's loop: warm-up (imports, page cache), then turns in short blocks, the order
+    # reversed every round, until each kind has `loads` runs.
+    samples, _ = measure([run for run, _ in kinds.values()], warmup=1, min_count=loads,
+                         min_duration_s=0)  # fmt: skip
+    times = {label: list(1e3 * s) for label, s in zip(kinds, samples, strict=True)}
+    print(f"in-process, at least {loads} interleaved runs each, pack {pack}, threads=1")
     print(f"{'how':32} {'median ms':>10} {'min ms':>8} {'median ratio':>13} {'min ratio':>10}")
     for label, (_, base) in kinds.items():
         med, low = statistics.median(times[label]), min(times[label])
