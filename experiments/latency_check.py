@@ -19,6 +19,8 @@ int8, and cost-summarised; the estimate of a LiteRT row is made from that ONNX g
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -34,6 +36,7 @@ from torch import nn
 
 from edgepack.benchmarks.calibrate import REFERENCE_PRECISIONS
 from edgepack.benchmarks.estimate import estimate_latency
+from edgepack.compress import cost as cost_module
 from edgepack.compress.cost import cost_summary
 from edgepack.device_profiles import load_profile
 
@@ -298,10 +301,22 @@ def variant(row: Row) -> str:
     return REFERENCE_PRECISIONS[row.precision]
 
 
+def _counter_fingerprint() -> str:
+    """A digest of the cost counter's source: costs a different counter built are not reused."""
+    return hashlib.sha256(inspect.getsource(cost_module).encode()).hexdigest()[:16]
+
+
 def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
-    """{"arch/variant": cost} for every row, built once into work/costs.json."""
+    """{"arch/variant": cost} for every row, built once into work/costs.json and built again when
+    compress/cost.py has changed since (the exported models in `work` are kept: delete them when a
+    model's definition changes)."""
     store = work / "costs.json"
-    costs = json.loads(store.read_text()) if store.is_file() else {}
+    saved = json.loads(store.read_text()) if store.is_file() else {}
+    counter = _counter_fingerprint()
+    costs = saved.get("costs", {}) if saved.get("counter") == counter else {}
+    if saved and not costs:
+        print(f"{store} was built by another compress/cost.py: counting the costs again",
+              file=sys.stderr)  # fmt: skip
     needed = sorted({(r.arch, variant(r)) for r in rows} - {tuple(k.split("/")) for k in costs})
     for i, (arch, kind) in enumerate(needed):
         print(f"[{i + 1}/{len(needed)}] exporting {arch} ({kind})", file=sys.stderr)
@@ -315,7 +330,7 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
             costs[f"{arch}/{kind}"] = cost_summary(path, groups=True)
         tmp = store.with_suffix(".tmp")
-        tmp.write_text(json.dumps(costs, indent=1))
+        tmp.write_text(json.dumps({"counter": counter, "costs": costs}, indent=1))
         tmp.replace(store)  # a stopped run keeps what it built
     return costs
 

@@ -2,6 +2,8 @@
 from the held-out rows the target is judged on, and an older estimator gets profiles without the
 fields it does not know."""
 
+import json
+
 from experiments import latency_check
 from experiments.latency_check import GROUPS, Row, _strip_for_old, summary
 
@@ -36,3 +38,15 @@ def test_an_older_estimator_gets_profiles_without_fields_its_schema_never_names(
     old = _strip_for_old(text, schema='"memory.l2_kib"')
     assert "all_core_speedup" not in old and "l2_kib = 512" in old and "cores = 4" in old
     assert _strip_for_old(text, schema='"memory.l2_kib" "cpu.all_core_speedup"') == text
+
+
+def test_costs_another_cost_counter_built_are_counted_again(tmp_path):
+    cost = {"ops": [], "flops": 1}
+    store = tmp_path / "costs.json"
+    store.write_text(json.dumps({"counter": "an older counter", "costs": {"m/fp32": cost}}))
+    assert latency_check.build_costs([], tmp_path) == {}
+    store.write_text(json.dumps({"m/fp32": cost}))  # the format before the counter was recorded
+    assert latency_check.build_costs([], tmp_path) == {}
+    current = latency_check._counter_fingerprint()
+    store.write_text(json.dumps({"counter": current, "costs": {"m/fp32": cost}}))
+    assert latency_check.build_costs([], tmp_path) == {"m/fp32": cost}
