@@ -112,8 +112,16 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
     """The profile's usable references of `backend` with their uncalibrated estimates, and the
     ones that cannot be used (with the reason)."""
     used, skipped = [], []
+    uint8_ok = runtime_model(backend).uint8_references_calibrate
     for ref in profile.references:
         if ref.backend != backend:
+            continue
+        if ref.precision.lower() == "uint8" and not uint8_ok:
+            reason = (
+                f"a uint8 model ({ref.model!r}): {backend} runs it with other kernels than "
+                "edgepack's fp32 and int8 packs (uint8_references_calibrate in runtimes.toml)"
+            )
+            skipped.append({"model": ref.model, "reason": reason})
             continue
         match = reference_cost(ref.model, ref.precision)
         if ref.threads is None or match is None:

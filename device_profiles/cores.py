@@ -61,6 +61,9 @@ class RuntimeModel:
     # channel group, and bytes its im2col buffer moves per FLOP; 0 where one kernel does it all.
     fp32_depthwise_group_cycles: float
     fp32_depthwise_expand_bytes_per_flop: float
+    # Whether a published figure of a uint8 (asymmetric) model ran the kernels this runtime's int8
+    # and fp32 packs run, so that it may calibrate them.
+    uint8_references_calibrate: bool
     sources: dict[str, Source]
     assumptions: dict[str, str]
 
@@ -118,6 +121,7 @@ RUNTIME_FIGURES = {
     "parallel_efficiency": (int, float),
     "fp32_depthwise_group_cycles": (int, float),
     "fp32_depthwise_expand_bytes_per_flop": (int, float),
+    "uint8_references_calibrate": bool,
 }
 
 
@@ -129,7 +133,8 @@ def _figures(raw: dict[str, Any], spec: dict[str, Any], where: str) -> dict[str,
     for key, kind in spec.items():
         if key not in figures:
             raise ProfileError(f"{where}: missing field {key!r}")
-        if not isinstance(figures[key], kind) or isinstance(figures[key], bool):
+        value = figures[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise ProfileError(f"{where}: field {key!r} has the wrong type ({figures[key]!r})")
     return figures
 

@@ -403,9 +403,11 @@ def before(
     rpi3b-plus, which it lacks), whose references may include rows held out here."""
     shim = work / "before-shim" / "edgepack"
     shim.mkdir(parents=True, exist_ok=True)
-    for part in ("runtime", "benchmarks", "device_profiles", "compress", "cli"):
+    for part in ("runtime", "schema", "benchmarks", "device_profiles", "compress", "cli"):
         link = shim / part
-        if not link.exists():
+        if link.is_symlink():
+            link.unlink()  # it may point at the checkout of an earlier run
+        if (root / part).is_dir():
             link.symlink_to(root.resolve() / part)
     profiles = work / ("before-their-profiles" if their_profiles else "before-our-profiles")
     profiles.mkdir(exist_ok=True)

@@ -259,14 +259,34 @@ def test_the_cost_summary_counts_depthwise_groups(tmp_path):
 
 
 def test_a_precision_carried_on_an_assumed_int8_rate_widens_more():
-    """The Pi 5 calibrates LiteRT on a uint8 figure only; carried to fp32 it rests on LiteRT's
-    SDOT rate, an assumption, so it widens by log(4) / 2. The Pi 4's NEON rate is cited."""
-    pi5 = calibration(load_profile("rpi5"), "litert", "fp32", 4)
-    same = calibration(load_profile("rpi5"), "litert", "int8", 4)
+    """The Pi 5 calibrates ONNX Runtime on an fp32 figure only; carried to int8 it rests on MLAS's
+    SDOT rate, an assumption, so it widens by log(4) / 2. The Pi 4's LiteRT NEON rate is cited."""
+    pi5 = calibration(load_profile("rpi5"), "onnxruntime", "int8", 4)
+    same = calibration(load_profile("rpi5"), "onnxruntime", "fp32", 4)
+    assert pi5["factor"] == same["factor"]
     assert pi5["sigma"] == pytest.approx(
         math.hypot(same["sigma"], math.log(INT8_PEAK_RATIO["dotprod"]) / 2)
     )
     assert math.log(INT8_PEAK_RATIO["dotprod"]) / 2 > SIGMA_OTHER_PRECISION
+
+
+def test_a_uint8_figure_calibrates_onnx_runtime_but_not_litert(tmp_path, alone):
+    """LiteRT runs a uint8 model with XNNPACK's QU8 kernels or its own, depending on the build,
+    never with the kernels of edgepack's fp32 and signed int8 packs; ONNX Runtime runs uint8
+    activations on the path of its own int8 packs."""
+    cost, bare = MOBILENET_V1["int8-static"], _profile(tmp_path)
+    raw = {b: cost_seconds(cost, bare, b, 4)[0] * 1e3 for b in ("litert", "onnxruntime")}
+    refs = _reference(3 * raw["litert"], "uint8") + _reference(
+        3 * raw["onnxruntime"], "uint8", backend="onnxruntime"
+    )
+    profile = _profile(tmp_path, references=refs)
+    lite = calibration(profile, "litert", "int8", 4)
+    assert lite["kind"] == "uncalibrated" and lite["factor"] == 1.0
+    assert [s["model"] for s in lite["skipped"]] == ["MobileNet v1 1.0 (224x224)"]
+    assert "uint8" in lite["skipped"][0]["reason"] and "litert" in lite["skipped"][0]["reason"]
+    ort = calibration(profile, "onnxruntime", "int8", 4)
+    assert ort["kind"] == "own" and not ort["skipped"]
+    assert ort["factor"] == pytest.approx(_factor_for(3, cost, profile, "onnxruntime"))
 
 
 def test_a_profile_without_the_figures_the_model_needs_is_named(tmp_path):
@@ -320,13 +340,13 @@ def test_own_calibration_is_per_runtime_and_precision_and_fits_the_references(tm
 
 def test_a_factor_carried_to_another_precision_or_thread_count_widens_the_range(tmp_path, alone):
     raw_int8 = cost_seconds(MOBILENET_V1["int8-static"], _profile(tmp_path), "litert", 4)[0] * 1e3
-    profile = _profile(tmp_path, references=_reference(3 * raw_int8, "uint8"))
+    profile = _profile(tmp_path, references=_reference(3 * raw_int8, "int8"))
     same = calibration(profile, "litert", "int8", 4)
     other = calibration(profile, "litert", "fp32", 4)
     expected = _factor_for(3, MOBILENET_V1["int8-static"], _profile(tmp_path))
     assert same["factor"] == other["factor"] == pytest.approx(expected)
     assert other["sigma"] == pytest.approx(math.hypot(same["sigma"], SIGMA_OTHER_PRECISION))
-    assert "fitted on uint8, not fp32" in other["status"]
+    assert "fitted on int8, not fp32" in other["status"]
     one = calibration(profile, "litert", "int8", 1)
     assert one["sigma"] == pytest.approx(math.hypot(same["sigma"], SIGMA_OTHER_THREADS))
     assert "at 4 thread(s), not 1" in one["status"]
@@ -370,7 +390,7 @@ def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, mo
 
 
 def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
-    for name in ("rpi4-1.5ghz", "rpi3b-plus", "rpi5"):
+    for name in ("rpi4-1.5ghz", "rpi3b-plus"):
         profile = load_profile(name)
         for precision in ("fp32", "int8"):
             cal = calibration(profile, "litert", precision, 4)
@@ -381,6 +401,8 @@ def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
     zero = calibration(load_profile("rpi-zero-2w"), "litert")
     assert zero["kind"] == "same-core" and "rpi3b-plus" in zero["borrowed_from"]
     assert calibration(load_profile("jetson-nano"), "litert")["kind"] == "uncalibrated"
+    pi5 = calibration(load_profile("rpi5"), "litert", "int8", 4)  # its one LiteRT figure is uint8
+    assert pi5["kind"] == "uncalibrated" and pi5["skipped"]
 
 
 # --- the closed loop ---
