@@ -258,14 +258,15 @@ def calibration(
     int8_extra = precision_sigma(profile, backend) if precision_group(precision) == "int8" else 0.0
     if int8_extra == SIGMA_OTHER_PRECISION:
         int8_extra = 0.0  # a cited rate: the uncalibrated sigma already covers it
+    unused = f" (cited but not used: {'; '.join(s['reason'] for s in skipped)})" if skipped else ""
     return {
         "kind": "uncalibrated",
         "factor": 1.0,
         "sigma": math.hypot(SIGMA["uncalibrated"], int8_extra),
         "references": [],
         "skipped": skipped,
-        "status": f"uncalibrated for {backend}: no published {backend} measurement on this "
-        f"board or another {profile.cpu.core} board, so the range is wide",
+        "status": f"uncalibrated for {backend}: no usable published {backend} measurement on "
+        f"this board{unused} or another {profile.cpu.core} board, so the range is wide",
     }
 
 

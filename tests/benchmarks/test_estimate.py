@@ -284,6 +284,7 @@ def test_a_uint8_figure_calibrates_onnx_runtime_but_not_litert(tmp_path, alone):
     assert lite["kind"] == "uncalibrated" and lite["factor"] == 1.0
     assert [s["model"] for s in lite["skipped"]] == ["MobileNet v1 1.0 (224x224)"]
     assert "uint8" in lite["skipped"][0]["reason"] and "litert" in lite["skipped"][0]["reason"]
+    assert lite["skipped"][0]["reason"] in lite["status"]  # the user is told why
     ort = calibration(profile, "onnxruntime", "int8", 4)
     assert ort["kind"] == "own" and not ort["skipped"]
     assert ort["factor"] == pytest.approx(_factor_for(3, cost, profile, "onnxruntime"))
