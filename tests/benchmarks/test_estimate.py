@@ -272,8 +272,8 @@ def test_a_precision_carried_on_an_assumed_int8_rate_widens_more():
 
 def test_a_uint8_figure_calibrates_onnx_runtime_but_not_litert(tmp_path, alone):
     """LiteRT runs a uint8 model with XNNPACK's QU8 kernels or its own, depending on the build,
-    never with the kernels of edgepack's fp32 and signed int8 packs; ONNX Runtime runs uint8
-    activations on the path of its own int8 packs."""
+    never with the kernels of edgepack's fp32 and signed int8 packs; ONNX Runtime's MLAS has
+    kernels of the same kind for uint8 and int8 activations."""
     cost, bare = MOBILENET_V1["int8-static"], _profile(tmp_path)
     raw = {b: cost_seconds(cost, bare, b, 4)[0] * 1e3 for b in ("litert", "onnxruntime")}
     refs = _reference(3 * raw["litert"], "uint8") + _reference(
