@@ -4,9 +4,9 @@ published measurements the profile cites (calibrate), then corrected by the erro
 the device itself (the history). Always labelled "estimated", never mistaken for a measurement.
 On the host it is this machine's own microbenchmarks instead. See docs/latency-model.md.
 
->>> p = estimate_pack("mobilenet.edgepack", load_profile("rpi5"))  # doctest: +SKIP
+>>> p = estimate_pack("mobilenet_v2.edgepack", "rpi4-1.5ghz", backend="litert")  # doctest: +SKIP
 >>> print(format_estimate(p))  # doctest: +SKIP
-estimated 31.2 ms on rpi5 (likely 22.0-44.3 ms), litert int8, 4 threads; calibrated for litert ...
+estimated 13.89 ms on rpi4-1.5ghz (likely 9.79-19.71 ms), litert int8, 4 threads; calibrated for ...
 """
 
 from __future__ import annotations
