@@ -54,7 +54,6 @@ def once():
         ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     else:
         import edgepack.runtime as ep
-from edgepack.benchmarks.scenarios import measure
         ep.load(sys.argv[3], threads=1)
 once()
 cold = time.perf_counter() - start
