@@ -512,7 +512,7 @@ def run_search(
     worker = f"{socket.gethostname()}:{os.getpid()}"
     objective = _Objective(recipe, space, devices, float(budget), output / "trials", worker)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    callbacks = []
+    callbacks = [objective.stop_if_interrupted]  # a Ctrl-C held while Optuna was busy
     if trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(trials, states=finished))
     count = len(the_study.get_trials(deepcopy=False, states=finished))
@@ -525,7 +525,6 @@ def run_search(
         here = threading.current_thread() is threading.main_thread()  # signals: main only
         previous = signal.signal(signal.SIGINT, objective.on_ctrl_c) if here else None
         try:
-            callbacks.append(objective.stop_if_interrupted)
             the_study.optimize(objective, timeout=timeout, callbacks=callbacks)
             objective.stop_if_interrupted()
         except KeyboardInterrupt:
