@@ -134,21 +134,37 @@ def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeMode
     return b.dram_bytes_per_s * min(1.0, ONE_CORE_DRAM_SHARE * threads), "DRAM"
 
 
+def _depthwise_groups(op: Mapping[str, Any]) -> float:
+    """The row's channel groups, or ASSUMED_CHANNELS_PER_DEPTHWISE_OP per op where the summary
+    has no count (packs: the schema has no field yet), capped by what its bytes allow."""
+    if op.get("groups") is not None:
+        return float(op["groups"])
+    cap = op["bytes"] / (2 * 4 * MIN_DEPTHWISE_MAP)
+    return min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * op["count"], cap)
+
+
+def group_threads(op: Mapping[str, Any], groups: float, runtime: RuntimeModel, threads: int) -> int:
+    """Threads one channel group's GEMM gets where the runtime runs a float depthwise convolution
+    group by group: MLAS's MlasConvPrepare gives a group one thread per
+    fp32_depthwise_group_thread_macs multiply-adds, plus one, at most `threads`, so the small maps
+    of a network's later layers run on the calling thread alone (no fork/join, no speed-up)."""
+    per_thread = runtime.fp32_depthwise_group_thread_macs
+    if not per_thread or threads <= 1:
+        return threads
+    macs = op["flops"] / 2 / max(groups, 1.0)  # FLOPs are 2 x MACs
+    return max(1, min(threads, int(macs // per_thread) + 1))
+
+
 def _channel_by_channel(
-    op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
+    op: Mapping[str, Any], groups: float, b: Board, runtime: RuntimeModel, threads: int
 ) -> tuple[float, float]:
     """Extra seconds of a float depthwise convolution that the runtime runs one channel at a
-    time through im2col + GEMM (ONNX Runtime's MLAS on Arm): each channel group is its own call
-    with its own fork/join, and the im2col buffer, which stays in cache, is written and read back.
-    Zero for runtimes with a depthwise kernel (their figures are 0). A summary without a group
-    count gets ASSUMED_CHANNELS_PER_DEPTHWISE_OP per op (the row says so). Returns (fixed
-    seconds of the per-group calls, seconds of the im2col traffic)."""
-    groups = op.get("groups")
-    if groups is None:
-        cap = op["bytes"] / (2 * 4 * MIN_DEPTHWISE_MAP)
-        groups = min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * op["count"], cap)
+    time through im2col + GEMM (ONNX Runtime's MLAS on Arm): each channel group is its own call,
+    with a fork/join where the group gets more than one thread (`threads` is group_threads'), and
+    the im2col buffer, which stays in cache, is written and read back. Returns (fixed seconds of
+    the per-group calls, seconds of the im2col traffic)."""
     per_group = runtime.fp32_depthwise_group_cycles
-    if runtime.fp32_depthwise_group_cycles and threads > 1:
+    if threads > 1:
         per_group += runtime.sync_cycles
     expand = op["flops"] * runtime.fp32_depthwise_expand_bytes_per_flop
     cache_rate = b.clock_hz * b.core.l2_bytes_per_cycle * board_speedup(b, threads, runtime)
@@ -158,20 +174,30 @@ def _channel_by_channel(
 def op_seconds(
     op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
 ) -> dict[str, Any]:
-    """Seconds of one row of a cost summary (all ops of one class and precision)."""
+    """Seconds of one row of a cost summary (all ops of one class and precision). A float
+    depthwise row of a runtime that runs it channel by channel is costed at the threads one group
+    gets (group_threads), with its per-group calls added."""
     count = max(int(op["count"]), 1)
-    bandwidth, level = memory_rate(b, op["bytes"] / count, threads, runtime)
+    grouped = (
+        op["op_class"] == "depthwise_conv"
+        and op["precision"] not in INT8_PRECISIONS
+        and runtime.fp32_depthwise_group_cycles > 0
+    )
+    groups = _depthwise_groups(op) if grouped else 0.0
+    kernel_threads = group_threads(op, groups, runtime, threads) if grouped else threads
+    bandwidth, level = memory_rate(b, op["bytes"] / count, kernel_threads, runtime)
     memory_s = op["bytes"] / bandwidth
     seconds, bound = memory_s, level
     if op["op_class"] in COMPUTE_CLASSES and op["flops"]:
-        compute_s = op["flops"] / compute_rate(b, runtime, op["op_class"], op["precision"], threads)
+        rate = compute_rate(b, runtime, op["op_class"], op["precision"], kernel_threads)
+        compute_s = op["flops"] / rate
         if compute_s >= memory_s:
             seconds, bound = compute_s, "compute"
     per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
     calls, im2col = 0.0, 0.0
-    if op["op_class"] == "depthwise_conv" and op["precision"] not in INT8_PRECISIONS:
-        calls, im2col = _channel_by_channel(op, b, runtime, threads)
+    if grouped:
+        calls, im2col = _channel_by_channel(op, groups, b, runtime, kernel_threads)
     channel_loop = calls + im2col
     return {
         "op_class": op["op_class"],
@@ -179,10 +205,15 @@ def op_seconds(
         "count": op["count"],
         "bound": bound,
         "ms": (seconds + channel_loop + overhead) * 1e3,
-        # Fixed cycle counts (dispatch, fork/join, per-group calls): calibration does not scale
-        # them, only the kernel time (the rest of "ms").
-        "overhead_ms": (overhead + calls) * 1e3,
-        **({"channel_loop_ms": channel_loop * 1e3} if channel_loop else {}),
+        # What a calibration factor does not scale (the rest of "ms" is the kernel time it
+        # corrects): fixed cycle counts (dispatch, fork/join), and all of a channel-by-channel
+        # depthwise row, whose single-row GEMMs on one or two threads no dense reference measures.
+        "unscaled_ms": ((overhead + seconds + channel_loop) if grouped else overhead) * 1e3,
+        **(
+            {"channel_loop_ms": channel_loop * 1e3, "group_threads": kernel_threads}
+            if channel_loop
+            else {}
+        ),
         **({"groups_assumed": True} if calls and "groups" not in op else {}),
     }
 
@@ -202,7 +233,8 @@ def cost_seconds(
 
 
 def fixed_seconds(rows: list[dict[str, Any]], profile: DeviceProfile, backend: str) -> float:
-    """The part of cost_seconds' total that is fixed cycle counts (per-run, per-op and per-group
-    overheads), which a calibration factor does not scale: it corrects kernel efficiency."""
+    """The part of cost_seconds' total that a calibration factor does not scale (it corrects the
+    efficiency of the threaded kernels the references ran): the per-run overhead and each row's
+    unscaled_ms (per-op overheads, channel-by-channel depthwise rows)."""
     run = runtime_model(backend).run_overhead_cycles / (profile.cpu.max_clock_ghz * 1e9)
-    return run + sum(r["overhead_ms"] for r in rows) / 1e3
+    return run + sum(r["unscaled_ms"] for r in rows) / 1e3

@@ -244,7 +244,7 @@ def estimate_latency(
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)
 
     def calibrated(row: Mapping[str, Any]) -> float:
-        fixed_ms = row.get("overhead_ms", 0.0)
+        fixed_ms = row.get("unscaled_ms", 0.0)
         return (fixed_ms + cal["factor"] * (row["ms"] - fixed_ms)) * correction
 
     return {

@@ -179,7 +179,7 @@ def test_a_published_all_core_speed_up_sets_the_boards_thread_scaling(tmp_path):
     def ratio(profile, threads):
         one = cost_seconds(compute_bound, profile, "litert", 1)[1][0]
         many = cost_seconds(compute_bound, profile, "litert", threads)[1][0]
-        return (one["ms"] - one["overhead_ms"]) / (many["ms"] - many["overhead_ms"])
+        return (one["ms"] - one["unscaled_ms"]) / (many["ms"] - many["unscaled_ms"])
 
     assert ratio(measured, 4) == pytest.approx(2.0)
     assert 1.0 < ratio(measured, 2) < ratio(measured, 3) < 2.0
@@ -205,8 +205,9 @@ def test_an_all_core_slow_down_is_refused_and_a_speed_up_is_capped_at_the_cores(
 
 def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_path):
     """MLAS on Arm loops over the channels of an fp32 depthwise convolution (im2col + a one-row
-    GEMM each, with its own fork/join): the groups cost ONNX Runtime time, not LiteRT, and not
-    ONNX Runtime's int8 depthwise kernel."""
+    GEMM each): the groups cost ONNX Runtime time, not LiteRT, and not ONNX Runtime's int8
+    depthwise kernel; a group gets one thread per 64 Ki multiply-adds plus one, so small groups
+    run on one thread, with no fork/join and no speed-up from the session's threads."""
     profile = _profile(tmp_path)
     row = {"op_class": "depthwise_conv", "precision": "fp32", "count": 10, "flops": 2e7,
            "bytes": 4e6}  # fmt: skip
@@ -215,23 +216,41 @@ def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_pat
     def ms(op, backend, threads=4):
         return cost_seconds({"ops": [op]}, profile, backend, threads)[1][0]
 
-    plain, grouped = ms(row, "onnxruntime"), ms({**row, "groups": 5000}, "onnxruntime")
     b = board(profile)
-    per_group = (ort.fp32_depthwise_group_cycles + ort.sync_cycles) / b.clock_hz
     expand = 2e7 * ort.fp32_depthwise_expand_bytes_per_flop  # im2col written and read back
-    cache = b.clock_hz * b.core.l2_bytes_per_cycle * board_speedup(b, 4, ort)
-    expected = (5000 * per_group + expand / cache) * 1e3
-    assert grouped["channel_loop_ms"] == pytest.approx(expected)
+    one_thread_cache = b.clock_hz * b.core.l2_bytes_per_cycle
+    # 5000 groups of 2000 multiply-adds: one thread each, so no fork/join per group.
+    small = ms({**row, "groups": 5000}, "onnxruntime")
+    assert small["group_threads"] == 1
+    per_group = ort.fp32_depthwise_group_cycles / b.clock_hz
+    expected = (5000 * per_group + expand / one_thread_cache) * 1e3
+    assert small["channel_loop_ms"] == pytest.approx(expected)
+    # ...and 4 threads buy it nothing but the per-op fork/join of the session.
+    single = ms({**row, "groups": 5000}, "onnxruntime", threads=1)
+    sync_ms = 10 * ort.sync_cycles / b.clock_hz * 1e3
+    assert small["ms"] - sync_ms == pytest.approx(single["ms"])
+    # 50 groups of 200 000 multiply-adds: 200000 // 65536 + 1 = 4 threads, each with a fork/join.
+    large = ms({**row, "groups": 50}, "onnxruntime")
+    assert large["group_threads"] == 4
+    per_large = (ort.fp32_depthwise_group_cycles + ort.sync_cycles) / b.clock_hz
+    cache = one_thread_cache * board_speedup(b, 4, ort)
+    assert large["channel_loop_ms"] == pytest.approx((50 * per_large + expand / cache) * 1e3)
+    assert ms({**row, "groups": 50}, "onnxruntime", threads=2)["group_threads"] == 2
+    # The whole row is unscaled by calibration (no dense reference measures this path); a conv
+    # row's unscaled part is its per-op overhead alone.
+    assert small["unscaled_ms"] == pytest.approx(small["ms"])
+    conv = ms({**row, "op_class": "conv"}, "onnxruntime")
+    assert conv["unscaled_ms"] == pytest.approx(10 * (ort.op_overhead_cycles + ort.sync_cycles)
+                                                / b.clock_hz * 1e3)  # fmt: skip
     # A summary without a group count (packs: the schema has no field yet) assumes 400 channels
     # per depthwise op, capped by what its bytes allow, and says so.
+    plain = ms(row, "onnxruntime")
     assumed = min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * 10, 4e6 / (8 * 49))
-    assert plain["groups_assumed"] and "groups_assumed" not in grouped
-    assert grouped["ms"] - plain["ms"] == pytest.approx((5000 - assumed) * per_group * 1e3)
-    tiny = ms({**row, "bytes": 8 * 49 * 30}, "onnxruntime")  # room for 30 channels at most
-    assert tiny["channel_loop_ms"] < 31 * per_group * 1e3 + expand / cache * 1e3
-    one = ms({**row, "groups": 5000}, "onnxruntime", threads=1)  # no fork/join on one thread
-    assert one["channel_loop_ms"] < 5000 * per_group * 1e3
+    assert plain["groups_assumed"] and "groups_assumed" not in small
+    assert plain["group_threads"] == 1  # 2e7 / 2 / 4000 = 2500 multiply-adds per group
+    assert small["ms"] - plain["ms"] == pytest.approx((5000 - assumed) * per_group * 1e3)
     assert ms({**row, "groups": 5000}, "litert")["ms"] == pytest.approx(ms(row, "litert")["ms"])
+    assert "group_threads" not in ms(row, "litert")
     int8 = {**row, "precision": "int8", "groups": 5000}
     assert "channel_loop_ms" not in ms(int8, "onnxruntime")
 

@@ -1,0 +1,111 @@
+"""How ONNX Runtime's MLAS runs a float depthwise convolution when the graph is not rewritten to
+NCHWc (the path every Arm build takes): per channel group, im2col + a one-row SGEMM, threaded
+only when the group is large (MlasConvPrepare's MLAS_SGEMM_THREAD_COMPLEXITY rule). Times single
+depthwise Conv layers of MobileNet-like shapes at 1 and 2 intra-op threads, side by side, and
+prints per layer the time per channel group in cycles, the 2-thread speed-up, and the threads
+the estimator's group_threads() gives that layer.
+
+Run it with the Python of an environment holding the onnxruntime to look at (e.g. 1.15.1, the
+release behind the published on-board figures), onnx and numpy:
+
+    /tmp/ort115/bin/python experiments/mlas_depthwise_threads.py --ghz 2.0
+
+--ghz is this host's core clock, for the cycle figures (cycles = seconds x clock).
+Standalone on purpose: it imports neither torch nor edgepack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+# (channels, output side, kernel, stride): MobileNet v2's depthwise layers at 224 x 224, and two
+# of EfficientNet-B0's 5 x 5 ones.
+LAYERS = [
+    (32, 112, 3, 1), (96, 56, 3, 2), (144, 56, 3, 1), (144, 28, 3, 2), (192, 28, 3, 1),
+    (384, 14, 3, 1), (576, 14, 3, 1), (576, 7, 3, 2), (960, 7, 3, 1),
+    (240, 28, 5, 1), (672, 14, 5, 1),
+]  # fmt: skip
+GROUP_THREAD_MACS = 65536  # runtimes.toml: fp32_depthwise_group_thread_macs
+
+
+def depthwise_model(channels: int, side: int, kernel: int, stride: int) -> onnx.ModelProto:
+    """One depthwise Conv (+ bias) whose output is side x side."""
+    pad = kernel // 2
+    inside = side * stride
+    weight = np.random.default_rng(0).standard_normal((channels, 1, kernel, kernel), np.float32)
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["y"], group=channels, kernel_shape=[kernel, kernel],
+        pads=[pad] * 4, strides=[stride, stride],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "dw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, inside, inside])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, side, side])],
+        [numpy_helper.from_array(weight, "w"),
+         numpy_helper.from_array(np.zeros(channels, np.float32), "b")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # readable by the older releases this is meant for
+    return model
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session without the NCHWc rewrite (x86-only), so MLAS takes its Arm path."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def median_seconds(sessions: dict[int, ort.InferenceSession], feed: dict, rounds: int) -> dict:
+    """Median of `rounds` runs per thread count, the runs of the thread counts interleaved so
+    that the machine's load falls on all of them alike."""
+    times: dict[int, list[float]] = {t: [] for t in sessions}
+    for s in sessions.values():
+        for _ in range(3):
+            s.run(None, feed)
+    for _ in range(rounds):
+        for threads, s in sessions.items():
+            start = time.perf_counter()
+            s.run(None, feed)
+            times[threads].append(time.perf_counter() - start)
+    return {t: statistics.median(v) for t, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ghz", type=float, required=True, help="this host's core clock")
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    print(f"onnxruntime {ort.__version__}; median of {args.rounds} runs, 1 and 2 threads "
+          "interleaved")  # fmt: skip
+    print(f"{'layer':<22}{'MACs/group':>11}{'1 thr ms':>10}{'2 thr ms':>10}{'speed-up':>9}"
+          f"{'cyc/group':>11}{'cyc/MAC':>9}{'model thr':>10}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="edgepack-dw-") as tmp:
+        for channels, side, kernel, stride in LAYERS:
+            path = Path(tmp) / "dw.onnx"
+            onnx.save(depthwise_model(channels, side, kernel, stride), path)
+            x = np.random.default_rng(1).standard_normal(
+                (1, channels, side * stride, side * stride), np.float32
+            )
+            t = median_seconds({n: session(path, n) for n in (1, 2)}, {"x": x}, args.rounds)
+            macs = side * side * kernel * kernel
+            cycles = t[1] * args.ghz * 1e9 / channels
+            model = min(2, macs // GROUP_THREAD_MACS + 1)
+            name = f"{channels}x{side}x{side} k{kernel} s{stride}"
+            figures = f"{t[1] * 1e3:>10.3f}{t[2] * 1e3:>10.3f}{t[1] / t[2]:>9.2f}"
+            print(f"{name:<22}{macs:>11}{figures}{cycles:>11.0f}{cycles / macs:>9.2f}{model:>10}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""experiments/mlas_depthwise_threads.py builds the depthwise layers it says it times."""
+
+import numpy as np
+import pytest
+
+from edgepack.device_profiles.cores import runtime_model
+from experiments.mlas_depthwise_threads import GROUP_THREAD_MACS, depthwise_model, session
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (5, 1)])
+def test_the_layer_is_a_depthwise_convolution_with_the_stated_output(tmp_path, kernel, stride):
+    import onnx
+
+    path = tmp_path / "dw.onnx"
+    onnx.save(depthwise_model(4, 6, kernel, stride), path)
+    x = np.random.default_rng(0).standard_normal((1, 4, 6 * stride, 6 * stride), np.float32)
+    (y,) = session(path, 1).run(None, {"x": x})
+    assert y.shape == (1, 4, 6, 6)
+    # The same convolution in numpy: each channel with its own filter, zero padding.
+    w = onnx.numpy_helper.to_array(onnx.load(path).graph.initializer[0])
+    pad = kernel // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    expected = np.zeros_like(y)
+    for c in range(4):
+        for i in range(6):
+            for j in range(6):
+                window = padded[
+                    0, c, i * stride : i * stride + kernel, j * stride : j * stride + kernel
+                ]
+                expected[0, c, i, j] = (window * w[c, 0]).sum()
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_its_thread_rule_is_the_estimators():
+    assert runtime_model("onnxruntime").fp32_depthwise_group_thread_macs == GROUP_THREAD_MACS
