@@ -193,7 +193,7 @@ def op_seconds(
         compute_s = op["flops"] / rate
         if compute_s >= memory_s:
             seconds, bound = compute_s, "compute"
-    per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if threads > 1 else 0.0)
+    per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if kernel_threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
     calls, im2col = 0.0, 0.0
     if grouped:

@@ -225,10 +225,9 @@ def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_pat
     per_group = ort.fp32_depthwise_group_cycles / b.clock_hz
     expected = (5000 * per_group + expand / one_thread_cache) * 1e3
     assert small["channel_loop_ms"] == pytest.approx(expected)
-    # ...and 4 threads buy it nothing but the per-op fork/join of the session.
+    # ...and 4 threads change nothing: no speed-up, and no fork/join for the op either.
     single = ms({**row, "groups": 5000}, "onnxruntime", threads=1)
-    sync_ms = 10 * ort.sync_cycles / b.clock_hz * 1e3
-    assert small["ms"] - sync_ms == pytest.approx(single["ms"])
+    assert small["ms"] == pytest.approx(single["ms"])
     # 50 groups of 200 000 multiply-adds: 200000 // 65536 + 1 = 4 threads, each with a fork/join.
     large = ms({**row, "groups": 50}, "onnxruntime")
     assert large["group_threads"] == 4
