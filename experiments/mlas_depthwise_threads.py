@@ -1,9 +1,10 @@
 """How ONNX Runtime's MLAS runs a float depthwise convolution when the graph is not rewritten to
 NCHWc (the path every Arm build takes): per channel group, im2col + a one-row SGEMM, threaded
 only when the group is large (MlasConvPrepare's MLAS_SGEMM_THREAD_COMPLEXITY rule). Times single
-depthwise Conv layers of MobileNet-like shapes at 1 and 2 intra-op threads, side by side, and
-prints per layer the time per channel group in cycles, the 2-thread speed-up, and the threads
-the estimator's group_threads() gives that layer.
+depthwise Conv layers of MobileNet-like shapes at 1 and N intra-op threads, side by side, and
+prints per layer the time per channel group in cycles, the speed-up of --threads (default 2)
+over one, and the threads the estimator's group_threads() gives that layer. On a board (with
+--threads 4 and the board's clock) it measures the per-group cycles the estimator assumes.
 
 Run it with the Python of an environment holding the onnxruntime to look at (e.g. 1.15.1, the
 release behind the published on-board figures), onnx and numpy:
@@ -85,11 +86,15 @@ def median_seconds(sessions: dict[int, ort.InferenceSession], feed: dict, rounds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ghz", type=float, required=True, help="this host's core clock")
+    parser.add_argument("--threads", type=int, default=2, help="the thread count beside 1")
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    print(f"onnxruntime {ort.__version__}; median of {args.rounds} runs, 1 and 2 threads "
+    many = args.threads
+    if many < 2:
+        parser.error(f"--threads must be at least 2 (got {many}): it is compared with 1 thread")
+    print(f"onnxruntime {ort.__version__}; median of {args.rounds} runs, 1 and {many} threads "
           "interleaved")  # fmt: skip
-    print(f"{'layer':<22}{'MACs/group':>11}{'1 thr ms':>10}{'2 thr ms':>10}{'speed-up':>9}"
+    print(f"{'layer':<22}{'MACs/group':>11}{'1 thr ms':>10}{f'{many} thr ms':>10}{'speed-up':>9}"
           f"{'cyc/group':>11}{'cyc/MAC':>9}{'model thr':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="edgepack-dw-") as tmp:
         for channels, side, kernel, stride in LAYERS:
@@ -98,12 +103,12 @@ def main() -> None:
             x = np.random.default_rng(1).standard_normal(
                 (1, channels, side * stride, side * stride), np.float32
             )
-            t = median_seconds({n: session(path, n) for n in (1, 2)}, {"x": x}, args.rounds)
+            t = median_seconds({n: session(path, n) for n in (1, many)}, {"x": x}, args.rounds)
             macs = side * side * kernel * kernel
             cycles = t[1] * args.ghz * 1e9 / channels
-            model = min(2, macs // GROUP_THREAD_MACS + 1)
+            model = min(many, macs // GROUP_THREAD_MACS + 1)  # cost_model.group_threads' rule
             name = f"{channels}x{side}x{side} k{kernel} s{stride}"
-            figures = f"{t[1] * 1e3:>10.3f}{t[2] * 1e3:>10.3f}{t[1] / t[2]:>9.2f}"
+            figures = f"{t[1] * 1e3:>10.3f}{t[many] * 1e3:>10.3f}{t[1] / t[many]:>9.2f}"
             print(f"{name:<22}{macs:>11}{figures}{cycles:>11.0f}{cycles / macs:>9.2f}{model:>10}")
 
 
