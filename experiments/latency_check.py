@@ -13,7 +13,9 @@ other figure is held out. Held-out rows whose source ran kernels edgepack never 
 the others. The models are built in code with random weights (experiments.zoo),
 exported to ONNX, quantized (static QDQ int8) where the row is
 int8, and cost-summarised; the estimate of a LiteRT row is made from that ONNX graph's cost summary
-(the op counts of the TFLite graph the source ran are close to it, but not identical).
+(the op counts of the TFLite graph the source ran are close to it, but not identical). The
+source's other timm classifiers (TIMM_ARCHS) are exported from timm itself, which building their
+costs needs (pip install timm, with a torchvision that loads with the installed torch).
 """
 
 from __future__ import annotations
