@@ -50,3 +50,20 @@ def test_costs_another_cost_counter_built_are_counted_again(tmp_path):
     current = latency_check._counter_fingerprint()
     store.write_text(json.dumps({"counter": current, "costs": {"m/fp32": cost}}))
     assert latency_check.build_costs([], tmp_path) == {"m/fp32": cost}
+
+
+def test_every_row_names_a_model_latency_check_can_build():
+    buildable = set(latency_check.zoo.ZOO) | set(latency_check.TIMM_ARCHS)
+    assert {r.arch for r in latency_check.ROWS} <= buildable
+
+
+def test_the_second_ispcojp_table_is_held_out_whole():
+    rows = [r for r in latency_check.ROWS if r.arch in latency_check.ISPCOJP_MORE]
+    assert len(rows) == len(latency_check.ISPCOJP_MORE) * 3
+    assert all(r.split == "held-out" and r.backend == "onnxruntime" for r in rows)
+
+
+def test_shufflenet_v2_is_the_1x_network():
+    # torchvision's shufflenet_v2_x1_0, which the source ran, has 2 278 604 parameters.
+    model = latency_check._ShuffleNetV2()
+    assert sum(p.numel() for p in model.parameters()) == 2_278_604
