@@ -212,34 +212,37 @@ def test_two_workers_share_one_postgresql_study(recipe, tmp_path, postgres):
 # --- Resuming ----------------------------------------------------------------------------------
 
 
-def _running(storage: str) -> list:
-    import optuna
-
+def _trials(storage: str) -> list:
     try:
-        study = load_study(storage)
+        return load_study(storage).get_trials(deepcopy=False)
     except KeyError:  # not created yet
         return []
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
 
 def _stop_mid_trial(command: list, log: Path, storage: str, sig: int) -> int:
-    """Start a worker, wait until it has finished two trials and is running another, send
+    """Start a worker, wait until the study has two finished trials and the worker is inside its
+    own code of another (it tags a trial with its name right after choosing the knobs), send
     `sig`; return the number of the trial the signal stopped. That is the one running when the
     signal landed, which on a loaded machine can be a later one than was running when it was
-    sent (a trial lasts about a second): a SIGKILL leaves it running, a Ctrl-C marks it failed."""
+    sent (a trial lasts about a second): a SIGKILL leaves it running, a Ctrl-C marks it failed.
+    A signal that lands between two trials stops none; the next attempt counts the trials the
+    study has already finished, so it has trials left to catch."""
     import optuna
 
-    stopped_states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
+    running, finished = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE
+    stopped_states = (running, optuna.trial.TrialState.FAIL)
     for _ in range(5):
         worker = start(command, log)
+        mine = f"{socket.gethostname()}:{worker.pid}"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and worker.poll() is None:
-            running = _running(storage)
-            # a trial that has its knobs (killed before, it has none to redo)
-            if len(trials_run(log.read_text())) >= 2 and running and running[0].params:
+            trials = _trials(storage)
+            done = sum(t.state == finished for t in trials)
+            if done >= 2 and any(
+                t.state == running and t.user_attrs.get("worker") == mine for t in trials
+            ):
                 worker.send_signal(sig)
                 worker.wait(timeout=120)
-                mine = f"{socket.gethostname()}:{worker.pid}"
                 stopped = [
                     t.number
                     for t in load_study(storage).trials
