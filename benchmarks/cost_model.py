@@ -152,7 +152,7 @@ def group_threads(op: Mapping[str, Any], groups: float, runtime: RuntimeModel, t
     if not per_thread or threads <= 1:
         return threads
     macs = op["flops"] / 2 / max(groups, 1.0)  # FLOPs are 2 x MACs
-    return max(1, min(threads, int(macs // per_thread) + 1))
+    return min(threads, int(macs // per_thread) + 1)
 
 
 def _channel_by_channel(
@@ -199,16 +199,17 @@ def op_seconds(
     if grouped:
         calls, im2col = _channel_by_channel(op, groups, b, runtime, kernel_threads)
     channel_loop = calls + im2col
+    total = seconds + channel_loop + overhead
     return {
         "op_class": op["op_class"],
         "precision": op["precision"],
         "count": op["count"],
         "bound": bound,
-        "ms": (seconds + channel_loop + overhead) * 1e3,
+        "ms": total * 1e3,
         # What a calibration factor does not scale (the rest of "ms" is the kernel time it
         # corrects): fixed cycle counts (dispatch, fork/join), and all of a channel-by-channel
         # depthwise row, whose single-row GEMMs on one or two threads no dense reference measures.
-        "unscaled_ms": ((overhead + seconds + channel_loop) if grouped else overhead) * 1e3,
+        "unscaled_ms": (total if grouped else overhead) * 1e3,
         **(
             {"channel_loop_ms": channel_loop * 1e3, "group_threads": kernel_threads}
             if channel_loop

@@ -99,7 +99,6 @@ class _ShuffleBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         half = cout // 2
-        self.stride = stride
         self.left = None
         if stride == 2:
             self.left = nn.Sequential(zoo.conv_bn(cin, cin, 3, 2, groups=cin, act=None),
@@ -155,12 +154,14 @@ zoo.ZOO.setdefault(
     "shufflenet_v2",
     zoo.ZooModel(_ShuffleNetV2, zoo._image(224), "image-classification", "int8-static"),
 )
-# timm classifiers of the same source's table, exported from timm itself (random weights) the way
+# ispcojp's other models, in the order of its tables (ShuffleNet v2 as shufflenet_v2).
+ISPCOJP_MORE = ("ese_vovnet19b_dw", "mixnet_s", "mnasnet_a1", "mobilenetv2_050", "mobilenetv2_110d",
+                "mobilenetv3_small_050", "repvgg_b0", "shufflenet_v2", "vgg13")  # fmt: skip
+# Those not built in code are timm classifiers, exported from timm itself (random weights) the way
 # the source's classification/export_onnx.py does: torch.onnx.export of timm.create_model at
 # 1 x 3 x 224 x 224. Building their costs needs timm (and a torchvision that loads with the torch
 # installed); the costs are then kept in --work's costs.json.
-TIMM_ARCHS = ("mobilenetv2_050", "mobilenetv2_110d", "mobilenetv3_small_050", "mnasnet_a1",
-              "mixnet_s", "repvgg_b0", "vgg13", "ese_vovnet19b_dw")  # fmt: skip
+TIMM_ARCHS = tuple(arch for arch in ISPCOJP_MORE if arch not in zoo.ZOO)
 
 XNNPACK = "https://github.com/google/XNNPACK/blob/master/README.md"
 ALLAN = "https://github.com/aallan/benchmarking-ml-on-the-edge"
@@ -232,7 +233,7 @@ def _xnn_814(threads: int, ms: float) -> Row:
 
 
 def _ort(split: str, profile: str, page: str, arch: str, ms: float, threads: int) -> Row:
-    origin = "torchvision" if arch == "shufflenet_v2" else "timm"
+    origin = "torchvision" if arch == "shufflenet_v2" else "timm"  # as the source built it
     note = (
         f"ONNX Runtime CPU EP, default session options (threads = cores), fp32 {origin} model at "
         "224x224, mean of 10 session.run() from Python after a dry run"
@@ -284,9 +285,6 @@ def _deepedgebench(profile: str, board: str, precision: str, seconds: float) -> 
 
 
 NANO, PI4 = "Jetson Nano", "Raspberry Pi 4 (clock not stated: 1.5 GHz assumed)"
-# The source's other models, in the order of its tables (ShuffleNet v2 as shufflenet_v2).
-ISPCOJP_MORE = ("ese_vovnet19b_dw", "mixnet_s", "mnasnet_a1", "mobilenetv2_050", "mobilenetv2_110d",
-                "mobilenetv3_small_050", "repvgg_b0", "shufflenet_v2", "vgg13")  # fmt: skip
 ISPCOJP_MORE_MS = {  # (profile, page, threads): ms in ISPCOJP_MORE's order
     ("rpi4-1.8ghz", "RPi4", 4):
         (249.765, 194.713, 113.957, 46.726, 146.234, 20.494, 542.541, 40.200, 1738.197),
