@@ -143,15 +143,24 @@ def _depthwise_groups(op: Mapping[str, Any]) -> float:
     return min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * op["count"], cap)
 
 
-def group_threads(op: Mapping[str, Any], groups: float, runtime: RuntimeModel, threads: int) -> int:
-    """Threads one channel group's GEMM gets where the runtime runs a float depthwise convolution
-    group by group: MLAS's MlasConvPrepare gives a group one thread per
-    fp32_depthwise_group_thread_macs multiply-adds, plus one, at most `threads`, so the small maps
-    of a network's later layers run on the calling thread alone (no fork/join, no speed-up)."""
-    per_thread = runtime.fp32_depthwise_group_thread_macs
-    if not per_thread or threads <= 1:
+def kernel_threads(
+    op: Mapping[str, Any], groups: float, runtime: RuntimeModel, threads: int
+) -> int:
+    """Threads one call of a row's float GEMM or convolution gets where the runtime sizes a call's
+    thread count by its work: MLAS's MlasConvPrepare and MlasGemmBatch give one thread per
+    fp32_thread_macs multiply-adds, plus one, at most `threads`, so a small layer runs on the
+    calling thread alone (no fork/join, no speed-up). A call is one op of the row, or one channel
+    group where the runtime runs a float depthwise convolution group by group."""
+    per_thread = runtime.fp32_thread_macs
+    if (
+        not per_thread
+        or threads <= 1
+        or op["op_class"] not in COMPUTE_CLASSES
+        or op["precision"] in INT8_PRECISIONS
+    ):
         return threads
-    macs = op["flops"] / 2 / max(groups, 1.0)  # FLOPs are 2 x MACs
+    calls = groups or max(float(op["count"]), 1.0)
+    macs = op["flops"] / 2 / calls  # FLOPs are 2 x MACs
     return min(threads, int(macs // per_thread) + 1)
 
 
@@ -160,7 +169,7 @@ def _channel_by_channel(
 ) -> tuple[float, float]:
     """Extra seconds of a float depthwise convolution that the runtime runs one channel at a
     time through im2col + GEMM (ONNX Runtime's MLAS on Arm): each channel group is its own call,
-    with a fork/join where the group gets more than one thread (`threads` is group_threads'), and
+    with a fork/join where the group gets more than one thread (`threads` is kernel_threads'), and
     the im2col buffer, which stays in cache, is written and read back. Returns (fixed seconds of
     the per-group calls, seconds of the im2col traffic)."""
     per_group = runtime.fp32_depthwise_group_cycles
@@ -174,9 +183,9 @@ def _channel_by_channel(
 def op_seconds(
     op: Mapping[str, Any], b: Board, runtime: RuntimeModel, threads: int
 ) -> dict[str, Any]:
-    """Seconds of one row of a cost summary (all ops of one class and precision). A float
-    depthwise row of a runtime that runs it channel by channel is costed at the threads one group
-    gets (group_threads), with its per-group calls added."""
+    """Seconds of one row of a cost summary (all ops of one class and precision), costed at the
+    threads one call gets (kernel_threads). A float depthwise row of a runtime that runs it
+    channel by channel adds its per-group calls."""
     count = max(int(op["count"]), 1)
     grouped = (
         op["op_class"] == "depthwise_conv"
@@ -184,20 +193,20 @@ def op_seconds(
         and runtime.fp32_depthwise_group_cycles > 0
     )
     groups = _depthwise_groups(op) if grouped else 0.0
-    kernel_threads = group_threads(op, groups, runtime, threads) if grouped else threads
-    bandwidth, level = memory_rate(b, op["bytes"] / count, kernel_threads, runtime)
+    call_threads = kernel_threads(op, groups, runtime, threads)
+    bandwidth, level = memory_rate(b, op["bytes"] / count, call_threads, runtime)
     memory_s = op["bytes"] / bandwidth
     seconds, bound = memory_s, level
     if op["op_class"] in COMPUTE_CLASSES and op["flops"]:
-        rate = compute_rate(b, runtime, op["op_class"], op["precision"], kernel_threads)
+        rate = compute_rate(b, runtime, op["op_class"], op["precision"], call_threads)
         compute_s = op["flops"] / rate
         if compute_s >= memory_s:
             seconds, bound = compute_s, "compute"
-    per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if kernel_threads > 1 else 0.0)
+    per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if call_threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
     calls, im2col = 0.0, 0.0
     if grouped:
-        calls, im2col = _channel_by_channel(op, groups, b, runtime, kernel_threads)
+        calls, im2col = _channel_by_channel(op, groups, b, runtime, call_threads)
     channel_loop = calls + im2col
     total = seconds + channel_loop + overhead
     return {
@@ -205,16 +214,16 @@ def op_seconds(
         "precision": op["precision"],
         "count": op["count"],
         "bound": bound,
+        "threads": call_threads,
         "ms": total * 1e3,
-        # What a calibration factor does not scale (the rest of "ms" is the kernel time it
-        # corrects): fixed cycle counts (dispatch, fork/join), and all of a channel-by-channel
-        # depthwise row, whose single-row GEMMs on one or two threads no dense reference measures.
-        "unscaled_ms": (total if grouped else overhead) * 1e3,
-        **(
-            {"channel_loop_ms": channel_loop * 1e3, "group_threads": kernel_threads}
-            if channel_loop
-            else {}
-        ),
+        # What a calibration factor does not scale (the rest of "ms" is the compute-bound kernel
+        # time it corrects): fixed cycle counts (dispatch, fork/join), memory-bound time (the
+        # board's cache and DRAM rates, which a compute-bound reference does not measure), and
+        # all of a channel-by-channel depthwise row, whose single-row GEMMs on one or two threads
+        # no dense reference measures.
+        "unscaled_ms": (total if grouped else overhead + (0.0 if bound == "compute" else seconds))
+        * 1e3,
+        **({"channel_loop_ms": channel_loop * 1e3} if channel_loop else {}),
         **({"groups_assumed": True} if calls and "groups" not in op else {}),
     }
 
@@ -236,6 +245,6 @@ def cost_seconds(
 def fixed_seconds(rows: list[dict[str, Any]], profile: DeviceProfile, backend: str) -> float:
     """The part of cost_seconds' total that a calibration factor does not scale (it corrects the
     efficiency of the threaded kernels the references ran): the per-run overhead and each row's
-    unscaled_ms (per-op overheads, channel-by-channel depthwise rows)."""
+    unscaled_ms (per-op overheads, memory-bound rows, channel-by-channel depthwise rows)."""
     run = runtime_model(backend).run_overhead_cycles / (profile.cpu.max_clock_ghz * 1e9)
     return run + sum(r["unscaled_ms"] for r in rows) / 1e3

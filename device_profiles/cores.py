@@ -61,9 +61,10 @@ class RuntimeModel:
     # channel group, and bytes its im2col buffer moves per FLOP; 0 where one kernel does it all.
     fp32_depthwise_group_cycles: float
     fp32_depthwise_expand_bytes_per_flop: float
-    # Multiply-adds of one channel group per thread the runtime gives that group's GEMM (MLAS's
-    # MLAS_SGEMM_THREAD_COMPLEXITY); 0 where the depthwise kernel threads over all channels.
-    fp32_depthwise_group_thread_macs: float
+    # Multiply-adds per thread the runtime gives one float GEMM or convolution call (one channel
+    # group of a channel-by-channel depthwise convolution): MLAS's MLAS_SGEMM_THREAD_COMPLEXITY;
+    # 0 where every call is threaded over all of the session's threads.
+    fp32_thread_macs: float
     # Whether a published figure of a uint8 (asymmetric) model ran the kernels this runtime's int8
     # and fp32 packs run, so that it may calibrate them.
     uint8_references_calibrate: bool
@@ -124,7 +125,7 @@ RUNTIME_FIGURES = {
     "parallel_efficiency": (int, float),
     "fp32_depthwise_group_cycles": (int, float),
     "fp32_depthwise_expand_bytes_per_flop": (int, float),
-    "fp32_depthwise_group_thread_macs": (int, float),
+    "fp32_thread_macs": (int, float),
     "uint8_references_calibrate": bool,
 }
 

@@ -1,15 +1,19 @@
-"""How ONNX Runtime's MLAS runs a float depthwise convolution when the graph is not rewritten to
-NCHWc (the path every Arm build takes): per channel group, im2col + a one-row SGEMM, threaded
-only when the group is large (MlasConvPrepare's MLAS_SGEMM_THREAD_COMPLEXITY rule). Times single
-depthwise Conv layers of MobileNet-like shapes at 1 and N intra-op threads, side by side, and
-prints per layer the time per channel group in cycles, the speed-up of --threads (default 2)
-over one, and the threads the estimator's group_threads() gives that layer. On a board (with
---threads 4 and the board's clock) it measures the per-group cycles the estimator assumes.
+"""How many threads ONNX Runtime's MLAS gives a float convolution when the graph is not rewritten
+to NCHWc (the path every Arm build takes). MlasConvPrepare and MlasGemmBatch size a call's thread
+count by its work, one thread per MLAS_SGEMM_THREAD_COMPLEXITY (64 Ki) multiply-adds plus one, so
+a small call runs on the calling thread alone. A depthwise convolution is one call per channel
+group (im2col + a one-row SGEMM each); a 1 x 1 convolution is one GEMM.
+
+Times, at 1 and N intra-op threads side by side, single depthwise Conv layers of MobileNet-like
+shapes and chains of 1 x 1 Convs of small channel counts, and prints per layer the multiply-adds
+per call, the cycles per call, the speed-up of --threads (default 2) over one, and the threads
+the estimator's kernel_threads() gives that call. On a board (with --threads 4 and the board's
+clock) it measures the per-group cycles and the fork/join the estimator assumes.
 
 Run it with the Python of an environment holding the onnxruntime to look at (e.g. 1.15.1, the
 release behind the published on-board figures), onnx and numpy:
 
-    /tmp/ort115/bin/python experiments/mlas_depthwise_threads.py --ghz 2.0
+    /tmp/ort115/bin/python experiments/mlas_threads.py --ghz 2.0
 
 --ghz is this host's core clock, for the cycle figures (cycles = seconds x clock).
 Standalone on purpose: it imports neither torch nor edgepack.
@@ -35,7 +39,12 @@ LAYERS = [
     (384, 14, 3, 1), (576, 14, 3, 1), (576, 7, 3, 2), (960, 7, 3, 1),
     (240, 28, 5, 1), (672, 14, 5, 1),
 ]  # fmt: skip
-GROUP_THREAD_MACS = 65536  # runtimes.toml: fp32_depthwise_group_thread_macs
+# (channels, side): chains of C -> C 1 x 1 convolutions on a side x side map, on both sides of
+# the 64 Ki multiply-add threshold.
+POINTWISE = [(8, 28), (16, 14), (32, 7), (24, 14), (40, 7), (48, 14), (96, 28)]
+# 1 x 1 convolutions per chain, so that the per-run overhead is a small part of the time.
+CHAIN = 32
+THREAD_MACS = 65536  # runtimes.toml: fp32_thread_macs
 
 
 def depthwise_model(channels: int, side: int, kernel: int, stride: int) -> onnx.ModelProto:
@@ -56,6 +65,26 @@ def depthwise_model(channels: int, side: int, kernel: int, stride: int) -> onnx.
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8  # readable by the older releases this is meant for
+    return model
+
+
+def pointwise_chain(channels: int, side: int) -> onnx.ModelProto:
+    """CHAIN dependent C -> C 1 x 1 Convs (no bias) on a side x side map."""
+    rng = np.random.default_rng(0)
+    nodes, weights, previous = [], [], "x"
+    for i in range(CHAIN):
+        w = rng.standard_normal((channels, channels, 1, 1), np.float32) / np.sqrt(channels)
+        weights.append(numpy_helper.from_array(w.astype(np.float32), f"w{i}"))
+        out = "y" if i == CHAIN - 1 else f"y{i}"
+        nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [out], kernel_shape=[1, 1]))
+        previous = out
+    shape = [1, channels, side, side]
+    graph = helper.make_graph(
+        nodes, "pw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], weights,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
     return model
 
 
@@ -94,22 +123,24 @@ def main() -> None:
         parser.error(f"--threads must be at least 2 (got {many}): it is compared with 1 thread")
     print(f"onnxruntime {ort.__version__}; median of {args.rounds} runs, 1 and {many} threads "
           "interleaved")  # fmt: skip
-    print(f"{'layer':<22}{'MACs/group':>11}{'1 thr ms':>10}{f'{many} thr ms':>10}{'speed-up':>9}"
-          f"{'cyc/group':>11}{'cyc/MAC':>9}{'model thr':>10}")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="edgepack-dw-") as tmp:
-        for channels, side, kernel, stride in LAYERS:
-            path = Path(tmp) / "dw.onnx"
-            onnx.save(depthwise_model(channels, side, kernel, stride), path)
-            x = np.random.default_rng(1).standard_normal(
-                (1, channels, side * stride, side * stride), np.float32
-            )
+    print(f"{'layer':<24}{'MACs/call':>10}{'1 thr ms':>10}{f'{many} thr ms':>10}{'speed-up':>9}"
+          f"{'cyc/call':>10}{'cyc/MAC':>9}{'model thr':>10}")  # fmt: skip
+    layers = [(f"dw {c}x{side}x{side} k{k} s{st}", depthwise_model(c, side, k, st),
+               (1, c, side * st, side * st), c, side * side * k * k)
+              for c, side, k, st in LAYERS]  # fmt: skip
+    layers += [(f"1x1 {c}->{c} {side}x{side} x{CHAIN}", pointwise_chain(c, side),
+                (1, c, side, side), CHAIN, c * c * side * side)
+               for c, side in POINTWISE]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="edgepack-mlas-") as tmp:
+        for name, model, shape, calls, macs in layers:
+            path = Path(tmp) / "layer.onnx"
+            onnx.save(model, path)
+            x = np.random.default_rng(1).standard_normal(shape, np.float32)
             t = median_seconds({n: session(path, n) for n in (1, many)}, {"x": x}, args.rounds)
-            macs = side * side * kernel * kernel
-            cycles = t[1] * args.ghz * 1e9 / channels
-            model = min(many, macs // GROUP_THREAD_MACS + 1)  # cost_model.group_threads' rule
-            name = f"{channels}x{side}x{side} k{kernel} s{stride}"
+            cycles = t[1] * args.ghz * 1e9 / calls
+            threads = min(many, macs // THREAD_MACS + 1)  # cost_model.kernel_threads' rule
             figures = f"{t[1] * 1e3:>10.3f}{t[many] * 1e3:>10.3f}{t[1] / t[many]:>9.2f}"
-            print(f"{name:<22}{macs:>11}{figures}{cycles:>11.0f}{cycles / macs:>9.2f}{model:>10}")
+            print(f"{name:<24}{macs:>10}{figures}{cycles:>10.0f}{cycles / macs:>9.2f}{threads:>10}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""experiments/mlas_depthwise_threads.py builds the depthwise layers it says it times."""
+"""experiments/mlas_threads.py builds the layers it says it times."""
 
 import numpy as np
 import pytest
 
 from edgepack.device_profiles.cores import runtime_model
-from experiments.mlas_depthwise_threads import GROUP_THREAD_MACS, depthwise_model, session
+from experiments.mlas_threads import CHAIN, THREAD_MACS, depthwise_model, pointwise_chain, session
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (5, 1)])
@@ -31,5 +31,20 @@ def test_the_layer_is_a_depthwise_convolution_with_the_stated_output(tmp_path, k
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_the_pointwise_chain_is_its_one_by_one_convolutions_in_turn(tmp_path):
+    import onnx
+
+    path = tmp_path / "pw.onnx"
+    onnx.save(pointwise_chain(3, 4), path)
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4), np.float32)
+    (y,) = session(path, 1).run(None, {"x": x})
+    expected = x[0].reshape(3, 16)
+    weights = onnx.load(path).graph.initializer
+    assert len(weights) == CHAIN
+    for w in weights:
+        expected = onnx.numpy_helper.to_array(w).reshape(3, 3) @ expected
+    np.testing.assert_allclose(y[0].reshape(3, 16), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_its_thread_rule_is_the_estimators():
-    assert runtime_model("onnxruntime").fp32_depthwise_group_thread_macs == GROUP_THREAD_MACS
+    assert runtime_model("onnxruntime").fp32_thread_macs == THREAD_MACS
