@@ -36,8 +36,11 @@ def test_every_figure_is_cited_or_labelled():
 def test_the_cores_differ_as_their_pipes_do():
     a53, a72, a76 = (core_type(n) for n in ("Cortex-A53", "Cortex-A72", "Cortex-A76"))
     assert a53.pipeline == "in-order" and a72.pipeline == a76.pipeline == "out-of-order"
-    assert a53.fp32_flops_per_cycle < a72.fp32_flops_per_cycle < a76.fp32_flops_per_cycle
+    # The A53 issues one 128-bit FMLA per cycle as the A72 does (cpufp measured both); its
+    # in-order pipeline keeps fewer of them busy. The A76 issues two.
+    assert a53.fp32_flops_per_cycle == a72.fp32_flops_per_cycle < a76.fp32_flops_per_cycle
     litert = runtime_model("litert")
+    assert litert.efficiency[a53.pipeline] < litert.efficiency[a72.pipeline]
     assert litert.int8_ratio(a76.features)[0] == "dotprod"
     assert litert.int8_ratio(a72.features)[0] == "neon"
     assert litert.int8_ratio(a76.features)[1] > litert.int8_ratio(a72.features)[1]
