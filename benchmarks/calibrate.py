@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from edgepack.device_profiles import DeviceProfile, list_profiles, load_profile
+from edgepack.device_profiles import DeviceProfile, as_measured, list_profiles, load_profile
 from edgepack.device_profiles.cores import core_type, runtime_model
 from edgepack.device_profiles.errors import ProfileError
 
@@ -131,7 +131,8 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
             continue
         arch, cost = match
         threads = min(ref.threads, profile.cpu.cores)
-        seconds, rows = cost_seconds(cost, profile, backend, threads)
+        board = as_measured(profile, ref.board_clock_ghz, ref.board_bandwidth_gbs)
+        seconds, rows = cost_seconds(cost, board, backend, threads)
         used.append(
             {
                 "model": ref.model,
@@ -140,7 +141,7 @@ def own_references(profile: DeviceProfile, backend: str) -> tuple[list[dict], li
                 "threads": ref.threads,
                 "published_ms": ref.latency_ms,
                 "uncalibrated_ms": seconds * 1e3,
-                "fixed_ms": fixed_seconds(rows, profile, backend) * 1e3,
+                "fixed_ms": fixed_seconds(rows, board, backend) * 1e3,
                 "source": ref.source.url,
             }
         )

@@ -33,8 +33,8 @@ THEORETICAL_BANDWIDTH_SHARE = 0.6
 # board's bandwidth, and each added thread another such share until the controller is full.
 ONE_CORE_DRAM_SHARE = 0.5
 INT8_PRECISIONS = ("int8",)
-# A cost summary made without depthwise group counts (the pack schema has no field for them yet):
-# the mean channel count of the depthwise convolutions of MobileNet v2, MobileNet v3-Large and
+# A cost summary made without depthwise group counts (a pack written before schema 1.3): the mean
+# channel count of the depthwise convolutions of MobileNet v2, MobileNet v3-Large and
 # EfficientNet-B0 (7136 / 17 = 420, 5016 / 15 = 334, about 500) stands in per op, capped so that
 # no channel reads and writes fewer than 7 x 7 floats (the smallest map of those networks).
 ASSUMED_CHANNELS_PER_DEPTHWISE_OP = 400
@@ -136,7 +136,7 @@ def memory_rate(b: Board, working_set: float, threads: int, runtime: RuntimeMode
 
 def _depthwise_groups(op: Mapping[str, Any]) -> float:
     """The row's channel groups, or ASSUMED_CHANNELS_PER_DEPTHWISE_OP per op where the summary
-    has no count (packs: the schema has no field yet), capped by what its bytes allow."""
+    has no count (a pack written before schema 1.3), capped by what its bytes allow."""
     if op.get("groups") is not None:
         return float(op["groups"])
     cap = op["bytes"] / (2 * 4 * MIN_DEPTHWISE_MAP)

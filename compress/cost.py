@@ -404,13 +404,15 @@ def _add_op(
     return entry
 
 
-def _rows(totals: Mapping[_Key, list[float]], groups: bool) -> list[dict[str, Any]]:
-    """The summary's `ops` rows in CLASS_ORDER, then by precision and size."""
+def _rows(totals: Mapping[_Key, list[float]]) -> list[dict[str, Any]]:
+    """The summary's `ops` rows in CLASS_ORDER, then by precision and size; a depthwise row
+    carries its channel-group count (ONNX Runtime's float path on Arm loops over the groups, and
+    the latency estimator charges per group)."""
     order = {name: i for i, name in enumerate(CLASS_ORDER)}
     ranked = sorted(totals.items(), key=lambda kv: (order[kv[0][0]], *kv[0][1:]))
     return [
         {"op_class": c, "precision": p, "count": int(n), "flops": float(f), "bytes": int(b),
-         **({"groups": int(g)} if groups and c == "depthwise_conv" else {})}
+         **({"groups": int(g)} if c == "depthwise_conv" else {})}
         for (c, p, _), (n, f, b, g) in ranked
     ]  # fmt: skip
 
@@ -645,8 +647,6 @@ def cost_summary(
     model: str | os.PathLike[str] | onnx.ModelProto,
     shape_assumptions: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
-    *,
-    groups: bool = False,
 ) -> dict[str, Any]:
     """The manifest's `cost` object for an ONNX model: parameters, FLOPs and, per row (op class,
     precision, size range: _Key), op count, FLOPs and bytes read and written (weights and
@@ -662,9 +662,7 @@ def cost_summary(
     a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
     kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
     remove ops; views (Reshape, ...) copy nothing; a lookup reads only the rows it returns.
-    groups=True adds each depthwise row's channel-group count (ONNX Runtime's float path on Arm
-    loops over them; the latency estimator charges per group); the pack schema has no field for
-    it yet, so manifests are written without it.
+    Depthwise rows carry their channel-group count (`groups`, pack schema 1.3 on).
 
     >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
     600000000.0
@@ -687,7 +685,7 @@ def cost_summary(
         )
         notes.append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
-    ops = _rows(totals, groups)
+    ops = _rows(totals)
     return {
         "parameters": _parameters(proto),
         "flops": float(sum(op["flops"] for op in ops)),
@@ -761,11 +759,11 @@ def _tflite_flops(op: str, op_class: str, shapes: list, out: list | None) -> flo
     return float(out_elements * {"softmax": 5, "normalization": 5, "quantize": 2}.get(op_class, 1))
 
 
-def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) -> dict[str, Any]:
+def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest's `cost` object for a .tflite file, as cost_summary is for ONNX: parameters,
     FLOPs and, per row (op class, precision, size range), op count, FLOPs and bytes moved.
 
-    groups=True adds the depthwise rows' channel counts, as cost_summary's. An op whose data
+    Depthwise rows carry their channel counts, as cost_summary's. An op whose data
     input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
     with int8 weights; a DEQUANTIZE of a constant (fp16 or int8 weights) is folded before the
     first run and costs nothing; reshapes copy nothing.
@@ -831,7 +829,7 @@ def tflite_cost_summary(model: str | os.PathLike[str], *, groups: bool = False) 
         entry = _add_op(totals, op_class, precision, flops, moved)
         if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 and shape(inputs[1]):
             entry[3] += shape(inputs[1])[-1]  # output channels: one group each
-    rows = _rows(totals, groups)
+    rows = _rows(totals)
     return {
         "parameters": parameters,
         "flops": float(sum(r["flops"] for r in rows)),

@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,11 @@ class ReferenceMeasurement:
     source: Source
     threads: int | None = None  # None where the work runs on an accelerator
     note: str | None = None
+    # The board's CPU clock and memory bandwidth when the figure was measured, where they differ
+    # from the profile's (another power mode, or a release before a clock update): calibration
+    # estimates the reference as the board then was.
+    board_clock_ghz: float | None = None
+    board_bandwidth_gbs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,8 @@ REFERENCE_FIELDS: dict[str, tuple[str, bool]] = {
     "title": (_STR, True),
     "threads": (_INT, False),
     "note": (_STR, False),
+    "board_clock_ghz": (_FLOAT, False),
+    "board_bandwidth_gbs": (_FLOAT, False),
 }
 OPTIONAL_TABLES = ("accelerator",)
 # Facts about the hardware or its image, each of which must cite a source in [sources]. The rest
@@ -276,13 +283,27 @@ def _notes(raw: Any, file: Path) -> dict[str, str]:
     return dict(raw)
 
 
+def as_measured(
+    profile: DeviceProfile, clock_ghz: float | None = None, bandwidth_gbs: float | None = None
+) -> DeviceProfile:
+    """The profile with the CPU clock and memory bandwidth a published figure ran at, where its
+    source gives them and they differ from the profile's (a reference's board_clock_ghz and
+    board_bandwidth_gbs); unchanged where both are None."""
+    cpu, memory = profile.cpu, profile.memory
+    if clock_ghz is not None:
+        cpu = replace(cpu, max_clock_ghz=clock_ghz)
+    if bandwidth_gbs is not None:
+        memory = replace(memory, bandwidth_gbs=bandwidth_gbs)
+    return replace(profile, cpu=cpu, memory=memory)
+
+
 def _references(raw: Any, file: Path) -> tuple[ReferenceMeasurement, ...]:
     if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
         raise ProfileError(f"{file}: 'references' must be an array of tables ([[references]])")
     refs = []
     for i, entry in enumerate(raw):
         values = _check_fields(entry, REFERENCE_FIELDS, f"references[{i}].", file)
-        for name in ("latency_ms", "threads"):
+        for name in ("latency_ms", "threads", "board_clock_ghz", "board_bandwidth_gbs"):
             if name in values and values[name] <= 0:
                 raise ProfileError(f"{file}: field 'references[{i}].{name}' must be greater than 0")
         source = Source(values.pop("url"), values.pop("title"))

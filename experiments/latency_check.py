@@ -41,7 +41,7 @@ from edgepack.benchmarks.calibrate import REFERENCE_PRECISIONS
 from edgepack.benchmarks.estimate import estimate_latency
 from edgepack.compress import cost as cost_module
 from edgepack.compress.cost import cost_summary
-from edgepack.device_profiles import load_profile
+from edgepack.device_profiles import as_measured, load_profile
 
 from . import zoo
 
@@ -191,6 +191,11 @@ class Row:
     # kernels, without XNNPACK: TensorFlow 1.x, or a 2021 Makefile build of the C++ library): the
     # row is printed, and summarised on its own line.
     runtime_modelled: bool = True
+    # The board's CPU clock and memory bandwidth in the published run, where the source says they
+    # differ from the profile's (a reference's board_clock_ghz, board_bandwidth_gbs): the row is
+    # estimated at those.
+    board_clock_ghz: float | None = None
+    board_bandwidth_gbs: float | None = None
 
 
 def _xnn(split: str, profile: str, arch: str, precision: str, ms: float, column: str) -> Row:
@@ -237,10 +242,16 @@ def _ort(split: str, profile: str, page: str, arch: str, ms: float, threads: int
     note = (
         f"ONNX Runtime CPU EP, default session options (threads = cores), fp32 {origin} model at "
         "224x224, mean of 10 session.run() from Python after a dry run"
-        + ("; JetPack 5.1.1, CPU at most 1.5 GHz (profile: 1.7 GHz)" if "Orin" in page else "")
+        + (
+            "; JetPack 5.1.1: CPU at most 1.5 GHz, memory 68 GB/s (profile: MAXN SUPER, 1.7 GHz, "
+            "102 GB/s), estimated at those"
+            if "Orin" in page
+            else ""
+        )
     )
+    board = (1.5, 68.0) if "Orin" in page else (None, None)
     return Row(split, profile, "onnxruntime", arch, "fp32", threads, ms, ISPCOJP.format(page),
-               note)  # fmt: skip
+               note, True, *board)  # fmt: skip
 
 
 def _qe_nano(repo: str, arch: str, fps: float, what: str) -> Row:
@@ -428,7 +439,7 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
             path = fp32
             if kind != "fp32":
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
-            costs[f"{arch}/{kind}"] = cost_summary(path, groups=True)
+            costs[f"{arch}/{kind}"] = cost_summary(path)
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps({"counter": counter, "costs": costs}, indent=1))
         tmp.replace(store)  # a stopped run keeps what it built
@@ -441,7 +452,7 @@ def after(rows: list[Row], costs: dict, history: Path) -> list[dict[str, Any]]:
     for row in rows:
         e = estimate_latency(
             costs[f"{row.arch}/{variant(row)}"],
-            load_profile(row.profile),
+            as_measured(load_profile(row.profile), row.board_clock_ghz, row.board_bandwidth_gbs),
             backend=row.backend,
             threads=row.threads,
             history=history,
@@ -455,7 +466,7 @@ def after(rows: list[Row], costs: dict, history: Path) -> list[dict[str, Any]]:
 # the rename) or .estimate; its profiles lack rpi3b-plus, which gets a copy of ours without the
 # fields it does not know.
 BEFORE_SCRIPT = r"""
-import json, sys, warnings
+import dataclasses, json, sys, warnings
 warnings.simplefilter("ignore")
 try:
     from edgepack.benchmarks.predict import predict_latency as estimate
@@ -466,26 +477,37 @@ jobs = json.load(sys.stdin)
 out = []
 for job in jobs:
     try:
-        e = estimate(job["cost"], load_profile(job["profile"]), backend=job["backend"],
-                     threads=job["threads"], history=job["history"])
+        p = load_profile(job["profile"])
+        if job["clock_ghz"]:
+            cpu = dataclasses.replace(p.cpu, max_clock_ghz=job["clock_ghz"])
+            p = dataclasses.replace(p, cpu=cpu)
+        if job["bandwidth_gbs"]:
+            memory = dataclasses.replace(p.memory, bandwidth_gbs=job["bandwidth_gbs"])
+            p = dataclasses.replace(p, memory=memory)
+        e = estimate(job["cost"], p, backend=job["backend"], threads=job["threads"],
+                     history=job["history"])
         out.append({"latency_ms": e["latency_ms"], "range_ms": e["range_ms"],
                     "calibration": e["calibration"].get("status", "")[:24]})
     except Exception as exc:
         out.append({"error": f"{type(exc).__name__}: {exc}"})
 json.dump(out, sys.stdout)
 """
-# Profile fields an older estimator may reject (bandwidth: its 'estimate' kind), as (table, key).
+# Profile fields an older estimator may reject (bandwidth: its 'estimate' kind), each as the
+# string its profile schema holds when it knows the field.
 UNKNOWN_TO_OLD = (
-    ("memory", "l2_kib"), ("memory", "l2_shared"), ("memory", "l3_kib"),
-    ("memory", "bandwidth_gbs"), ("memory", "bandwidth_kind"), ("cpu", "all_core_speedup"),
+    '"memory.l2_kib"', '"memory.l2_shared"', '"memory.l3_kib"', '"memory.bandwidth_gbs"',
+    '"memory.bandwidth_kind"', '"cpu.all_core_speedup"', '"board_clock_ghz"',
+    '"board_bandwidth_gbs"',
 )  # fmt: skip
 
 
 def _strip_for_old(text: str, schema: str) -> str:
     """A profile without the fields an older estimator does not know (it rejects unknown ones):
     those of UNKNOWN_TO_OLD that its profile schema (the text of its profile.py) never names,
-    as a field of their table, a source or a note."""
-    unknown = {key for table, key in UNKNOWN_TO_OLD if f'"{table}.{key}"' not in schema}
+    as a field of their table (or of a reference), a source or a note."""
+    unknown = {
+        field.strip('"').rpartition(".")[2] for field in UNKNOWN_TO_OLD if field not in schema
+    }
     kept = []
     for line in text.splitlines():
         name = line.split("=")[0].strip().strip('"')
@@ -519,7 +541,8 @@ def before(
         (profiles / ours.name).write_text(_strip_for_old(ours.read_text(), schema))
     jobs = [
         {"cost": costs[f"{r.arch}/{variant(r)}"], "profile": r.profile, "backend": r.backend,
-         "threads": r.threads, "history": str(work / "before-no-history.json")}
+         "threads": r.threads, "history": str(work / "before-no-history.json"),
+         "clock_ghz": r.board_clock_ghz, "bandwidth_gbs": r.board_bandwidth_gbs}
         for r in rows
     ]  # fmt: skip
     env = {
@@ -622,12 +645,11 @@ def print_disagreements(rows: list[Row]) -> None:
 
 def write_reference_costs(costs: dict, target: Path) -> None:
     """Merge the built costs into the reference costs the device side calibrates with, as a pack
-    would carry them (without the depthwise group counts the pack schema has no field for)."""
+    carries them."""
     data = json.loads(target.read_text()) if target.is_file() else {}
     for key, cost in costs.items():
         arch, kind = key.split("/")
-        ops = [{k: v for k, v in op.items() if k != "groups"} for op in cost["ops"]]
-        data.setdefault(arch, {})[kind] = {**cost, "ops": ops}
+        data.setdefault(arch, {})[kind] = cost
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(target)

@@ -15,7 +15,7 @@ from edgepack.schema import format_schema_errors, schema_errors
 from .errors import IntegrityError, ManifestError, SchemaVersionError
 from .version import __version__
 
-SCHEMA_VERSION = "1.2"  # 1.1: example_inputs, the `integrity` field; 1.2: image pixel_range
+SCHEMA_VERSION = "1.3"  # 1.1: example_inputs, `integrity`; 1.2: image pixel_range; 1.3: cost groups
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "manifest.json"
 MAX_DEPTH = 32  # manifests nest about 8 levels; a deeper one is an attack on the parsers

@@ -35,10 +35,11 @@ from edgepack.benchmarks.estimate import (
     host_seconds,
     record_measurement,
 )
-from edgepack.device_profiles import detect_host, load_profile, read_profile_file
+from edgepack.device_profiles import as_measured, detect_host, load_profile, read_profile_file
 from edgepack.device_profiles.cores import runtime_model
 from edgepack.device_profiles.errors import ProfileError
 from edgepack.packing import assemble_pack, describe_model_file
+from edgepack.runtime import read_manifest
 from tests.conftest import require
 
 MOBILENET_V1 = reference_costs()["mobilenet_v1"]
@@ -293,7 +294,7 @@ def test_a_calibration_factor_leaves_memory_bound_time_alone(tmp_path):
     assert c["bound"] == "compute" and c["unscaled_ms"] < 0.01 * c["ms"]
 
 
-def test_the_cost_summary_counts_depthwise_groups(tmp_path):
+def test_the_cost_summary_counts_depthwise_groups_and_a_pack_carries_them(tmp_path):
     require("onnx")
     import onnx
     from onnx import TensorProto, helper
@@ -309,10 +310,25 @@ def test_the_cost_summary_counts_depthwise_groups(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "dw.onnx"
     onnx.save(model, path)
-    rows = {r["op_class"]: r for r in cost_summary(path, groups=True)["ops"]}
-    assert rows["depthwise_conv"]["groups"] == 8
-    # Not by default: the pack schema's op_cost has no such field yet.
-    assert all("groups" not in r for r in cost_summary(path)["ops"])
+    cost = cost_summary(path)
+    assert {r["op_class"]: r for r in cost["ops"]}["depthwise_conv"]["groups"] == 8
+    # The pack schema (1.3 on) admits the field: a pack written with it reads back with it, and
+    # its estimate charges the counted groups, not the assumed 400 channels per op.
+    entry = describe_model_file(path, pack_path="model.onnx")
+    entry.cost = cost
+    pack = tmp_path / "dw.edgepack"
+    assemble_pack(pack, [(path, entry)])
+    (model,) = read_manifest(pack).models
+    assert model.cost == cost
+    estimate = estimate_pack(pack, "rpi5", backend="onnxruntime", history=tmp_path / "h.json")
+    assert not any("assumed" in note for note in estimate["notes"])
+    # A summary without the count (a pack written before 1.3) is estimated on an assumed one.
+    entry.cost = {**cost, "ops": [{k: v for k, v in r.items() if k != "groups"}
+                                  for r in cost["ops"]]}  # fmt: skip
+    old = tmp_path / "old.edgepack"
+    assemble_pack(old, [(path, entry)])
+    estimate = estimate_pack(old, "rpi5", backend="onnxruntime", history=tmp_path / "h.json")
+    assert any("400 per depthwise op assumed" in note for note in estimate["notes"])
 
 
 def test_a_precision_carried_on_an_assumed_int8_rate_widens_more():
@@ -394,6 +410,29 @@ def test_own_calibration_is_per_runtime_and_precision_and_fits_the_references(tm
     assert p["latency_ms"] == pytest.approx(2 * raw_fp32, rel=1e-6)
     q = _estimate(MOBILENET_V1["int8-static"], profile, tmp_path)
     assert q["latency_ms"] == pytest.approx(8 * raw_int8, rel=1e-6)
+
+
+def test_a_reference_measured_in_another_mode_is_estimated_as_the_board_then_was(tmp_path, alone):
+    """A figure taken at 1.2 GHz and 2 GB/s (another power mode, or before a clock update) is
+    estimated at those, so the factor it gives a 1.5 GHz board is that of a 1.2 GHz profile, and
+    an estimate at the profile's clock keeps only what the clock does not explain."""
+    base = _profile(tmp_path, "low")
+    low = dataclasses.replace(
+        base,
+        cpu=dataclasses.replace(base.cpu, max_clock_ghz=1.2),
+        memory=dataclasses.replace(base.memory, bandwidth_gbs=2.0),
+    )
+    assert as_measured(base, 1.2, 2.0) == low and as_measured(base) == base
+    raw_low = cost_seconds(MOBILENET_V1["fp32"], low, "litert", 4)[0] * 1e3
+    stated = _reference(1.5 * raw_low) + "board_clock_ghz = 1.2\nboard_bandwidth_gbs = 2.0\n"
+    profile = _profile(tmp_path, references=stated)
+    assert profile.references[0].board_clock_ghz == 1.2
+    fit = calibration(profile, "litert", "fp32", 4)
+    assert fit["factor"] == pytest.approx(_factor_for(1.5, MOBILENET_V1["fp32"], low))
+    unstated = calibration(_profile(tmp_path, references=_reference(1.5 * raw_low)), "litert")
+    assert fit["factor"] < unstated["factor"]  # read at 1.5 GHz the same figure looks slower
+    with pytest.raises(ProfileError, match="board_clock_ghz' must be greater than 0"):
+        _profile(tmp_path, references=_reference(10.0) + "board_clock_ghz = 0.0\n")
 
 
 def test_a_factor_carried_to_another_precision_or_thread_count_widens_the_range(tmp_path, alone):
