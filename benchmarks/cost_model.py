@@ -114,11 +114,12 @@ def compute_rate(
     b: Board, runtime: RuntimeModel, op_class: str, precision: str, threads: int
 ) -> float:
     """FLOPs per second of a compute class: per-core peak x runtime efficiency x class
-    efficiency x int8 rate, times the thread speed-up."""
+    efficiency x int8 rate (that of the instructions the class's int8 kernels use), times the
+    thread speed-up."""
     peak = b.clock_hz * b.core.fp32_flops_per_cycle
     rate = peak * runtime.efficiency[b.core.pipeline] * runtime.class_efficiency[op_class]
     if precision in INT8_PRECISIONS:
-        rate *= runtime.int8_ratio(b.core.features)[1]
+        rate *= runtime.int8_ratio(b.core.features, op_class)[1]
     return rate * board_speedup(b, threads, runtime)
 
 

@@ -25,6 +25,7 @@ RUNTIMES_FILE = DATA_DIR / "runtimes.toml"
 PIPELINES = ("in-order", "out-of-order")
 COMPUTE_CLASSES = ("gemm", "conv", "depthwise_conv")
 INT8_FEATURES = ("i8mm", "dotprod", "neon")  # best first
+DOT_FEATURES = frozenset({"i8mm", "dotprod"})
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,20 @@ class RuntimeModel:
     # Whether a published figure of a uint8 (asymmetric) model ran the kernels this runtime's int8
     # and fp32 packs run, so that it may calibrate them.
     uint8_references_calibrate: bool
+    # The compute classes whose int8 kernels use the dot-product (and matrix) instructions where
+    # the core has them; the others (depthwise convolution) use widening multiplies everywhere.
+    int8_dot_classes: list[str]
     sources: dict[str, Source]
     assumptions: dict[str, str]
 
-    def int8_ratio(self, features: frozenset[str]) -> tuple[str, float]:
-        """(feature, ratio) of the best int8 instructions the core has for this runtime."""
+    def int8_ratio(
+        self, features: frozenset[str], op_class: str | None = None
+    ) -> tuple[str, float]:
+        """(feature, ratio) of the best int8 instructions the core has for this runtime, or, for
+        a compute class whose int8 kernels use no dot-product instructions (int8_dot_classes),
+        the best of the others."""
+        if op_class is not None and op_class not in self.int8_dot_classes:
+            features = features - DOT_FEATURES
         for feature in INT8_FEATURES:
             if feature in features:
                 return feature, self.int8_rate[feature]
@@ -127,6 +137,7 @@ RUNTIME_FIGURES = {
     "fp32_depthwise_expand_bytes_per_flop": (int, float),
     "fp32_thread_macs": (int, float),
     "uint8_references_calibrate": bool,
+    "int8_dot_classes": list,
 }
 
 
@@ -183,6 +194,11 @@ def runtime_models(path: Path = RUNTIMES_FILE) -> dict[str, RuntimeModel]:
         missing = [f"{t}.{k}" for t, keys in needed.items() for k in keys if k not in figures[t]]
         if missing:
             raise ProfileError(f"{where}: missing {', '.join(missing)}")
+        if unknown := [c for c in figures["int8_dot_classes"] if c not in COMPUTE_CLASSES]:
+            raise ProfileError(
+                f"{where}: int8_dot_classes names {', '.join(map(repr, unknown))}; expected "
+                f"compute classes ({', '.join(COMPUTE_CLASSES)})"
+            )
         runtimes[name] = RuntimeModel(
             name=name, sources=sources, assumptions=assumptions, **figures
         )

@@ -24,6 +24,7 @@ from edgepack.benchmarks.cost_model import (
     ASSUMED_CHANNELS_PER_DEPTHWISE_OP,
     board,
     board_speedup,
+    compute_rate,
     cost_seconds,
     fixed_seconds,
 )
@@ -168,6 +169,19 @@ def test_compute_scales_with_threads_and_int8_with_the_isa(tmp_path):
     fp32_dot = cost_seconds(_cost(4e9), a76, "litert", 1)[0]
     int8_dot = cost_seconds(_cost(4e9, precision="int8"), a76, "litert", 1)[0]
     assert 1 < fp32 / int8 < fp32_dot / int8_dot  # SDOT gains more than widening multiplies
+    # ...but no runtime has a dot-product int8 depthwise kernel: it gains what it gains on the A72.
+    for backend in ("litert", "onnxruntime"):
+        runtime = runtime_model(backend)
+        for op_class in ("depthwise_conv", "conv"):
+            gains = [
+                compute_rate(board(p), runtime, op_class, "int8", 1)
+                / compute_rate(board(p), runtime, op_class, "fp32", 1)
+                for p in (a72, a76)
+            ]
+            if op_class == "depthwise_conv":
+                assert gains[0] == pytest.approx(gains[1]) == runtime.int8_rate["neon"]
+            else:
+                assert gains[1] == runtime.int8_rate["dotprod"] > gains[0]
 
 
 def test_a_published_all_core_speed_up_sets_the_boards_thread_scaling(tmp_path):

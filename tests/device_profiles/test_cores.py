@@ -9,6 +9,7 @@ from edgepack.device_profiles import cores as cores_module
 from edgepack.device_profiles import list_profiles, load_profile
 from edgepack.device_profiles.cores import (
     CORES_FILE,
+    RUNTIMES_FILE,
     core_type,
     core_types,
     runtime_model,
@@ -65,3 +66,15 @@ def test_an_uncited_figure_is_refused(tmp_path):
     )
     with pytest.raises(ProfileError, match="'l2_bytes_per_cycle' cites no source"):
         cores_module.core_types(path)
+
+
+def test_int8_dot_classes_must_be_compute_classes(tmp_path):
+    path = tmp_path / "runtimes.toml"
+    text = RUNTIMES_FILE.read_text()
+    path.write_text(
+        text.replace('int8_dot_classes = ["gemm", "conv"]', 'int8_dot_classes = ["gem"]', 1)
+    )
+    with pytest.raises(
+        ProfileError, match="int8_dot_classes names 'gem'; expected compute classes"
+    ):
+        cores_module.runtime_models(path)
