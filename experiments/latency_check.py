@@ -242,14 +242,12 @@ def _ort(split: str, profile: str, page: str, arch: str, ms: float, threads: int
     note = (
         f"ONNX Runtime CPU EP, default session options (threads = cores), fp32 {origin} model at "
         "224x224, mean of 10 session.run() from Python after a dry run"
-        + (
-            "; JetPack 5.1.1: CPU at most 1.5 GHz, memory 68 GB/s (profile: MAXN SUPER, 1.7 GHz, "
-            "102 GB/s), estimated at those"
-            if "Orin" in page
-            else ""
-        )
     )
-    board = (1.5, 68.0) if "Orin" in page else (None, None)
+    board: tuple[float | None, float | None] = (None, None)
+    if "Orin" in page:  # JetPack 5.1.1, before the Super modes
+        note += ("; JetPack 5.1.1: CPU at most 1.5 GHz, memory 68 GB/s (profile: MAXN SUPER, "
+                 "1.7 GHz, 102 GB/s), estimated at those")  # fmt: skip
+        board = (1.5, 68.0)
     return Row(split, profile, "onnxruntime", arch, "fp32", threads, ms, ISPCOJP.format(page),
                note, True, *board)  # fmt: skip
 
@@ -478,6 +476,7 @@ out = []
 for job in jobs:
     try:
         p = load_profile(job["profile"])
+        # The row's board mode, as device_profiles.as_measured sets it (older checkouts lack it).
         if job["clock_ghz"]:
             cpu = dataclasses.replace(p.cpu, max_clock_ghz=job["clock_ghz"])
             p = dataclasses.replace(p, cpu=cpu)

@@ -428,8 +428,8 @@ def test_own_calibration_is_per_runtime_and_precision_and_fits_the_references(tm
 
 def test_a_reference_measured_in_another_mode_is_estimated_as_the_board_then_was(tmp_path, alone):
     """A figure taken at 1.2 GHz and 2 GB/s (another power mode, or before a clock update) is
-    estimated at those, so the factor it gives a 1.5 GHz board is that of a 1.2 GHz profile, and
-    an estimate at the profile's clock keeps only what the clock does not explain."""
+    estimated at those: the factor it gives a 1.5 GHz board is the one it gives a 1.2 GHz,
+    2 GB/s profile, not one that also absorbs the clock difference."""
     base = _profile(tmp_path, "low")
     low = dataclasses.replace(
         base,
