@@ -186,7 +186,8 @@ def op_seconds(
 ) -> dict[str, Any]:
     """Seconds of one row of a cost summary (all ops of one class and precision), costed at the
     threads one call gets (kernel_threads). A float depthwise row of a runtime that runs it
-    channel by channel adds its per-group calls."""
+    channel by channel adds its per-group calls and, where its tensors live beyond L2, its memory
+    time to its compute (the loop's copies and GEMMs take turns)."""
     count = max(int(op["count"]), 1)
     grouped = (
         op["op_class"] == "depthwise_conv"
@@ -197,7 +198,7 @@ def op_seconds(
     call_threads = kernel_threads(op, groups, runtime, threads)
     bandwidth, level = memory_rate(b, op["bytes"] / count, call_threads, runtime)
     memory_s = op["bytes"] / bandwidth
-    seconds, bound = memory_s, level
+    seconds, bound, compute_s = memory_s, level, 0.0
     if op["op_class"] in COMPUTE_CLASSES and op["flops"]:
         rate = compute_rate(b, runtime, op["op_class"], op["precision"], call_threads)
         compute_s = op["flops"] / rate
@@ -205,10 +206,16 @@ def op_seconds(
             seconds, bound = compute_s, "compute"
     per_op = runtime.op_overhead_cycles + (runtime.sync_cycles if call_threads > 1 else 0.0)
     overhead = op["count"] * per_op / b.clock_hz
-    calls, im2col = 0.0, 0.0
+    calls, im2col, serial = 0.0, 0.0, 0.0
     if grouped:
         calls, im2col = _channel_by_channel(op, groups, b, runtime, call_threads)
-    channel_loop = calls + im2col
+        if level != "L2" and compute_s:
+            # The loop copies a channel in and computes it in turn, on one or two threads, so
+            # traffic from beyond L2 adds to the compute instead of hiding under it (on this
+            # host a layer's time per group grew with the level its tensor lived in, at the
+            # same compute: experiments/mlas_threads.py --memory).
+            seconds, serial = compute_s, memory_s
+    channel_loop = calls + im2col + serial
     total = seconds + channel_loop + overhead
     return {
         "op_class": op["op_class"],

@@ -201,6 +201,17 @@ def _raw_estimate(
     return seconds, fixed_seconds(breakdown, profile, backend), breakdown, cal, notes
 
 
+def _blended_sigma(cal: Mapping[str, Any], fixed: float, seconds: float) -> float:
+    """The range's log half-width: the calibration's sigma covers only the part of the estimate
+    its factor corrects; the rest (fixed overheads, memory-bound and channel-by-channel rows,
+    which no reference measures) is known only as well as an uncalibrated estimate. Their
+    share-weighted mean: the two parts' errors are taken to move together, not to cancel."""
+    base = fixed + cal["factor"] * (seconds - fixed)
+    unscaled_share = min(max(fixed / base, 0.0), 1.0) if base > 0 else 0.0
+    unscaled_sigma = max(cal["sigma"], SIGMA["uncalibrated"])
+    return (1 - unscaled_share) * cal["sigma"] + unscaled_share * unscaled_sigma
+
+
 def estimate_latency(
     cost: Mapping[str, Any],
     profile: DeviceProfile,
@@ -230,7 +241,7 @@ def estimate_latency(
     path = Path(history) if history else history_path()
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
-    sigma = history_sigma if history_sigma is not None else cal["sigma"]
+    sigma = history_sigma if history_sigma is not None else _blended_sigma(cal, fixed, seconds)
     notes += [f"cost summary: {n}" for n in cost.get("notes", [])]
     if cost.get("complete") is False:
         # Some ops were not sized (a dynamic dim, a Loop's trip count): the model may run

@@ -16,6 +16,13 @@ release behind the published on-board figures), onnx and numpy:
     /tmp/ort115/bin/python experiments/mlas_threads.py --ghz 2.0
 
 --ghz is this host's core clock, for the cycle figures (cycles = seconds x clock).
+
+With --memory it times instead, on one thread, depthwise layers of one map size whose input and
+output together take about 1.6 MB, 26 MB and 1 GB (in L2, in L3 or past it, by the machine's
+caches), so the compute per group is the same and only where the tensor lives changes, beside a
+one-thread copy of the same bytes: whether the channel loop's memory traffic hides under its
+compute (the roofline) or adds to it. It needs about 2 GB of memory and takes at most 5 rounds.
+
 Standalone on purpose: it imports neither torch nor edgepack.
 """
 
@@ -112,12 +119,61 @@ def median_seconds(sessions: dict[int, ort.InferenceSession], feed: dict, rounds
     return {t: statistics.median(v) for t, v in times.items()}
 
 
+# (channels, side) per map size: input + output of about 1.6 MB, 26 MB and 1 GB.
+MEMORY_LAYERS = {112: (16, 256, 10240), 56: (64, 1024, 40960), 28: (256, 4096, 163840)}
+
+
+def copy_gbs(nbytes: int, rounds: int = 3) -> float:
+    """One thread's copy rate over `nbytes` (read + written bytes per second), best of rounds."""
+    a = np.ones(nbytes // 8, np.float32)
+    b = np.empty_like(a)
+    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(rounds))
+    return 2 * a.nbytes / best / 1e9
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def memory_main(rounds: int) -> None:
+    """--memory: one-thread depthwise 3 x 3 layers at one map size and growing channel counts."""
+    print(f"onnxruntime {ort.__version__}; 1 thread, median of {rounds} runs per layer")
+    print(f"{'layer':<24}{'MB in+out':>10}{'us/group':>10}{'added us':>10}{'added GB/s':>11}"
+          f"{'copy GB/s':>10}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="edgepack-mlas-") as tmp:
+        for side, channel_counts in MEMORY_LAYERS.items():
+            baseline = None  # the first, L2-resident layer's time per group
+            for channels in channel_counts:
+                path = Path(tmp) / "layer.onnx"
+                onnx.save(depthwise_model(channels, side, 3, 1), path)
+                x = np.random.default_rng(1).standard_normal((1, channels, side, side), np.float32)
+                per_group = median_seconds({1: session(path, 1)}, {"x": x}, rounds)[1] / channels
+                nbytes = 2 * x.nbytes
+                baseline = per_group if baseline is None else baseline
+                added = per_group - baseline
+                group_bytes = nbytes / channels
+                rate = f"{group_bytes / added / 1e9:>11.1f}" if added > 0 else f"{'-':>11}"
+                print(f"{f'dw {channels}x{side}x{side} k3 s1':<24}{nbytes / 1e6:>10.1f}"
+                      f"{per_group * 1e6:>10.2f}{added * 1e6:>10.2f}{rate}"
+                      f"{copy_gbs(nbytes):>10.1f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ghz", type=float, required=True, help="this host's core clock")
     parser.add_argument("--threads", type=int, default=2, help="the thread count beside 1")
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="time where the depthwise loop's tensors live instead (1 thread, at most 5 rounds)",
+    )
     args = parser.parse_args()
+    if args.memory:
+        memory_main(min(args.rounds, 5))
+        return
     many = args.threads
     if many < 2:
         parser.error(f"--threads must be at least 2 (got {many}): it is compared with 1 thread")

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from edgepack.device_profiles.cores import runtime_model
-from experiments.mlas_threads import CHAIN, THREAD_MACS, depthwise_model, pointwise_chain, session
+from experiments import mlas_threads
+from experiments.mlas_threads import (
+    CHAIN,
+    MEMORY_LAYERS,
+    THREAD_MACS,
+    depthwise_model,
+    pointwise_chain,
+    session,
+)
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (5, 1)])
@@ -48,3 +56,21 @@ def test_the_pointwise_chain_is_its_one_by_one_convolutions_in_turn(tmp_path):
 
 def test_its_thread_rule_is_the_estimators():
     assert runtime_model("onnxruntime").fp32_thread_macs == THREAD_MACS
+
+
+def test_the_memory_layers_take_the_bytes_the_script_says():
+    """--memory's layers: input + output of about 1.6 MB, 26 MB and 1 GB at every map size."""
+    for side, channel_counts in MEMORY_LAYERS.items():
+        sizes = [2 * 4 * c * side * side / 1e6 for c in channel_counts]
+        assert sizes == pytest.approx([1.6, 26, 1000], rel=0.1), side
+
+
+def test_memory_mode_prints_a_row_per_layer_with_the_time_it_added(monkeypatch, capsys):
+    monkeypatch.setattr(mlas_threads, "MEMORY_LAYERS", {8: (2, 64)})
+    mlas_threads.memory_main(rounds=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("onnxruntime ")
+    first, second = lines[2].split(), lines[3].split()
+    assert first[:2] == ["dw", "2x8x8"] and second[:2] == ["dw", "64x8x8"]
+    assert float(first[-3]) == 0.0  # the first layer is the baseline
+    assert float(second[-1]) > 0  # a one-thread copy rate, GB/s
