@@ -37,6 +37,8 @@ SIGMA_STAND_IN_BACKEND = 0.3  # on the host, when ONNX Runtime microbenchmarks s
 HOST_PARALLEL_EFFICIENCY = 0.9  # the host at a thread count its microbenchmarks did not measure
 RAM_SHARE_WARNING = 0.5  # a model file over this share of the board's RAM gets a note
 SIGMA_INCOMPLETE_COST = 0.7  # added (in quadrature) when the cost summary says it is incomplete
+# An estimate whose uncalibrated part is at least this share says so in its notes.
+UNMEASURED_SHARE_NOTED = 0.3
 
 
 # --- This host: its own microbenchmarks -----------------------------------------------------------
@@ -201,15 +203,16 @@ def _raw_estimate(
     return seconds, fixed_seconds(breakdown, profile, backend), breakdown, cal, notes
 
 
-def _blended_sigma(cal: Mapping[str, Any], fixed: float, seconds: float) -> float:
-    """The range's log half-width: the calibration's sigma covers only the part of the estimate
-    its factor corrects; the rest (fixed overheads, memory-bound and channel-by-channel rows,
-    which no reference measures) is known only as well as an uncalibrated estimate. Their
-    share-weighted mean: the two parts' errors are taken to move together, not to cancel."""
+def _blended_sigma(cal: Mapping[str, Any], fixed: float, seconds: float) -> tuple[float, float]:
+    """(the range's log half-width, the unscaled share). The calibration's sigma covers only the
+    part of the estimate its factor corrects; the rest (fixed overheads, memory-bound and
+    channel-by-channel rows, which no reference measures) is known only as well as an
+    uncalibrated estimate. Their share-weighted mean: the two parts' errors are taken to move
+    together, not to cancel."""
     base = fixed + cal["factor"] * (seconds - fixed)
     unscaled_share = min(max(fixed / base, 0.0), 1.0) if base > 0 else 0.0
     unscaled_sigma = max(cal["sigma"], SIGMA["uncalibrated"])
-    return (1 - unscaled_share) * cal["sigma"] + unscaled_share * unscaled_sigma
+    return (1 - unscaled_share) * cal["sigma"] + unscaled_share * unscaled_sigma, unscaled_share
 
 
 def estimate_latency(
@@ -241,7 +244,15 @@ def estimate_latency(
     path = Path(history) if history else history_path()
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
-    sigma = history_sigma if history_sigma is not None else _blended_sigma(cal, fixed, seconds)
+    sigma, unscaled_share = _blended_sigma(cal, fixed, seconds)
+    if history_sigma is not None:
+        sigma = history_sigma
+    elif unscaled_share >= UNMEASURED_SHARE_NOTED and cal["kind"] in ("own", "same-core"):
+        notes.append(
+            f"{unscaled_share:.0%} of this estimate (fixed overheads, memory-bound and "
+            "channel-by-channel rows) is not what its calibration measured, so the range is "
+            "that of an uncalibrated estimate for that part"
+        )
     notes += [f"cost summary: {n}" for n in cost.get("notes", [])]
     if cost.get("complete") is False:
         # Some ops were not sized (a dynamic dim, a Loop's trip count): the model may run
@@ -270,6 +281,7 @@ def estimate_latency(
         "latency_ms": latency,
         "range_ms": [low, high],
         "sigma_log": sigma,
+        "unscaled_share": unscaled_share,
         "base_ms": base_ms,
         "uncalibrated_ms": seconds * 1e3,
         "calibration": cal,
