@@ -203,16 +203,14 @@ def _raw_estimate(
     return seconds, fixed_seconds(breakdown, profile, backend), breakdown, cal, notes
 
 
-def _blended_sigma(cal: Mapping[str, Any], fixed: float, seconds: float) -> tuple[float, float]:
-    """(the range's log half-width, the unscaled share). The calibration's sigma covers only the
-    part of the estimate its factor corrects; the rest (fixed overheads, memory-bound and
+def _blended_sigma(cal: Mapping[str, Any], unscaled_share: float) -> float:
+    """The range's log half-width. The calibration's sigma covers only the part of the estimate
+    its factor corrects; the rest (`unscaled_share`: fixed overheads, memory-bound and
     channel-by-channel rows, which no reference measures) is known only as well as an
     uncalibrated estimate. Their share-weighted mean: the two parts' errors are taken to move
     together, not to cancel."""
-    base = fixed + cal["factor"] * (seconds - fixed)
-    unscaled_share = min(max(fixed / base, 0.0), 1.0) if base > 0 else 0.0
     unscaled_sigma = max(cal["sigma"], SIGMA["uncalibrated"])
-    return (1 - unscaled_share) * cal["sigma"] + unscaled_share * unscaled_sigma, unscaled_share
+    return (1 - unscaled_share) * cal["sigma"] + unscaled_share * unscaled_sigma
 
 
 def estimate_latency(
@@ -244,7 +242,8 @@ def estimate_latency(
     path = Path(history) if history else history_path()
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
-    sigma, unscaled_share = _blended_sigma(cal, fixed, seconds)
+    unscaled_share = min(max(fixed * 1e3 / base_ms, 0.0), 1.0) if base_ms > 0 else 0.0
+    sigma = _blended_sigma(cal, unscaled_share)
     if history_sigma is not None:
         sigma = history_sigma
     elif unscaled_share >= UNMEASURED_SHARE_NOTED and cal["kind"] in ("own", "same-core"):
