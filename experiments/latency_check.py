@@ -173,6 +173,10 @@ ISPCOJP = "https://github.com/ispcojp/ai_inference_device_benchmark/blob/main/re
 QENGINEERING = "https://github.com/Qengineering/{}/blob/HEAD/README.md"
 DEEPEDGEBENCH = "https://github.com/stephanballer/deepedgebench/blob/HEAD/results/results.py"
 INES_NANO = "https://github.com/InES-HPMM/ai_on_nano/blob/HEAD/target/software/torchONNX.py"
+ODUQUE = "https://github.com/ODuqueDvise/edge-ai-benchmark/blob/master/results/OE3_ANALISIS.md"
+# The int8 variant of ODUQUE's rows, quantized as its scripts/quantize_int8.py does: static QDQ,
+# int8 activations with zero point 0 (ActivationSymmetric), int8 per-channel weights, float bias.
+ARM_SYMMETRIC = "int8-symmetric"
 WITHIN = 0.30  # the target band: |estimate / published - 1| <= 30%
 
 
@@ -196,6 +200,8 @@ class Row:
     # estimated at those.
     board_clock_ghz: float | None = None
     board_bandwidth_gbs: float | None = None
+    # The cost variant where the source quantized otherwise than experiments.zoo does.
+    quantized_as: str | None = None
 
 
 def _xnn(split: str, profile: str, arch: str, precision: str, ms: float, column: str) -> Row:
@@ -293,6 +299,26 @@ def _deepedgebench(profile: str, board: str, precision: str, seconds: float) -> 
                round(seconds * 1e3, 1), DEEPEDGEBENCH, note, False)  # fmt: skip
 
 
+def _oduque(profile: str, arch: str, precision: str, ms: float) -> Row:
+    """ODuqueDvise/edge-ai-benchmark (a 2026 master's thesis): torchvision MobileNetV2 and
+    ResNet-50 (ImageNet weights, opset 18) on the ONNX Runtime CPU EP with default session options
+    (threads = cores), 100 warm-up and 2000 timed run() calls per run; the figure is the geometric
+    mean over the independent runs (OE3_ANALISIS.md, section 1). The Orin's JSONs record
+    nvpmodel 'NV Power Mode: 15W' (JetPack 6.2's mode 0): its CPU at most 1.5 GHz, memory 68 GB/s,
+    estimated at those."""
+    board: tuple[float | None, float | None] = (None, None)
+    if profile == "rpi5":
+        note = "Pi 5, performance governor, ONNX Runtime 1.27.0, 4 threads"
+    else:
+        note = "Orin Nano CPU in the 15 W mode, ONNX Runtime 1.24.0, 6 threads"
+        board = (1.5, 68.0)
+    threads = 4 if profile == "rpi5" else 6
+    if precision == "int8":
+        note += "; static QDQ int8, symmetric int8 activations, per-channel int8 weights"
+    return Row("held-out", profile, "onnxruntime", arch, precision, threads, ms, ODUQUE, note,
+               True, *board, ARM_SYMMETRIC if precision == "int8" else None)  # fmt: skip
+
+
 NANO, PI4 = "Jetson Nano", "Raspberry Pi 4 (clock not stated: 1.5 GHz assumed)"
 ISPCOJP_MORE_MS = {  # (profile, page, threads): ms in ISPCOJP_MORE's order
     ("rpi4-1.8ghz", "RPi4", 4):
@@ -384,11 +410,21 @@ ROWS = [
         for (profile, page, threads), figures in ISPCOJP_MORE_MS.items()
         for arch, ms in zip(ISPCOJP_MORE, figures, strict=True)
     ],
+    # Sixth session: the first ONNX Runtime int8 rows (ODUQUE), all held out, added before any
+    # estimate of them was made: the same two models in fp32 and int8 on the Pi 5 and the Orin.
+    _oduque("rpi5", "mobilenet_v2", "fp32", 22.830),
+    _oduque("rpi5", "mobilenet_v2", "int8", 26.788),
+    _oduque("rpi5", "resnet50", "fp32", 151.433),
+    _oduque("rpi5", "resnet50", "int8", 78.489),
+    _oduque("jetson-orin-nano", "mobilenet_v2", "fp32", 12.611),
+    _oduque("jetson-orin-nano", "mobilenet_v2", "int8", 12.509),
+    _oduque("jetson-orin-nano", "resnet50", "fp32", 90.094),
+    _oduque("jetson-orin-nano", "resnet50", "int8", 36.013),
 ]
 
 
 def variant(row: Row) -> str:
-    return REFERENCE_PRECISIONS[row.precision]
+    return row.quantized_as or REFERENCE_PRECISIONS[row.precision]
 
 
 def _counter_fingerprint() -> str:
@@ -435,7 +471,10 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
             if not fp32.is_file():
                 (export_timm if arch in TIMM_ARCHS else zoo.export_zoo_model)(arch, fp32)
             path = fp32
-            if kind != "fp32":
+            if kind == ARM_SYMMETRIC:
+                path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx",
+                                         symmetric_int8=True)  # fmt: skip
+            elif kind != "fp32":
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
             costs[f"{arch}/{kind}"] = cost_summary(path)
         tmp = store.with_suffix(".tmp")

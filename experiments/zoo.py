@@ -376,10 +376,13 @@ def export_zoo_model(name: str, dest: PathLike) -> Path:
     return export_onnx(module, spec.inputs(), dest, dynamic_axes=spec.dynamic).path
 
 
-def quantize_onnx(name: str, source: PathLike, dest: PathLike, samples: int = 2) -> Path:
+def quantize_onnx(
+    name: str, source: PathLike, dest: PathLike, samples: int = 2, symmetric_int8: bool = False
+) -> Path:
     """Quantize an exported zoo model the way its kind usually is: QDQ static int8 (uint8
     activations, int8 weights, calibrated on random inputs; latency does not depend on accuracy)
-    or dynamic int8 for transformers."""
+    or dynamic int8 for transformers. symmetric_int8: int8 activations with zero point 0 and
+    int8 per-channel weights, bias left in float, as some Arm deployments quantize."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -408,13 +411,16 @@ def quantize_onnx(name: str, source: PathLike, dest: PathLike, samples: int = 2)
     # Identity nodes on shared biases, which otherwise keep some convolutions in float.
     prepared = Path(dest).with_suffix(".pre.onnx")
     quant_pre_process(str(source), str(prepared))
+    symmetric = {"ActivationSymmetric": True, "QuantizeBias": False}
     quantize_static(
         str(prepared),
         str(dest),
         RandomInputs(),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if symmetric_int8 else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        per_channel=symmetric_int8,
+        extra_options=symmetric if symmetric_int8 else {},
     )
     return Path(dest)
 
