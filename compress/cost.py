@@ -78,6 +78,21 @@ CLASS_ORDER = (
 # QLinearAdd, ...), so in a QDQ graph they run on int8 data and the pairs cost nothing.
 QDQ_FUSED_CLASSES = {"gemm", "conv", "depthwise_conv", "elementwise", "pooling", "layout"}
 Q_DQ = ("QuantizeLinear", "DequantizeLinear")
+# The ops of an ONNX QDQ graph that ONNX Runtime's CPU provider runs on int8 data: those its QDQ
+# selector-action transformer (qdq_selector_action_transformer.cc) turns into QLinear kernels
+# or whose Q/DQ it drops. Any other op between a DQ and a Q (HardSwish, Tanh, a Relu or Clip the
+# Q's range does not make redundant, ...) runs in float, and its DQ and Q run as well.
+ORT_QDQ_OPS = frozenset(
+    {"Conv", "MatMul", "Gemm", "Add", "Mul", "Sigmoid", "LeakyRelu", "Softmax", "AveragePool",
+     "GlobalAveragePool", "Concat", "Where", "MaxPool", "Resize", "Gather", "Reshape",
+     "Transpose", "Squeeze", "Unsqueeze", "Split"}
+)  # fmt: skip
+# Of those, the ones fused without a Q on their output (MatMulIntegerToFloat, QGemm to float).
+ORT_QDQ_FLOAT_OUTPUT = frozenset({"MatMul", "Gemm"})
+# Clamps that ONNX Runtime removes in front of a Q whose range they do not narrow
+# (ReluQuantFusion, ClipQuantFusion): with activations quantized symmetrically (zero point 0)
+# a Relu or ReLU6 still clips, so it stays, in float.
+CLAMPS = ("Relu", "Clip")
 # Ops whose output ONNX Runtime lets alias the input buffer: they cost a dispatch, not a copy.
 VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 # ONNX Runtime's CPU fusions that remove whole ops, as (ops, longest chain) per root op type: ops
@@ -417,6 +432,53 @@ def _rows(totals: Mapping[_Key, list[float]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The graph's initializers and Constant outputs, as arrays (small ones: scales, bounds)."""
+    values = {
+        init.name: onnx.numpy_helper.to_array(init)
+        for init in graph.initializer
+        if math.prod(init.dims) <= 16
+    }
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _redundant_clamp(
+    node: onnx.NodeProto,
+    consumers: Mapping[str, list[onnx.NodeProto]],
+    graph_outputs: set[str],
+    values: Mapping[str, np.ndarray],
+) -> bool:
+    """Whether ONNX Runtime removes this Relu or Clip: its one reader is a Q with a constant
+    scalar scale and zero point whose float range [scale (qmin - zp), scale (qmax - zp)] lies
+    inside the clamp's bounds (ReluQuantFusion, ClipQuantFusion)."""
+    if node.op_type not in CLAMPS or graph_outputs.intersection(node.output):
+        return False
+    readers = consumers.get(node.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or len(readers[0].input) < 3:
+        return False
+    scale, zero = (values.get(name) for name in readers[0].input[1:3])
+    if scale is None or zero is None or scale.size != 1 or zero.size != 1:
+        return False
+    info = np.iinfo(zero.dtype)
+    low = float(scale) * (info.min - int(zero))
+    high = float(scale) * (info.max - int(zero))
+    if node.op_type == "Relu":
+        return low >= 0
+    if len(node.input) > 1:  # opset 11+: the bounds are inputs; an absent one is unbounded
+        bounds: list[float | None] = []
+        for name in [*node.input[1:3], ""][:2]:
+            if name and name not in values:
+                return False  # a bound computed at run time
+            bounds.append(float(values[name]) if name else None)
+        lo, hi = bounds
+    else:
+        lo, hi = _attr(node, "min", None), _attr(node, "max", None)
+    return (lo is None or lo <= low) and (hi is None or high <= hi)
+
+
 def _graph_totals(
     graph: onnx.GraphProto,
     tensors: Mapping[str, _Tensor],
@@ -442,6 +504,25 @@ def _graph_totals(
             consumers.setdefault(name, []).append(node)
     classes = {id(n): _op_class(n, tensors) for n in nodes}
     graph_outputs = {o.name for o in graph.output}
+    values = _constant_values(graph)
+    removed = {
+        id(n) for n in nodes if _redundant_clamp(n, consumers, graph_outputs, values)
+    }  # fmt: skip
+
+    def quantized_kernel(node: onnx.NodeProto) -> bool:
+        """Whether ORT runs this op on int8 data when its inputs come from DQs."""
+        if id(node) in removed or node.op_type in VIEW_OPS:
+            return True
+        if node.op_type not in ORT_QDQ_OPS:
+            return False
+        if node.op_type in ORT_QDQ_FLOAT_OUTPUT:
+            return True
+        readers = consumers.get(node.output[0], []) if node.output else []
+        return (
+            bool(readers)
+            and all(r.op_type == "QuantizeLinear" for r in readers)
+            and (node.output[0] not in graph_outputs)
+        )
 
     def fused_dq(name: str) -> onnx.NodeProto | None:
         """The DequantizeLinear making `name`, if ORT folds it into every op that reads it."""
@@ -449,13 +530,11 @@ def _graph_totals(
         if node is None or node.op_type != "DequantizeLinear" or name in graph_outputs:
             return None
         readers = consumers.get(name, [])
-        folded = readers and all(classes[id(r)] in QDQ_FUSED_CLASSES for r in readers)
+        folded = readers and all(quantized_kernel(r) for r in readers)
         return node if folded else None
 
     def runs_int8(node: onnx.NodeProto) -> bool:
-        return classes[id(node)] in QDQ_FUSED_CLASSES and any(
-            fused_dq(name) is not None for name in node.input
-        )
+        return quantized_kernel(node) and any(fused_dq(name) is not None for name in node.input)
 
     def fused_q(node: onnx.NodeProto) -> bool:
         source = producer.get(node.input[0])
@@ -468,8 +547,8 @@ def _graph_totals(
             _add_control_flow(node, tensors, constant, totals, unknown, notes)
             continue
         dq_folded = node.op_type == "DequantizeLinear" and fused_dq(node.output[0])
-        if dq_folded or fused_q(node) or id(node) in fused:
-            continue  # fused into the kernel next to it
+        if dq_folded or fused_q(node) or id(node) in fused or id(node) in removed:
+            continue  # fused into the kernel next to it, or removed
         op_class = classes[id(node)]
         ins = [tensors.get(name) if name else None for name in node.input]
         # What the op reads: a folded DQ's int8 input in place of its float output.

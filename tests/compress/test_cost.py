@@ -160,6 +160,77 @@ def test_qdq_graph_runs_int8_where_ort_folds_the_pairs():
     assert cost["parameters"] == 32
 
 
+def _executed_ops(path, tmp_path) -> dict[str, int]:
+    """Op type -> nodes ONNX Runtime's CPU provider ran in one inference (its profiler)."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session.run(None, {"x": np.random.default_rng(0).random((1, 4, 8, 8), np.float32)})
+    with open(session.end_profiling()) as trace:
+        events = json.load(trace)
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_a_clamp_the_q_does_not_cover_runs_in_float_with_its_pairs(tmp_path, symmetric):
+    """Conv -> ReLU6 -> Conv -> Relu, quantized by onnxruntime: with asymmetric activations the
+    quantizer folds each clamp into the Q; with symmetric ones (zero point 0) the Q's range
+    starts below 0, so ONNX Runtime keeps each clamp, in float, between a DQ and a Q that run.
+    The summary counts what the session's profiler saw run."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    lo = numpy_helper.from_array(np.array(0, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6, np.float32), "hi")
+    rng = np.random.default_rng(1)
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3), np.float32), n)
+               for n in ("w1", "w2")]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["y"]),
+    ]
+    source = tmp_path / "fp32.onnx"
+    onnx.save(
+        _model(nodes, [helper.make_tensor_value_info("x", F, [1, 4, 8, 8])],
+               [helper.make_tensor_value_info("y", F, [1, 4, 8, 8])], [*weights, lo, hi]),
+        source,
+    )  # fmt: skip
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{"x": rng.random((1, 4, 8, 8), np.float32)} for _ in range(2)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantized = tmp_path / "int8.onnx"
+    quantize_static(str(source), str(quantized), Feeds(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": symmetric})  # fmt: skip
+    ran = _executed_ops(quantized, tmp_path)
+    ops = _ops(cost_summary(quantized))
+    assert ran.get("QLinearConv") == ops[("conv", "int8")]["count"] == 2
+    clamps = ran.get("Clip", 0) + ran.get("Relu", 0)
+    assert clamps == (2 if symmetric else 0)
+    assert ops.get(("elementwise", "fp32"), {}).get("count", 0) == clamps
+    pairs = ran.get("QuantizeLinear", 0) + ran.get("DequantizeLinear", 0)
+    counted = sum(ops[k]["count"] for k in ops if k[0] == "quantize")
+    assert counted == pairs == (2 + 2 * clamps)  # the input's Q and the output's DQ besides
+
+
 def test_dynamic_quantization_consumes_quantized_tensors():
     nodes = [
         helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
