@@ -436,7 +436,7 @@ def test_profile_sets_arm_quantization_and_labels_the_speed_estimated(
     stage = ep.read_manifest(out).provenance["stages"][0]
     assert stage["options"]["method"] == "static"
     assert stage["options"]["activation_type"] == "int8"
-    assert stage["options"]["activation_symmetric"] is True
+    assert stage["options"]["activation_symmetric"] is False
     assert stage["options"]["per_channel"] is True
     assert stage["speed"] == {"kind": "estimated", "on": "rpi-zero-2w"}
 
