@@ -144,6 +144,36 @@ def _depthwise_groups(op: Mapping[str, Any]) -> float:
     return min(ASSUMED_CHANNELS_PER_DEPTHWISE_OP * op["count"], cap)
 
 
+# Eigen's TensorCostModel (ONNX Runtime's ThreadPool::TryParallelFor): cycles of a call before it
+# is split, and per added thread.
+THREAD_STARTUP_CYCLES = THREAD_PER_THREAD_CYCLES = 100_000
+# Bytes a memory-bound op moves per element it writes: a float op reads and writes 4 bytes
+# each, an int8 one 1; a quantize or dequantize reads one kind and writes the other.
+BYTES_PER_ELEMENT = {"fp32": 8, "fp16": 4, "int8": 2}
+QUANTIZE_BYTES_PER_ELEMENT = 5
+ELEMENTWISE_CLASSES = ("elementwise", "quantize")
+
+
+def elementwise_threads(op: Mapping[str, Any], runtime: RuntimeModel, threads: int) -> int:
+    """Threads one elementwise or quantize op of the row gets where the runtime sizes its split by
+    its work (runtimes.toml's elementwise_cycles_per_element): the thread pool's cost model on
+    the op's element count, at most `threads`; a dequantize on one where the runtime runs it so."""
+    dequantize = op["op_class"] == "quantize" and op["precision"] == "int8"
+    if dequantize and runtime.dequantize_on_one_thread:
+        return 1
+    cycles = runtime.elementwise_cycles_per_element
+    if not cycles or threads <= 1:
+        return threads
+    per_element = (
+        QUANTIZE_BYTES_PER_ELEMENT
+        if op["op_class"] == "quantize"
+        else BYTES_PER_ELEMENT.get(op["precision"], 8)
+    )
+    elements = op["bytes"] / max(float(op["count"]), 1.0) / per_element
+    split = (elements * cycles - THREAD_STARTUP_CYCLES) / THREAD_PER_THREAD_CYCLES + 0.9
+    return max(1, min(threads, int(split)))
+
+
 def kernel_threads(
     op: Mapping[str, Any], groups: float, runtime: RuntimeModel, threads: int
 ) -> int:
@@ -152,6 +182,8 @@ def kernel_threads(
     fp32_thread_macs multiply-adds, plus one, at most `threads`, so a small layer runs on the
     calling thread alone (no fork/join, no speed-up). A call is one op of the row, or one channel
     group where the runtime runs a float depthwise convolution group by group."""
+    if op["op_class"] in ELEMENTWISE_CLASSES:
+        return elementwise_threads(op, runtime, threads)
     per_thread = runtime.fp32_thread_macs
     if (
         not per_thread

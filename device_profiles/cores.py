@@ -66,6 +66,11 @@ class RuntimeModel:
     # group of a channel-by-channel depthwise convolution): MLAS's MLAS_SGEMM_THREAD_COMPLEXITY;
     # 0 where every call is threaded over all of the session's threads.
     fp32_thread_macs: float
+    # Cycles per element the runtime's thread pool charges a memory-bound op (elementwise,
+    # quantize) when it decides how many threads to split it over; 0 where every op is split
+    # over all threads. dequantize_on_one_thread: its DequantizeLinear runs on the calling thread.
+    elementwise_cycles_per_element: float
+    dequantize_on_one_thread: bool
     # Whether a published figure of a uint8 (asymmetric) model ran the kernels this runtime's int8
     # and fp32 packs run, so that it may calibrate them.
     uint8_references_calibrate: bool
@@ -136,6 +141,8 @@ RUNTIME_FIGURES = {
     "fp32_depthwise_group_cycles": (int, float),
     "fp32_depthwise_expand_bytes_per_flop": (int, float),
     "fp32_thread_macs": (int, float),
+    "elementwise_cycles_per_element": (int, float),
+    "dequantize_on_one_thread": bool,
     "uint8_references_calibrate": bool,
     "int8_dot_classes": list,
 }

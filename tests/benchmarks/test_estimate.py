@@ -364,6 +364,26 @@ def test_onnxruntime_runs_a_small_float_convolution_on_one_thread(tmp_path):
     assert cost_seconds({"ops": [op]}, profile, "litert", 4)[1][0]["threads"] == 4
 
 
+def test_onnxruntime_splits_an_elementwise_op_by_its_size_and_dequantizes_on_one_thread(tmp_path):
+    """ONNX Runtime's thread pool splits an elementwise or quantize op only when Eigen's cost
+    model says so: (n x c - 1e5) / 1e5 + 0.9 threads for n elements (under about 80 000 it runs on
+    the calling thread), and its DequantizeLinear never splits; LiteRT splits every op."""
+    profile = _profile(tmp_path)
+    cycles = runtime_model("onnxruntime").elementwise_cycles_per_element
+
+    def threads(elements, op_class="elementwise", precision="fp32", backend="onnxruntime"):
+        per_element = 5 if op_class == "quantize" else {"fp32": 8, "int8": 2}[precision]
+        op = {"op_class": op_class, "precision": precision, "count": 3, "flops": 0.0,
+              "bytes": 3 * elements * per_element}  # fmt: skip
+        return cost_seconds({"ops": [op]}, profile, backend, 4)[1][0]["threads"]
+
+    assert threads(47_040) == threads(75_264) == 1
+    assert threads(150_528) == int((150_528 * cycles - 1e5) / 1e5 + 0.9) == 3
+    assert threads(1_204_224) == threads(1_204_224, "quantize") == 4
+    assert threads(1_204_224, "quantize", "int8") == 1  # a dequantize
+    assert threads(47_040, "elementwise", "int8", "litert") == 4
+
+
 def test_a_calibration_factor_leaves_memory_bound_time_alone(tmp_path):
     """The factor is fitted on compute-bound references (dense CNNs): a row that the board's
     cache or DRAM bandwidth bounds is unscaled, as the per-op overheads are."""
