@@ -541,6 +541,18 @@ def _graph_totals(
         return node.op_type == "QuantizeLinear" and source is not None and runs_int8(source)
 
     fused = _fused_away(nodes, consumers, graph_outputs)
+    kept = [
+        n for n in nodes
+        if n.op_type in CLAMPS and id(n) not in removed
+        and any((p := producer.get(name)) is not None and p.op_type == "DequantizeLinear"
+                for name in n.input[:1])
+    ]  # fmt: skip
+    if kept:
+        notes.append(
+            f"{len(kept)} Relu/Clip op(s) between a dequantize and a quantize stay in float, each "
+            "with its dequantize and quantize: their quantize's range starts below 0 (activations "
+            "quantized with a zero point of 0, e.g. symmetric); asymmetric activations fold them"
+        )
     totals: dict[_Key, list[float]] = {}
     for node in nodes:
         if node.op_type in CONTROL_FLOW and _subgraphs(node):

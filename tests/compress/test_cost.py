@@ -221,7 +221,9 @@ def test_a_clamp_the_q_does_not_cover_runs_in_float_with_its_pairs(tmp_path, sym
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": symmetric})  # fmt: skip
     ran = _executed_ops(quantized, tmp_path)
-    ops = _ops(cost_summary(quantized))
+    cost = cost_summary(quantized)
+    ops = _ops(cost)
+    assert any("2 Relu/Clip op(s)" in n for n in cost.get("notes", [])) == symmetric
     assert ran.get("QLinearConv") == ops[("conv", "int8")]["count"] == 2
     clamps = ran.get("Clip", 0) + ran.get("Relu", 0)
     assert clamps == (2 if symmetric else 0)
