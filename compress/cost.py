@@ -81,7 +81,9 @@ Q_DQ = ("QuantizeLinear", "DequantizeLinear")
 # The ops of an ONNX QDQ graph that ONNX Runtime's CPU provider runs on int8 data: those its QDQ
 # selector-action transformer (qdq_selector_action_transformer.cc) turns into QLinear kernels
 # or whose Q/DQ it drops. Any other op between a DQ and a Q (HardSwish, Tanh, a Relu or Clip the
-# Q's range does not make redundant, ...) runs in float, and its DQ and Q run as well.
+# Q's range does not make redundant, ...) runs in float, and its DQ and Q run as well. Counted as
+# an Arm build runs it: x86 builds fuse a Conv or MatMul with int8 (not uint8) activations less
+# (QDQIsInt8Allowed), and edgepack writes uint8 activations for x86.
 ORT_QDQ_OPS = frozenset(
     {"Conv", "MatMul", "Gemm", "Add", "Mul", "Sigmoid", "LeakyRelu", "Softmax", "AveragePool",
      "GlobalAveragePool", "Concat", "Where", "MaxPool", "Resize", "Gather", "Reshape",
