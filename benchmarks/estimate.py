@@ -39,6 +39,9 @@ RAM_SHARE_WARNING = 0.5  # a model file over this share of the board's RAM gets 
 SIGMA_INCOMPLETE_COST = 0.7  # added (in quadrature) when the cost summary says it is incomplete
 # An estimate whose uncalibrated part is at least this share says so in its notes.
 UNMEASURED_SHARE_NOTED = 0.3
+# An estimate with at least this share in channel-by-channel depthwise rows names the releases the
+# loop describes (ONNX Runtime before 1.24, which added a NEON depthwise kernel: PR 26688).
+CHANNEL_LOOP_NOTED = 0.2
 
 
 # --- This host: its own microbenchmarks -----------------------------------------------------------
@@ -243,6 +246,14 @@ def estimate_latency(
     records = _read_history(path)
     correction, history_sigma, used = _history_fit(records, profile.name, backend, precision)
     unscaled_share = min(max(fixed * 1e3 / base_ms, 0.0), 1.0) if base_ms > 0 else 0.0
+    # Channel-by-channel rows are all unscaled: their ms are the estimate's before the history.
+    looped = sum(r["ms"] for r in breakdown if "channel_loop_ms" in r) / base_ms if base_ms else 0
+    if looped >= CHANNEL_LOOP_NOTED:
+        notes.append(
+            f"{looped:.0%} of this estimate is float depthwise convolution run channel by channel, "
+            f"as {backend} releases before 1.24 run it; 1.24 and later run 3x3 stride-1 ones with "
+            "a dedicated NEON kernel, so there it is likely high"
+        )
     sigma = _blended_sigma(cal, unscaled_share)
     if history_sigma is not None:
         sigma = history_sigma

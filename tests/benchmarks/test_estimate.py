@@ -271,6 +271,23 @@ def test_onnxruntime_runs_float_depthwise_convolution_channel_by_channel(tmp_pat
     assert "channel_loop_ms" not in ms(int8, "onnxruntime")
 
 
+def test_an_estimate_mostly_in_the_channel_loop_names_the_releases_it_describes(tmp_path):
+    """The loop is ONNX Runtime's before 1.24 (which added a NEON 3x3 depthwise kernel): an
+    estimate that is mostly loop says so; a dense one, and LiteRT's, do not."""
+    profile = _profile(tmp_path)
+    looped = {"op_class": "depthwise_conv", "precision": "fp32", "count": 10, "flops": 2e7,
+              "bytes": 4e6, "groups": 5000}  # fmt: skip
+    dense = {**looped, "op_class": "conv", "flops": 2e9}
+
+    def noted(op, backend="onnxruntime"):
+        e = estimate_latency({"ops": [op]}, profile, backend=backend, history=tmp_path / "h")
+        return any("before 1.24" in note for note in e["notes"])
+
+    assert noted(looped)
+    assert not noted(dense)
+    assert not noted(looped, "litert")
+
+
 def test_the_channel_loop_adds_the_traffic_from_beyond_l2_to_its_compute(tmp_path):
     """The loop copies one channel in and computes it in turn, on one thread: where the row's
     tensors live in DRAM their traffic adds to the compute (timed on this host:
