@@ -308,11 +308,10 @@ def _oduque(profile: str, arch: str, precision: str, ms: float) -> Row:
     estimated at those."""
     board: tuple[float | None, float | None] = (None, None)
     if profile == "rpi5":
-        note = "Pi 5, performance governor, ONNX Runtime 1.27.0, 4 threads"
+        threads, note = 4, "Pi 5, performance governor, ONNX Runtime 1.27.0, 4 threads"
     else:
-        note = "Orin Nano CPU in the 15 W mode, ONNX Runtime 1.24.0, 6 threads"
+        threads, note = 6, "Orin Nano CPU in the 15 W mode, ONNX Runtime 1.24.0, 6 threads"
         board = (1.5, 68.0)
-    threads = 4 if profile == "rpi5" else 6
     if precision == "int8":
         note += "; static QDQ int8, symmetric int8 activations, per-channel int8 weights"
     return Row("held-out", profile, "onnxruntime", arch, precision, threads, ms, ODUQUE, note,
@@ -473,7 +472,8 @@ def build_costs(rows: list[Row], work: Path) -> dict[str, dict[str, Any]]:
             path = fp32
             if kind == ARM_SYMMETRIC:
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx",
-                                         symmetric_int8=True)  # fmt: skip
+                                         activations="int8", symmetric=True, per_channel=True,
+                                         quantize_bias=False)  # fmt: skip
             elif kind != "fp32":
                 path = zoo.quantize_onnx(arch, fp32, work / f"{arch}-{kind}.onnx")
             costs[f"{arch}/{kind}"] = cost_summary(path)

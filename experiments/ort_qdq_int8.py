@@ -88,7 +88,11 @@ def interleaved_medians(runs: dict, rounds: int) -> dict[str, float]:
 
 
 def elementwise_main(threads: int, rounds: int, sizes: tuple[int, ...]) -> None:
-    from edgepack.benchmarks.cost_model import elementwise_threads
+    from edgepack.benchmarks.cost_model import (
+        BYTES_PER_ELEMENT,
+        QUANTIZE_BYTES_PER_ELEMENT,
+        elementwise_threads,
+    )
     from edgepack.device_profiles.cores import runtime_model
 
     runtime = runtime_model("onnxruntime")
@@ -106,7 +110,9 @@ def elementwise_main(threads: int, rounds: int, sizes: tuple[int, ...]) -> None:
             )
             cost = {"op_class": "quantize" if op in QUANTIZERS else "elementwise",
                     "precision": "int8" if op == "DequantizeLinear" else "fp32", "count": 1,
-                    "flops": 0.0, "bytes": n * (5 if op in QUANTIZERS else 8)}  # fmt: skip
+                    "flops": 0.0,
+                    "bytes": n * (QUANTIZE_BYTES_PER_ELEMENT if op in QUANTIZERS
+                                  else BYTES_PER_ELEMENT["fp32"])}  # fmt: skip
             print(f"{op:18s} {n:9d} {medians[1] * 1e6:12.1f} {medians[threads] * 1e6:13.1f} "
                   f"{medians[1] / medians[threads]:8.2f} "
                   f"{elementwise_threads(cost, runtime, threads):17d}")  # fmt: skip
@@ -125,41 +131,20 @@ def executed_ops(path: Path, threads: int, feed: dict, work: Path) -> dict[str, 
 
 
 def models_main(names: list[str], threads: int, rounds: int) -> None:
-    import torch
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from edgepack.compress.cost import cost_summary
 
     from . import zoo
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self, spec):
-            torch.manual_seed(1)
-            self.feeds = iter([{k: v.numpy() for k, v in spec.inputs().items()} for _ in range(2)])
-
-        def get_next(self):
-            return next(self.feeds, None)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in names:
             spec = zoo.ZOO[name]
             paths = {"fp32": zoo.export_zoo_model(name, work / f"{name}.onnx")}
-            prepared = work / f"{name}.pre.onnx"  # as zoo.quantize_onnx: no Identity on biases
-            quant_pre_process(str(paths["fp32"]), str(prepared))
             for variant, symmetric in (("int8 zero point kept", False), ("int8 symmetric", True)):
                 path = work / f"{name}-{'sym' if symmetric else 'asym'}.onnx"
-                quantize_static(str(prepared), str(path), Feeds(spec),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                extra_options={"ActivationSymmetric": symmetric})  # fmt: skip
-                paths[variant] = path
+                paths[variant] = zoo.quantize_onnx(
+                    name, paths["fp32"], path, symmetric=symmetric, per_channel=True
+                )
             feed = {k: v.numpy() for k, v in spec.inputs().items()}
             sessions = {v: session(p, threads) for v, p in paths.items()}
             medians = interleaved_medians(

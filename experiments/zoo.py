@@ -377,12 +377,20 @@ def export_zoo_model(name: str, dest: PathLike) -> Path:
 
 
 def quantize_onnx(
-    name: str, source: PathLike, dest: PathLike, samples: int = 2, symmetric_int8: bool = False
+    name: str,
+    source: PathLike,
+    dest: PathLike,
+    samples: int = 2,
+    *,
+    activations: str = "uint8",
+    symmetric: bool = False,
+    per_channel: bool = False,
+    quantize_bias: bool = True,
 ) -> Path:
     """Quantize an exported zoo model the way its kind usually is: QDQ static int8 (uint8
     activations, int8 weights, calibrated on random inputs; latency does not depend on accuracy)
-    or dynamic int8 for transformers. symmetric_int8: int8 activations with zero point 0 and
-    int8 per-channel weights, bias left in float, as some Arm deployments quantize."""
+    or dynamic int8 for transformers. The keywords change the static scheme: int8 activations,
+    activations with zero point 0 (symmetric), per-channel weights, bias left in float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -411,16 +419,15 @@ def quantize_onnx(
     # Identity nodes on shared biases, which otherwise keep some convolutions in float.
     prepared = Path(dest).with_suffix(".pre.onnx")
     quant_pre_process(str(source), str(prepared))
-    symmetric = {"ActivationSymmetric": True, "QuantizeBias": False}
     quantize_static(
         str(prepared),
         str(dest),
         RandomInputs(),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8 if symmetric_int8 else QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        per_channel=symmetric_int8,
-        extra_options=symmetric if symmetric_int8 else {},
+        per_channel=per_channel,
+        extra_options={"ActivationSymmetric": symmetric, "QuantizeBias": quantize_bias},
     )
     return Path(dest)
 
