@@ -177,6 +177,10 @@ ODUQUE = "https://github.com/ODuqueDvise/edge-ai-benchmark/blob/master/results/O
 # The int8 variant of ODUQUE's rows, quantized as its scripts/quantize_int8.py does: static QDQ,
 # int8 activations with zero point 0 (ActivationSymmetric), int8 per-channel weights, float bias.
 ARM_SYMMETRIC = "int8-symmetric"
+# A system's results; each row's figure is in <model>/singlestream/performance/run_1/.
+MLPERF = "https://github.com/mlcommons/inference_results_{}/tree/master/{}/Krai/results/{}"
+NOBUO = ("https://github.com/NobuoTsukamoto/benchmarks/blob/HEAD/tensorflow/lite/"
+         "tf1_detection_model_zoo/raspi.md")  # fmt: skip
 WITHIN = 0.30  # the target band: |estimate / published - 1| <= 30%
 
 
@@ -191,9 +195,9 @@ class Row:
     published_ms: float
     source: str
     note: str
-    # False where the published run used kernels edgepack never runs (TensorFlow Lite's own uint8
-    # kernels, without XNNPACK: TensorFlow 1.x, or a 2021 Makefile build of the C++ library): the
-    # row is printed, and summarised on its own line.
+    # False where the published run used kernels edgepack never runs (TensorFlow Lite's own
+    # kernels, without XNNPACK: TensorFlow 1.x, a 2021 Makefile build of the C++ library, or a
+    # CMake build with XNNPACK off): the row is printed, and summarised on its own line.
     runtime_modelled: bool = True
     # The board's CPU clock and memory bandwidth in the published run, where the source says they
     # differ from the profile's (a reference's board_clock_ghz, board_bandwidth_gbs): the row is
@@ -318,6 +322,71 @@ def _oduque(profile: str, arch: str, precision: str, ms: float) -> Row:
                True, *board, ARM_SYMMETRIC if precision == "int8" else None)  # fmt: skip
 
 
+def _mlperf(round_: str, model: str, ms: float) -> Row:
+    """MLPerf Inference's Raspberry Pi 4 SingleStream runs (Krai, open division; ResNet-50 in the
+    closed one): krai/ck-mlperf's image-classification-tflite-loadgen calls
+    interpreter->SetNumThreads(hardware_concurrency()), 4 on a Pi 4, and applies no delegate, and
+    its "-ruy" systems link the CK package lib-tflite built `with.ruy`, which turns ruy on and
+    leaves -DTFLITE_ENABLE_XNNPACK=OFF (ctuning/ck-tensorflow, package/lib-tflite-cmake: XNNPACK
+    only `with.xnnpack`, a separate system): TensorFlow Lite's own kernels, other kernels. The
+    figure is LoadGen's mean latency (>= 1024 queries and 600 s; a query copies the preprocessed
+    image in, runs Invoke() and reads the 1000 scores)."""
+    profile, system, tflite = MLPERF_SYSTEMS[round_]
+    arch, precision = MLPERF_MODELS[model]
+    division = "closed" if model == "resnet50" else "open"
+    note = (f"MLPerf {round_} SingleStream, {system}: TFLite {tflite} C++ with ruy, XNNPACK off, "
+            f"4 threads; mean of LoadGen's queries; {model}")  # fmt: skip
+    return Row("held-out", profile, "litert", arch, precision, 4, ms,
+               MLPERF.format(round_, division, system), note, False)  # fmt: skip
+
+
+# One round per clock of the Pi 4, the latest TFLite of each: 1.5 GHz (v1.1, Ubuntu 20.04 64-bit)
+# and 1.8 GHz (v2.1, a Pi 4 Rev 1.4, Ubuntu 22.04 64-bit), as the systems/*.json files say.
+MLPERF_SYSTEMS = {
+    "v1.1": ("rpi4-1.5ghz", "rpi4coral-fan.on-tflite-v2.5.0-ruy", "2.5.0"),
+    "v2.1": ("rpi4-1.8ghz", "rpi4-tflite-v2.7.1-ruy", "2.7.1"),
+}
+MLPERF_MODELS = {  # the result directory -> (arch, precision); the quantized MobileNets are
+    # TensorFlow's uint8 ones, EfficientNet-Lite0's is full-integer int8 with uint8 input/output
+    "mobilenet-v1-1.0-224-non-quantized": ("mobilenet_v1", "fp32"),
+    "mobilenet-v1-1.0-224-quantized": ("mobilenet_v1", "uint8"),
+    "mobilenet-v2-1.0-224-non-quantized": ("mobilenet_v2", "fp32"),
+    "mobilenet-v2-1.0-224-quantized": ("mobilenet_v2", "uint8"),
+    "mobilenet-v3-large_224_1.0_float": ("mobilenet_v3_large", "fp32"),
+    "mobilenet-v3-large_224_1.0_uint8": ("mobilenet_v3_large", "uint8"),
+    "mobilenet-v3-small_224_1.0_float": ("mobilenet_v3_small", "fp32"),
+    "mobilenet-v3-small_224_1.0_uint8": ("mobilenet_v3_small", "uint8"),
+    "efficientnet-lite0-non-quantized": ("efficientnet_lite0", "fp32"),
+    "efficientnet-lite0-quantized": ("efficientnet_lite0", "int8"),
+    "resnet50": ("resnet50", "fp32"),
+}
+# "Mean latency (ns)" of each run_1/mlperf_log_summary.txt / 1e6, in MLPERF_MODELS' order
+MLPERF_MS = {
+    "v1.1": (69.911, 29.324, 57.094, 24.822, 53.488, 27.203, 20.681, 11.096, 69.408, 32.384,
+             527.419),
+    "v2.1": (67.571, 27.281, 63.166, 23.683, 55.910, 24.686, 22.426, 9.731, 75.337, 29.748,
+             575.256),
+}  # fmt: skip
+
+
+def _nobuo(profile: str, board: str, threads: int, ms: float) -> Row:
+    """NobuoTsukamoto/benchmarks (2021): TF1 detection zoo SSD MobileNet v2 (300x300, float),
+    tflite_runtime 2.5.0 with XNNPACK (PINTO0309's wheel) on Raspberry Pi OS 64-bit, 350 runs
+    at --thread N; the mean after 50 warm-up runs of set_input_tensor + invoke()
+    (tflite-cv-example's benchmark_tflite.py), the graph's TFLite_Detection_PostProcess (NMS)
+    included, as in the Pi 5 SSD rows."""
+    note = (f"tflite_runtime 2.5.0 + XNNPACK, fp32, {threads} thread(s), {board}, 64-bit OS; mean "
+            "of set_input + invoke() incl. the NMS op")  # fmt: skip
+    return Row("held-out", profile, "litert", "ssd_mobilenet_v2", "fp32", threads, ms, NOBUO,
+               note)  # fmt: skip
+
+
+NOBUO_MS = {  # raspi.md, "Latency mean (ms)", SSD Mobilenet v2 FP32, threads 1-4
+    ("rpi4-1.5ghz", "Raspberry Pi 4 Model B Rev 1.2"): (498.06, 327.27, 320.19, 318.97),
+    ("rpi3b-plus", "Raspberry Pi 3 Model B+"): (714.44, 432.01, 367.88, 532.58),
+}
+
+
 NANO, PI4 = "Jetson Nano", "Raspberry Pi 4 (clock not stated: 1.5 GHz assumed)"
 ISPCOJP_MORE_MS = {  # (profile, page, threads): ms in ISPCOJP_MORE's order
     ("rpi4-1.8ghz", "RPi4", 4):
@@ -419,6 +488,21 @@ ROWS = [
     _oduque("jetson-orin-nano", "mobilenet_v2", "int8", 12.509),
     _oduque("jetson-orin-nano", "resnet50", "fp32", 90.094),
     _oduque("jetson-orin-nano", "resnet50", "int8", 36.013),
+    # Seventh session: all held out, added before any estimate of them was made. MLPerf's Pi 4
+    # runs of TensorFlow Lite's own kernels (other kernels: one round per Pi 4 clock, see
+    # MLPERF_SYSTEMS), and XNNPACK's 1- to 4-thread SSD MobileNet v2 on the Pi 4 and the Pi 3 B+
+    # (the source's 64-bit OS columns: edgepack's runtimes ship aarch64 wheels, no armv7 ones).
+    # Its int8 rows are SSDLite, which experiments.zoo does not build.
+    *[
+        _mlperf(round_, model, ms)
+        for round_, figures in MLPERF_MS.items()
+        for model, ms in zip(MLPERF_MODELS, figures, strict=True)
+    ],
+    *[
+        _nobuo(profile, board, threads, ms)
+        for (profile, board), figures in NOBUO_MS.items()
+        for threads, ms in enumerate(figures, start=1)
+    ],
 ]
 
 
@@ -677,7 +761,7 @@ def print_disagreements(rows: list[Row]) -> None:
     for group in pairs:
         low, high = min(r.published_ms for r in group), max(r.published_ms for r in group)
         first, figures = group[0], " vs ".join(f"{r.published_ms:g}" for r in group)
-        print(f"  {first.profile:<13}{first.arch:<21}{first.precision:<6}{first.threads:>3} thr  "
+        print(f"  {first.profile:<17}{first.arch:<21}{first.precision:<6}{first.threads:>3} thr  "
               f"{figures} ms: x{high / low:.2f}")  # fmt: skip
 
 
