@@ -265,12 +265,13 @@ def estimate_latency(
         )
     notes += [f"cost summary: {n}" for n in cost.get("notes", [])]
     if cost.get("complete") is False:
-        # Some ops were not sized (a dynamic dim, a Loop's trip count): the model may run
-        # several times longer than counted, so the range says that rather than looking sure.
+        # Some ops were not sized (a dynamic dim, a Loop's trip count, a non-max suppression):
+        # the model may run several times longer than counted, so the range says that rather
+        # than looking sure.
         sigma = math.hypot(sigma, SIGMA_INCOMPLETE_COST)
         notes.append(
-            "the cost summary is incomplete (some ops could not be sized): the estimate may be "
-            f"low, and its range is widened to x{math.exp(sigma):.1f}"
+            "the cost summary is incomplete (its notes say what it could not count): the "
+            f"estimate may be low, and its range is widened to x{math.exp(sigma):.1f}"
         )
     latency = base_ms * correction
     low, high = latency * math.exp(-sigma), latency * math.exp(sigma)

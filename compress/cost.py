@@ -59,6 +59,7 @@ _CLASS_OPS = {
     "layout": """Reshape Transpose Flatten Squeeze Unsqueeze Concat Split Slice Expand Tile Pad
         Identity Shape Size ConstantOfShape Range DepthToSpace SpaceToDepth QLinearConcat""",
     "quantize": "QuantizeLinear DequantizeLinear DynamicQuantizeLinear",
+    "nms": "NonMaxSuppression",
 }
 OP_CLASSES: dict[str, str] = {op: cls for cls, ops in _CLASS_OPS.items() for op in ops.split()}
 CLASS_ORDER = (
@@ -72,7 +73,16 @@ CLASS_ORDER = (
     "gather",
     "layout",
     "quantize",
+    "nms",
     "other",
+)
+# Non-max suppression's work depends on how many boxes pass its score threshold and on its kind
+# (one pass over the best class of each box, or one per class), not on tensor shapes: a graph
+# with one is counted by the bytes it moves and marked incomplete, so the estimate says so and
+# widens its range (experiments/detection_postprocess.py times both kinds).
+NMS_NOTE = (
+    "{ops}: non-max suppression, whose time depends on how many boxes pass its score threshold "
+    "and on its kind, not on tensor shapes; counted by the bytes it moves only"
 )
 # ONNX Runtime folds Q/DQ pairs around these classes into int8 kernels (QLinearConv, QLinearMatMul,
 # QLinearAdd, ...), so in a QDQ graph they run on int8 data and the pairs cost nothing.
@@ -210,6 +220,7 @@ CLASS_FLOPS: dict[str, Callable[[onnx.NodeProto, list[_Tensor | None], _Tensor |
     "gather": _per_output_element(0),
     "layout": _per_output_element(0),
     "quantize": _per_output_element(2),
+    "nms": _per_output_element(0),
     "other": _per_output_element(1),
 }
 
@@ -589,7 +600,7 @@ def _graph_totals(
         elif op_class == "gather":
             read = [written[0], *read[1:]]  # a lookup reads the rows it returns, not the table
         moved = [t.nbytes if t is not None else None for t in (*read, *written)]
-        if any(b is None for b in moved):
+        if any(b is None for b in moved) or op_class == "nms":
             unknown.add(node.op_type)
         out = tensors.get(node.output[0]) if node.output else None
         flops = CLASS_FLOPS[op_class](node, ins, out)
@@ -750,7 +761,8 @@ def cost_summary(
     'sequence' entry, default batch=1, sequence=128), and the binding is recorded; a dim
     nobody sized raises CostError. Ops inside If/Loop/Scan subgraphs are counted
     (_add_control_flow); `notes` says how, and `complete` is false when some tensor or trip
-    count could not be sized, so the estimate widens its range. The graph is costed as ONNX
+    count could not be sized or the graph has a non-max suppression (NMS_NOTE), so the estimate
+    widens its range. The graph is costed as ONNX
     Runtime's CPU provider runs it, not as the file lists it: constant subgraphs are folded; in
     a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
     kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
@@ -771,10 +783,13 @@ def cost_summary(
     notes: list[str] = []
     unknown: set[str] = set()
     totals = _graph_totals(proto.graph, tensors, set(), unknown, notes)
-    if unknown:
+    nms = sorted(op for op in unknown if OP_CLASSES.get(op) == "nms")
+    if nms:
+        notes.append(NMS_NOTE.format(ops=", ".join(nms)))
+    if unsized := sorted(unknown - set(nms)):
         message = (
-            f"some ops could not be sized ({', '.join(sorted(unknown))}); their FLOPs and "
-            "bytes are undercounted"
+            f"some ops could not be sized ({', '.join(unsized)}); their FLOPs and bytes are "
+            "undercounted"
         )
         notes.append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
@@ -827,6 +842,7 @@ _TFLITE_CLASS_OPS = {
         MIRROR_PAD SQUEEZE EXPAND_DIMS PACK UNPACK TILE BROADCAST_TO SHAPE DEPTH_TO_SPACE
         SPACE_TO_DEPTH""",
     "quantize": "QUANTIZE DEQUANTIZE",
+    "nms": "NON_MAX_SUPPRESSION_V4 NON_MAX_SUPPRESSION_V5 TFLite_Detection_PostProcess",
 }
 TFLITE_OP_CLASSES = {op: cls for cls, ops in _TFLITE_CLASS_OPS.items() for op in ops.split()}
 TFLITE_VIEW_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # LiteRT aliases their buffers
@@ -859,7 +875,8 @@ def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
     Depthwise rows carry their channel counts, as cost_summary's. An op whose data
     input is int8/uint8 counts as int8, and so does a hybrid (dynamic-range) op
     with int8 weights; a DEQUANTIZE of a constant (fp16 or int8 weights) is folded before the
-    first run and costs nothing; reshapes copy nothing.
+    first run and costs nothing; reshapes copy nothing. A non-max suppression op marks the
+    summary incomplete, as cost_summary does (NMS_NOTE).
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -923,11 +940,13 @@ def tflite_cost_summary(model: str | os.PathLike[str]) -> dict[str, Any]:
         if name == "DEPTHWISE_CONV_2D" and len(inputs) > 1 and shape(inputs[1]):
             entry[3] += shape(inputs[1])[-1]  # output channels: one group each
     rows = _rows(totals)
+    nms = sorted({op["op_name"] for op in ops if TFLITE_OP_CLASSES.get(op["op_name"]) == "nms"})
     return {
         "parameters": parameters,
         "flops": float(sum(r["flops"] for r in rows)),
         "shape_assumptions": {},
         "ops": rows,
+        **({"complete": False, "notes": [NMS_NOTE.format(ops=", ".join(nms))]} if nms else {}),
     }
 
 

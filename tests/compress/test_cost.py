@@ -299,6 +299,30 @@ def test_summary_matches_the_manifest_schema_and_cli_prints_it(tmp_path, capsys)
     assert "softmax" in capsys.readouterr().out
 
 
+def test_a_non_max_suppression_is_counted_by_its_bytes_and_marks_the_summary_incomplete():
+    """Its work depends on the scores, not the shapes: the summary says so, without the warning
+    an op it could not size gets."""
+    model = _model(
+        [helper.make_node("NonMaxSuppression", ["boxes", "scores", "n", "iou", "min"], ["keep"])],
+        [helper.make_tensor_value_info("boxes", F, [1, 50, 4]),
+         helper.make_tensor_value_info("scores", F, [1, 3, 50])],
+        [helper.make_tensor_value_info("keep", TensorProto.INT64, ["selected", 3])],
+        [numpy_helper.from_array(np.array([10], np.int64), "n"),
+         numpy_helper.from_array(np.array([0.5], np.float32), "iou"),
+         numpy_helper.from_array(np.array([0.1], np.float32), "min")],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = cost_summary(model)
+    assert [(r["op_class"], r["count"]) for r in cost["ops"]] == [("nms", 1)]
+    assert cost["ops"][0]["bytes"] == 4 * (50 * 4 + 3 * 50 + 2) + 8  # its inputs; keep is unsized
+    assert cost["complete"] is False
+    assert cost["notes"] == [
+        "NonMaxSuppression: non-max suppression, whose time depends on how many boxes pass its "
+        "score threshold and on its kind, not on tensor shapes; counted by the bytes it moves only"
+    ]
+
+
 def test_every_class_in_the_table_has_a_flop_rule():
     from edgepack.compress.cost import CLASS_FLOPS, CLASS_ORDER
 
