@@ -762,11 +762,11 @@ def cost_summary(
     nobody sized raises CostError. Ops inside If/Loop/Scan subgraphs are counted
     (_add_control_flow); `notes` says how, and `complete` is false when some tensor or trip
     count could not be sized or the graph has a non-max suppression (NMS_NOTE), so the estimate
-    widens its range. The graph is costed as ONNX
-    Runtime's CPU provider runs it, not as the file lists it: constant subgraphs are folded; in
-    a QDQ graph the Q/DQ pairs around convolutions, matmuls and elementwise ops fold into int8
-    kernels (those ops count as int8 and move int8); the fusions in EPILOGUES and PROLOGUES
-    remove ops; views (Reshape, ...) copy nothing; a lookup reads only the rows it returns.
+    widens its range. The graph is costed as ONNX Runtime's CPU provider runs it, not as the
+    file lists it: constant subgraphs are folded; in a QDQ graph the Q/DQ pairs around
+    convolutions, matmuls and elementwise ops fold into int8 kernels (those ops count as int8
+    and move int8); the fusions in EPILOGUES and PROLOGUES remove ops; views (Reshape, ...) copy
+    nothing; a lookup reads only the rows it returns.
     Depthwise rows carry their channel-group count (`groups`, pack schema 1.3 on).
 
     >>> cost_summary("mobilenet_v2.onnx")["flops"]  # doctest: +SKIP
