@@ -123,6 +123,13 @@ def scores(boxes: int, classes: int, seed: int = 1) -> np.ndarray:
     return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
 
+def tflite_inputs(boxes: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The op's two inputs: random box encodings, and scores() behind a background column."""
+    encodings = np.random.default_rng(2).normal(0, 1, (1, boxes, 4)).astype(np.float32)
+    background = np.zeros((boxes, 1), np.float32)
+    return encodings, np.concatenate([background, scores(boxes, classes)], 1)[None]
+
+
 def _corners(boxes: int) -> np.ndarray:
     a = anchors(boxes)
     return np.concatenate([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], 1)[None]
@@ -136,10 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from edgepack.compress.cost import cost_summary, tflite_cost_summary
 
-    score = scores(args.boxes, args.classes)
-    encodings = np.random.default_rng(2).normal(0, 1, (1, args.boxes, 4)).astype(np.float32)
-    with_background = np.concatenate([np.zeros((args.boxes, 1), np.float32), score], 1)[None]
-    onnx_feed = {"boxes": _corners(args.boxes), "scores": score.T[None].copy()}
+    feed = tflite_inputs(args.boxes, args.classes)
+    onnx_feed = {"boxes": _corners(args.boxes), "scores": feed[1][0, :, 1:].T[None].copy()}
     runs, summaries = {}, {}
     with tempfile.TemporaryDirectory() as work:
         for detections in DETECTIONS:
@@ -152,9 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 interpreter = Interpreter(model_path=str(path), num_threads=1)
                 interpreter.allocate_tensors()
-                first, second = (d["index"] for d in interpreter.get_input_details())
-                interpreter.set_tensor(first, encodings)
-                interpreter.set_tensor(second, with_background)
+                for detail, tensor in zip(interpreter.get_input_details(), feed, strict=True):
+                    interpreter.set_tensor(detail["index"], tensor)
                 runs[name], summaries[name] = interpreter.invoke, tflite_cost_summary(path)
             name = f"NonMaxSuppression per-class {detections}"
             path = Path(work) / f"{len(runs)}.onnx"

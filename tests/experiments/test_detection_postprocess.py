@@ -17,7 +17,7 @@ from edgepack.device_profiles import load_profile  # noqa: E402
 from experiments.detection_postprocess import (  # noqa: E402
     detection_postprocess_tflite,
     main,
-    scores,
+    tflite_inputs,
 )
 
 
@@ -29,10 +29,8 @@ def test_the_tflite_op_runs_in_litert_and_keeps_the_detections_asked_for(tmp_pat
     path.write_bytes(detection_postprocess_tflite(200, 5, 7, regular))
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
-    first, second = (d["index"] for d in interpreter.get_input_details())
-    interpreter.set_tensor(first, np.zeros((1, 200, 4), np.float32))
-    background = np.zeros((200, 1), np.float32)
-    interpreter.set_tensor(second, np.concatenate([background, scores(200, 5)], 1)[None])
+    for detail, tensor in zip(interpreter.get_input_details(), tflite_inputs(200, 5), strict=True):
+        interpreter.set_tensor(detail["index"], tensor)
     interpreter.invoke()
     out = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
     assert out["num_detections"].tolist() == [7.0]
