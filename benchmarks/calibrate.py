@@ -223,7 +223,8 @@ def calibration(
 
     own: geometric mean of published / uncalibrated over the profile's references of that backend
     and precision (of the other precision when it has none: wider). same-core: the mean of the
-    factors of the other profiles with the same core type (borrow=True). uncalibrated: factor 1,
+    factors of the other profiles with the same core type (borrow=True), each times the boards'
+    per-clock ratio on a table that has both (board_ratio). uncalibrated: factor 1,
     widest range. A reference at another thread count than `threads` widens the range too.
     """
     used, skipped = own_references(profile, backend)
@@ -253,7 +254,8 @@ def calibration(
             "skipped": skipped,
             "borrowed_from": {name: fit["factor"] for name, fit in lent.items()},
             "status": f"no {backend} calibration of its own: borrows that of "
-            f"{', '.join(lent)} (same {profile.cpu.core} core), so its range is wider",
+            f"{', '.join(lent)} (same {profile.cpu.core} core{_ratios_said(lent)}), so its range "
+            "is wider",
         }
     # An uncalibrated int8 estimate also rests on the runtime's int8 rate (when it is assumed).
     int8_extra = precision_sigma(profile, backend) if precision_group(precision) == "int8" else 0.0
@@ -286,7 +288,26 @@ def _same_core_fits(
             continue
         used, _ = own_references(other, backend)
         if used:
-            fits[name] = _fit(
+            fit = _fit(
                 used, precision, threads, threads_sigma(profile), precision_sigma(profile, backend)
             )
+            fit["board_ratio"] = board_ratio(profile, other)
+            fit["factor"] *= fit["board_ratio"]
+            fits[name] = fit
     return fits
+
+
+def _ratios_said(lent: dict[str, dict[str, Any]]) -> str:
+    said = [f"{name}'s factor x{fit['board_ratio']:.2f}, the boards' per-clock ratio in a "
+            "published table of both" for name, fit in lent.items()
+            if abs(fit["board_ratio"] - 1) > 0.005]  # fmt: skip
+    return f"; {'; '.join(said)}" if said else ""
+
+
+def board_ratio(profile: DeviceProfile, lender: DeviceProfile) -> float:
+    """How much slower per clock `profile`'s cores ran a compute-bound CNN than `lender`'s (same
+    core type) in a published table that has both (cpu.one_thread_cnn_mcycles): what separates
+    the boards that the cost model does not see, carried with the lent factor. 1 where either
+    profile lacks the figure."""
+    mine, theirs = profile.cpu.one_thread_cnn_mcycles, lender.cpu.one_thread_cnn_mcycles
+    return mine / theirs if mine and theirs else 1.0

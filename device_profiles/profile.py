@@ -48,6 +48,11 @@ class Cpu:
     # Speed-up of all `cores` threads over one, measured on the board (a published 1-thread /
     # all-core pair); the cost model's thread scaling for this board (docs/latency-model.md).
     all_core_speedup: float | None = None
+    # Megacycles one core took for a compute-bound fp32 CNN in a published table that covers
+    # several boards (the geometric mean over its models, times the clock it ran at). Boards of one
+    # core type differ in it by what the cost model does not see (memory latency, the SoC), so a
+    # calibration lent between them carries the ratio (benchmarks/calibrate.py).
+    one_thread_cnn_mcycles: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "cpu.simd_width_bits": (_INT, True),
     "cpu.features": (_STR_LIST, True),
     "cpu.all_core_speedup": (_FLOAT, False),
+    "cpu.one_thread_cnn_mcycles": (_FLOAT, False),
     "memory.ram_gib": (_FLOAT, True),
     "memory.bandwidth_gbs": (_FLOAT, True),
     "memory.bandwidth_kind": (_STR, True),

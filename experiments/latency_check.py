@@ -619,7 +619,7 @@ json.dump(out, sys.stdout)
 UNKNOWN_TO_OLD = (
     '"memory.l2_kib"', '"memory.l2_shared"', '"memory.l3_kib"', '"memory.bandwidth_gbs"',
     '"memory.bandwidth_kind"', '"cpu.all_core_speedup"', '"board_clock_ghz"',
-    '"board_bandwidth_gbs"',
+    '"board_bandwidth_gbs"', '"cpu.one_thread_cnn_mcycles"',
 )  # fmt: skip
 
 

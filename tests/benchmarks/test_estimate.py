@@ -607,6 +607,23 @@ def test_a_board_without_references_borrows_from_the_same_core_only(tmp_path, mo
     assert calibration(other, "litert")["kind"] == "uncalibrated"
 
 
+def test_a_lent_factor_carries_the_boards_per_clock_ratio_from_a_table_of_both(
+    tmp_path, monkeypatch
+):
+    raw = cost_seconds(MOBILENET_V1["fp32"], _profile(tmp_path), "litert", 4)[0] * 1e3
+    lender = _profile(tmp_path, "lender", references=_reference(3 * raw),
+                      extra_cpu="one_thread_cnn_mcycles = 400")  # fmt: skip
+    monkeypatch.setattr(calibrate, "list_profiles", lambda: ["host", "lender"])
+    monkeypatch.setattr(calibrate, "load_profile", {"lender": lender}.__getitem__)
+    plain = calibration(_profile(tmp_path, "plain"), "litert")
+    slower = calibration(_profile(tmp_path, "slower", extra_cpu="one_thread_cnn_mcycles = 600"),
+                         "litert")  # fmt: skip
+    assert slower["factor"] == pytest.approx(1.5 * plain["factor"])  # 600 / 400 megacycles
+    assert "x1.50" in slower["status"] and "x1." not in plain["status"]
+    with pytest.raises(ProfileError, match="'cpu.one_thread_cnn_mcycles' must be greater than 0"):
+        _profile(tmp_path, "bad", extra_cpu="one_thread_cnn_mcycles = 0")
+
+
 def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
     for name in ("rpi4-1.5ghz", "rpi3b-plus"):
         profile = load_profile(name)
@@ -616,8 +633,11 @@ def test_the_bundled_calibrated_boards_reproduce_their_references(tmp_path):
             for ref in cal["references"]:
                 error = ref["uncalibrated_ms"] * cal["factor"] / ref["published_ms"]
                 assert 0.7 < error < 1.4, (name, ref)
-    zero = calibration(load_profile("rpi-zero-2w"), "litert")
+    zero = calibration(load_profile("rpi-zero-2w"), "litert", "fp32", 4)
     assert zero["kind"] == "same-core" and "rpi3b-plus" in zero["borrowed_from"]
+    # ncnn's table: one Zero 2 W core took 842 megacycles where a Pi 3 B+ one took 626
+    b_plus = calibration(load_profile("rpi3b-plus"), "litert", "fp32", 4)
+    assert zero["factor"] == pytest.approx(b_plus["factor"] * 842 / 626)
     assert calibration(load_profile("jetson-nano"), "litert")["kind"] == "uncalibrated"
     pi5 = calibration(load_profile("rpi5"), "litert", "int8", 4)  # its one LiteRT figure is uint8
     assert pi5["kind"] == "uncalibrated" and pi5["skipped"]
